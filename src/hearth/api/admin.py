@@ -1,0 +1,33 @@
+"""Liveness, readiness and metrics: `/`, `/health`, `/metrics`."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hearth.api.common import GATEWAY, json_response
+
+
+async def root(request: web.Request) -> web.Response:
+    return web.Response(text="hearth is running")  # what Ollama clients probe for
+
+
+async def health(request: web.Request) -> web.Response:
+    reg = request.app[GATEWAY].registry
+    models = {name: ("ready" if b.ready else "loading") for name, b in reg.backends.items()}
+    ready = all(state == "ready" for state in models.values())
+    return json_response(
+        {"status": "ready" if ready else "loading", "models": models}, status=200 if ready else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = request.app[GATEWAY].metrics.registry.render()
+    return web.Response(
+        text=body, content_type="text/plain", charset="utf-8", headers={"X-Content-Type-Options": "nosniff"}
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/", root)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)

@@ -1,0 +1,71 @@
+"""Plumbing both dialects share: bounded body reads, JSON responses, error wrapping."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hearth.core.errors import BadRequest, HearthError, PayloadTooLarge
+from hearth.core.pipeline import Gateway
+
+log = logging.getLogger("hearth")
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorRenderer = Callable[[HearthError], web.Response]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+async def read_body(request: web.Request) -> bytes:
+    limit = request.app[MAX_BODY]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes"
+        )
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes") from None
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+    if not body:
+        raise BadRequest("the request body is empty; send a JSON object")
+    return body
+
+
+def guarded(render_error: ErrorRenderer) -> Callable[[Handler], Handler]:
+    """Turn HearthErrors (and bugs) raised before a response started into the dialect's error body."""
+
+    def wrap(handler: Handler) -> Handler:
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except HearthError as e:
+                return render_error(e)
+            except (ConnectionResetError, web.HTTPException):
+                raise
+            except Exception as e:
+                log.exception("unhandled error on %s %s", request.method, request.path)
+                return render_error(HearthError(f"internal error: {type(e).__name__}: {e}"))
+
+        run.__name__ = handler.__name__
+        return run
+
+    return wrap
+
+
+def error_headers(e: HearthError) -> dict[str, str] | None:
+    if e.retry_after is not None:
+        return {"Retry-After": str(max(1, round(e.retry_after)))}
+    return None

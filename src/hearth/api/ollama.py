@@ -1,0 +1,279 @@
+"""The Ollama dialect: `/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/ps`, `/api/version`.
+
+Ollama streams by default (NDJSON, one object per line) and reports durations in nanoseconds in
+its final line; errors are `{"error": "..."}`, also as the last line of a broken stream.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hearth import __version__
+from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body
+from hearth.api.schemas import (
+    OllamaChatBody,
+    OllamaGenerateBody,
+    OllamaShowBody,
+    ollama_options,
+    parse,
+)
+from hearth.core.errors import BadRequest, HearthError
+from hearth.core.pipeline import Stream
+from hearth.core.types import (
+    ChatRequest,
+    Finish,
+    Message,
+    ModelInfo,
+    Sampling,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+)
+
+_NS = 1_000_000_000
+
+
+def render_error(e: HearthError) -> web.Response:
+    return json_response({"error": e.message}, status=e.status, headers=error_headers(e))
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _sampling(raw_options: dict[str, Any] | None) -> Sampling:
+    o = ollama_options(raw_options)
+    stop = [o.stop] if isinstance(o.stop, str) else list(o.stop or [])
+    # num_predict -1 (forever) and -2 (fill the context) both mean "until the context ends" here.
+    max_tokens = o.num_predict if o.num_predict and o.num_predict > 0 else None
+    return Sampling(
+        max_tokens=max_tokens, temperature=o.temperature, top_p=o.top_p,
+        top_k=o.top_k, min_p=o.min_p, stop=stop, seed=o.seed, presence_penalty=o.presence_penalty,
+        frequency_penalty=o.frequency_penalty, repeat_penalty=o.repeat_penalty,
+    )  # fmt: skip
+
+
+def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    if fmt is None or fmt == "":
+        return None
+    if fmt == "json":
+        return {"type": "json_object"}
+    if isinstance(fmt, dict):
+        return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt, "strict": True}}
+    raise BadRequest(f'format: must be "json" or a JSON schema object, got {fmt!r}', param="format")
+
+
+def _final_fields(stream: Stream, reason: str) -> dict[str, Any]:
+    total = time.perf_counter() - stream.t0
+    u = stream.usage
+    evaluated = (u.prompt_tokens - (u.cached_tokens or 0)) if u else 0
+    out: dict[str, Any] = {
+        "done": True, "done_reason": reason, "total_duration": int(total * _NS), "load_duration": 0,
+        "prompt_eval_count": evaluated, "prompt_eval_duration": int(((u and u.prompt_seconds) or 0) * _NS),
+        "eval_count": u.completion_tokens if u else 0,
+        "eval_duration": int(((u and u.completion_seconds) or 0) * _NS),
+    }  # fmt: skip
+    return out
+
+
+def _done_reason(f: Finish | None) -> str:
+    return "length" if f is not None and f.reason == "length" else "stop"
+
+
+def _tool_calls(calls: dict[int, ToolCallDelta]) -> list[dict[str, Any]]:
+    out = []
+    for i in sorted(calls):
+        c = calls[i]
+        try:
+            args = orjson.loads(c.arguments or "{}")
+        except orjson.JSONDecodeError:
+            args = c.arguments
+        out.append({"function": {"name": c.name or "", "arguments": args}})
+    return out
+
+
+@guarded(render_error)
+async def chat(request: web.Request) -> web.StreamResponse:
+    body = parse(OllamaChatBody, await read_body(request))
+    if not body.messages:  # Ollama loads the model and answers at once
+        request.app[GATEWAY].registry.get(body.model)
+        return json_response({"model": body.model, "created_at": _now(),
+                              "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"})  # fmt: skip
+    msgs = []
+    for m in body.messages:
+        calls = None
+        if m.tool_calls:
+            calls = [ToolCall(f"call_{i}", c.function.name, c.function.arguments if isinstance(c.function.arguments, str)
+                              else orjson.dumps(c.function.arguments).decode()) for i, c in enumerate(m.tool_calls)]  # fmt: skip
+        msgs.append(Message(m.role, m.content, images=m.images, tool_calls=calls, name=m.tool_name))
+    req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
+                      tools=body.tools, response_format=_format(body.format), extensions=body.hearth or {})  # fmt: skip
+    return await _respond(request, req, chat=True)
+
+
+@guarded(render_error)
+async def generate(request: web.Request) -> web.StreamResponse:
+    body = parse(OllamaGenerateBody, await read_body(request))
+    if not body.prompt and not body.images:
+        request.app[GATEWAY].registry.get(body.model)
+        return json_response({"model": body.model, "created_at": _now(), "response": "", "done": True,
+                              "done_reason": "load"})  # fmt: skip
+    if body.template:
+        raise BadRequest(
+            "template: custom prompt templates are not supported; use raw: true", param="template"
+        )
+    if body.raw:
+        req = ChatRequest(model=body.model, prompt=body.prompt, sampling=_sampling(body.options), stream=body.stream,
+                          extensions=body.hearth or {})  # fmt: skip
+    else:
+        msgs = [Message("system", body.system)] if body.system else []
+        msgs.append(Message("user", body.prompt, images=body.images))
+        req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
+                          response_format=_format(body.format), extensions=body.hearth or {})  # fmt: skip
+    return await _respond(request, req, chat=False)
+
+
+async def _respond(request: web.Request, req: ChatRequest, *, chat: bool) -> web.StreamResponse:
+    stream = await request.app[GATEWAY].open("ollama", req)
+    headers = {"x-hearth-backend": stream.backend}
+    try:
+        if not req.stream:
+            parts: list[str] = []
+            calls: dict[int, ToolCallDelta] = {}
+            async for c in stream:
+                if type(c) is TextDelta:
+                    parts.append(c.text)
+                elif type(c) is ToolCallDelta:
+                    _merge(calls, c)
+            out: dict[str, Any] = {"model": req.model, "created_at": _now()}
+            if chat:
+                out["message"] = {"role": "assistant", "content": "".join(parts)}
+                if calls:
+                    out["message"]["tool_calls"] = _tool_calls(calls)
+            else:
+                out["response"] = "".join(parts)
+            out.update(_final_fields(stream, _done_reason(stream.finish)))
+            return json_response(out, headers=headers)
+        return await _ndjson(request, stream, req, chat, headers)
+    finally:
+        await stream.aclose()
+
+
+def _merge(calls: dict[int, ToolCallDelta], c: ToolCallDelta) -> None:
+    have = calls.get(c.index)
+    if have is None:
+        calls[c.index] = ToolCallDelta(c.index, c.id, c.name, c.arguments)
+    else:
+        have.name = have.name or c.name
+        have.arguments += c.arguments
+
+
+async def _ndjson(
+    request: web.Request, stream: Stream, req: ChatRequest, chat: bool, headers: dict[str, str]
+) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson", **headers})
+    await resp.prepare(request)
+    write = resp.write
+    model = orjson.dumps(req.model)
+    created = orjson.dumps(_now())
+    if chat:
+        pre = (
+            b'{"model":' + model + b',"created_at":' + created + b',"message":{"role":"assistant","content":'
+        )
+        post = b'},"done":false}\n'
+    else:
+        pre = b'{"model":' + model + b',"created_at":' + created + b',"response":'
+        post = b',"done":false}\n'
+    calls: dict[int, ToolCallDelta] = {}
+    try:
+        async for c in stream:
+            if type(c) is TextDelta:
+                await write(pre + orjson.dumps(c.text) + post)
+            elif type(c) is ToolCallDelta:
+                _merge(calls, c)
+        final: dict[str, Any] = {"model": req.model, "created_at": _now()}
+        if chat:
+            final["message"] = {"role": "assistant", "content": ""}
+            if calls:  # Ollama sends tool calls whole, not as fragments
+                final["message"]["tool_calls"] = _tool_calls(calls)
+        else:
+            final["response"] = ""
+            final["context"] = []
+        final.update(_final_fields(stream, _done_reason(stream.finish)))
+        await write(orjson.dumps(final) + b"\n")
+    except ConnectionError:
+        return resp
+    except Exception as e:
+        msg = e.message if isinstance(e, HearthError) else f"internal error: {type(e).__name__}: {e}"
+        try:
+            await write(orjson.dumps({"error": msg}) + b"\n")
+        except ConnectionError:
+            return resp
+    await resp.write_eof()
+    return resp
+
+
+def _details(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "parent_model": "", "format": "gguf" if info.backend == "llamacpp" else info.backend,
+        "family": info.family, "families": [info.family] if info.family else None,
+        "parameter_size": info.parameter_size, "quantization_level": info.quantization,
+    }  # fmt: skip
+
+
+def _tag(name: str, info: ModelInfo) -> dict[str, Any]:
+    return {
+        "name": name, "model": name, "modified_at": "2025-01-01T00:00:00Z", "size": info.size_bytes,
+        "digest": info.digest, "details": _details(info),
+    }  # fmt: skip
+
+
+async def tags(request: web.Request) -> web.Response:
+    reg = request.app[GATEWAY].registry
+    return json_response({"models": [_tag(n, reg.get(n).info()) for n in reg.names()]})
+
+
+async def ps(request: web.Request) -> web.Response:
+    reg = request.app[GATEWAY].registry
+    expires = (datetime.now(UTC) + timedelta(days=3650)).isoformat().replace("+00:00", "Z")
+    models = []
+    for name, backend in reg.backends.items():
+        info = backend.info()
+        if info.backend == "llamacpp" and info.loaded:
+            models.append({**_tag(name, info), "expires_at": expires, "size_vram": 0})
+    return json_response({"models": models})
+
+
+@guarded(render_error)
+async def show(request: web.Request) -> web.Response:
+    body = parse(OllamaShowBody, await read_body(request))
+    name = body.model or body.name
+    if not name:
+        raise BadRequest("model: field required", param="model")
+    info = request.app[GATEWAY].registry.get(name).info()
+    model_info: dict[str, Any] = {"general.architecture": info.family or info.backend}
+    if info.context_length:
+        model_info[f"{info.family or info.backend}.context_length"] = info.context_length
+    return json_response({
+        "modelfile": f"# served by hearth ({info.backend})\nFROM {info.extra.get('path') or info.extra.get('upstream_model', name)}\n",
+        "parameters": "", "template": info.template, "details": _details(info), "model_info": model_info,
+        "capabilities": ["completion", "tools"], "modified_at": "2025-01-01T00:00:00Z",
+    })  # fmt: skip
+
+
+async def version(request: web.Request) -> web.Response:
+    return json_response({"version": __version__})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/api/chat", chat)
+    app.router.add_post("/api/generate", generate)
+    app.router.add_get("/api/tags", tags)
+    app.router.add_post("/api/show", show)
+    app.router.add_get("/api/ps", ps)
+    app.router.add_get("/api/version", version)

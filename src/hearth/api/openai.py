@@ -1,0 +1,282 @@
+"""The OpenAI dialect: `/v1/chat/completions`, `/v1/completions`, `/v1/models`.
+
+Stream events are assembled from pre-serialised byte templates, so a token costs one `orjson.dumps`
+of its text and one socket write, not a dict build and a full serialisation.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body
+from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, parse
+from hearth.core.errors import BadRequest, HearthError
+from hearth.core.pipeline import Stream
+from hearth.core.types import (
+    ChatRequest,
+    Finish,
+    Message,
+    Sampling,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+_DONE = b"data: [DONE]\n\n"
+
+
+def render_error(e: HearthError) -> web.Response:
+    body = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
+    return json_response(body, status=e.status, headers=error_headers(e))
+
+
+def _error_event(e: BaseException) -> bytes:
+    if not isinstance(e, HearthError):
+        e = HearthError(f"internal error: {type(e).__name__}: {e}")
+    err = {"message": e.message, "type": e.type, "param": e.param, "code": e.code}
+    return b"data: " + orjson.dumps({"error": err}) + b"\n\n"
+
+
+def _sampling(b: _OpenAISampling, max_tokens: int | None) -> Sampling:
+    if b.n is not None and b.n > 1:
+        raise BadRequest("n: only n=1 is supported", param="n")
+    if b.logprobs:
+        raise BadRequest("logprobs: not supported", param="logprobs")
+    bias: dict[int, float] | None = None
+    if b.logit_bias:
+        try:
+            bias = {int(k): v for k, v in b.logit_bias.items()}
+        except ValueError:
+            raise BadRequest("logit_bias: keys must be token ids", param="logit_bias") from None
+    stop = [b.stop] if isinstance(b.stop, str) else list(b.stop or [])
+    return Sampling(
+        max_tokens=max_tokens, temperature=b.temperature, top_p=b.top_p, top_k=b.top_k, min_p=b.min_p,
+        stop=stop, seed=b.seed, presence_penalty=b.presence_penalty, frequency_penalty=b.frequency_penalty,
+        repeat_penalty=b.repeat_penalty, logit_bias=bias,
+    )  # fmt: skip
+
+
+def _message(m: OpenAIMessage) -> Message:
+    images: list[str] | None = None
+    if isinstance(m.content, list):
+        texts = []
+        for part in m.content:
+            if part.type == "text":
+                texts.append(part.text or "")
+            elif part.type == "image_url":
+                url = part.image_url.get("url") if isinstance(part.image_url, dict) else part.image_url
+                images = [*(images or []), str(url)]
+        content = "".join(texts)
+    else:
+        content = m.content or ""
+    calls = (
+        [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls]
+        if m.tool_calls
+        else None
+    )
+    role = "tool" if m.role == "function" else m.role
+    return Message(role, content, name=m.name, tool_calls=calls, tool_call_id=m.tool_call_id, images=images)
+
+
+def chat_request(b: ChatCompletionBody) -> ChatRequest:
+    return ChatRequest(
+        model=b.model, messages=[_message(m) for m in b.messages],
+        sampling=_sampling(b, b.max_completion_tokens or b.max_tokens), stream=b.stream,
+        tools=b.tools, tool_choice=b.tool_choice, response_format=b.response_format,
+        extensions=b.hearth or {},
+    )  # fmt: skip
+
+
+def _usage_json(u: Usage | None) -> dict[str, Any]:
+    if u is None:
+        return {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    out: dict[str, Any] = {
+        "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
+        "total_tokens": u.prompt_tokens + u.completion_tokens,
+    }  # fmt: skip
+    if u.cached_tokens is not None:
+        out["prompt_tokens_details"] = {"cached_tokens": u.cached_tokens}
+    return out
+
+
+async def _collect(stream: Stream) -> tuple[str, list[dict[str, Any]], str]:
+    parts: list[str] = []
+    calls: dict[int, dict[str, Any]] = {}
+    reason = "stop"
+    async for c in stream:
+        if type(c) is TextDelta:
+            parts.append(c.text)
+        elif type(c) is ToolCallDelta:
+            call = calls.setdefault(c.index, {"id": c.id or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                                              "function": {"name": "", "arguments": ""}})  # fmt: skip
+            if c.name:
+                call["function"]["name"] += c.name
+            call["function"]["arguments"] += c.arguments
+        elif type(c) is Finish:
+            reason = c.reason
+    return "".join(parts), [calls[i] for i in sorted(calls)], reason
+
+
+def _headers(stream: Stream) -> dict[str, str]:
+    return {"x-hearth-backend": stream.backend}
+
+
+async def _open(request: web.Request, req: ChatRequest) -> Stream:
+    return await request.app[GATEWAY].open("openai", req)
+
+
+@guarded(render_error)
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = parse(ChatCompletionBody, await read_body(request))
+    req = chat_request(body)
+    stream = await _open(request, req)
+    try:
+        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if not req.stream:
+            text, calls, reason = await _collect(stream)
+            msg: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+            if calls:
+                msg["tool_calls"] = calls
+            out = {
+                "id": cid, "object": "chat.completion", "created": created, "model": req.model,
+                "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": reason}],
+                "usage": _usage_json(stream.usage), "system_fingerprint": None,
+            }  # fmt: skip
+            return json_response(out, headers=_headers(stream))
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        head = orjson.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
+                             "system_fingerprint": None})[:-1]  # fmt: skip
+        return await _sse(request, stream, head, include_usage, chat=True)
+    finally:
+        await stream.aclose()
+
+
+@guarded(render_error)
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = parse(CompletionBody, await read_body(request))
+    prompt = body.prompt
+    if isinstance(prompt, list):
+        if len(prompt) != 1:
+            raise BadRequest("prompt: only a single prompt per request is supported", param="prompt")
+        prompt = prompt[0]
+    req = ChatRequest(model=body.model, prompt=prompt, sampling=_sampling(body, body.max_tokens or 16),
+                      stream=body.stream, extensions=body.hearth or {})  # fmt: skip
+    stream = await _open(request, req)
+    try:
+        cid = f"cmpl-{uuid.uuid4().hex}"
+        created = int(time.time())
+        if not req.stream:
+            text, _, reason = await _collect(stream)
+            if body.echo:
+                text = prompt + text
+            out = {
+                "id": cid, "object": "text_completion", "created": created, "model": req.model,
+                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}],
+                "usage": _usage_json(stream.usage),
+            }  # fmt: skip
+            return json_response(out, headers=_headers(stream))
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        head = orjson.dumps({"id": cid, "object": "text_completion", "created": created, "model": req.model})[
+            :-1
+        ]
+        return await _sse(
+            request, stream, head, include_usage, chat=False, echo=prompt if body.echo else None
+        )
+    finally:
+        await stream.aclose()
+
+
+async def _sse(
+    request: web.Request,
+    stream: Stream,
+    head: bytes,
+    include_usage: bool,
+    *,
+    chat: bool,
+    echo: str | None = None,
+) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                       **_headers(stream)})  # fmt: skip
+    await resp.prepare(request)
+    write = resp.write
+    if chat:
+        pre = b"data: " + head + b',"choices":[{"index":0,"delta":{"content":'
+        post = b'},"logprobs":null,"finish_reason":null}]}\n\n'
+        await write(b"data: " + head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
+                    b'"logprobs":null,"finish_reason":null}]}\n\n')  # fmt: skip
+    else:
+        pre = b"data: " + head + b',"choices":[{"index":0,"text":'
+        post = b',"logprobs":null,"finish_reason":null}]}\n\n'
+        if echo:
+            await write(pre + orjson.dumps(echo) + post)
+    try:
+        async for c in stream:
+            tc = type(c)
+            if tc is TextDelta:
+                await write(pre + orjson.dumps(c.text) + post)  # type: ignore[union-attr]
+            elif tc is ToolCallDelta and chat:
+                fn: dict[str, Any] = {"arguments": c.arguments}  # type: ignore[union-attr]
+                d: dict[str, Any] = {"index": c.index, "function": fn}  # type: ignore[union-attr]
+                if c.id:  # type: ignore[union-attr]
+                    d["id"], d["type"] = c.id, "function"  # type: ignore[union-attr]
+                if c.name:  # type: ignore[union-attr]
+                    fn["name"] = c.name  # type: ignore[union-attr]
+                await write(b"data: " + head + b',"choices":[{"index":0,"delta":{"tool_calls":'
+                            + orjson.dumps([d]) + b'},"logprobs":null,"finish_reason":null}]}\n\n')  # fmt: skip
+            elif tc is Finish:
+                reason = orjson.dumps(c.reason)  # type: ignore[union-attr]
+                if chat:
+                    await write(b"data: " + head + b',"choices":[{"index":0,"delta":{},"logprobs":null,'
+                                b'"finish_reason":' + reason + b"}]}\n\n")  # fmt: skip
+                else:
+                    await write(b"data: " + head + b',"choices":[{"index":0,"text":"","logprobs":null,'
+                                b'"finish_reason":' + reason + b"}]}\n\n")  # fmt: skip
+        if include_usage:
+            await write(b"data: " + head + b',"choices":[],"usage":' + orjson.dumps(_usage_json(stream.usage))
+                        + b"}\n\n")  # fmt: skip
+        await write(_DONE)
+    except (ConnectionResetError, ConnectionError):
+        return resp  # the client left; closing the stream (caller's finally) stops generation
+    except Exception as e:
+        # Failed after the 200 went out: end with an error event, never a silent truncation.
+        try:
+            await write(_error_event(e))
+        except ConnectionError:
+            return resp
+    await resp.write_eof()
+    return resp
+
+
+def _model_entry(name: str, owned_by: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": owned_by}
+
+
+async def list_models(request: web.Request) -> web.Response:
+    reg = request.app[GATEWAY].registry
+    data = []
+    for name in reg.names():
+        info = reg.get(name).info()
+        data.append(_model_entry(name, info.owned_by))
+    return json_response({"object": "list", "data": data})
+
+
+@guarded(render_error)
+async def get_model(request: web.Request) -> web.Response:
+    reg = request.app[GATEWAY].registry
+    name = request.match_info["id"]
+    info = reg.get(name).info()
+    return json_response(_model_entry(name, info.owned_by))
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v1/chat/completions", chat_completions)
+    app.router.add_post("/v1/completions", completions)
+    app.router.add_get("/v1/models", list_models)
+    app.router.add_get("/v1/models/{id:.+}", get_model)

@@ -1,0 +1,214 @@
+"""Request bodies of both APIs, validated by pydantic straight from the raw bytes.
+
+Unknown fields are rejected with the field's name (a typo like `max_token` would otherwise be
+ignored silently and the user would wonder why the answer is so long). Fields that OpenAI defines
+but hearth does not act on are accepted and listed, so standard clients never break.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hearth.core.errors import BadRequest
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+T = TypeVar("T", bound=BaseModel)
+
+
+# --- OpenAI ---------------------------------------------------------------------------------------
+
+
+class ContentPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+    image_url: Any = None
+
+
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str = ""
+
+
+class ToolCallIn(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = ""
+    type: str = "function"
+    function: FunctionCall
+
+
+class OpenAIMessage(_Body):
+    role: Literal["system", "user", "assistant", "tool", "developer", "function"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
+    refusal: str | None = None
+    function_call: Any = None
+    audio: Any = None
+    reasoning_content: str | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class _OpenAISampling(_Body):
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    n: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    logit_bias: dict[str, float] | None = None
+    logprobs: bool | int | None = None
+    user: str | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    # llama.cpp / vLLM extensions that OpenAI-style clients send through extra_body
+    top_k: int | None = Field(None, ge=0)
+    min_p: float | None = Field(None, ge=0, le=1)
+    repeat_penalty: float | None = Field(None, gt=0)
+    hearth: dict[str, Any] | None = None
+
+
+class ChatCompletionBody(_OpenAISampling):
+    model: str
+    messages: list[OpenAIMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    top_logprobs: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    response_format: dict[str, Any] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: Any = None
+    metadata: dict[str, Any] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    modalities: list[str] | None = None
+    prediction: Any = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    prompt_cache_key: str | None = None
+    safety_identifier: str | None = None
+
+
+class CompletionBody(_OpenAISampling):
+    model: str
+    prompt: str | list[str]
+    echo: bool | None = None
+    best_of: int | None = None
+    suffix: str | None = None
+
+
+# --- Ollama ---------------------------------------------------------------------------------------
+
+# Options Ollama accepts; the runtime ones (GPU, threads, mmap...) are accepted and ignored, since
+# hearth's engine is configured once in hearth's config.
+_OLLAMA_IGNORED_OPTIONS = {
+    "num_keep", "typical_p", "repeat_last_n", "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta",
+    "penalize_newline", "numa", "num_ctx", "num_batch", "num_gpu", "main_gpu", "low_vram", "vocab_only",
+    "use_mmap", "use_mlock", "num_thread", "f16_kv", "logits_all", "embedding_only", "rope_frequency_base",
+    "rope_frequency_scale",
+}  # fmt: skip
+
+
+class OllamaOptions(_Body):
+    model_config = ConfigDict(extra="forbid")
+    num_predict: int | None = None
+    temperature: float | None = Field(None, ge=0)
+    top_k: int | None = Field(None, ge=0)
+    top_p: float | None = Field(None, ge=0, le=1)
+    min_p: float | None = Field(None, ge=0, le=1)
+    stop: list[str] | str | None = None
+    seed: int | None = None
+    repeat_penalty: float | None = Field(None, gt=0)
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+class OllamaToolCallFn(BaseModel):
+    name: str
+    arguments: dict[str, Any] | str = Field(default_factory=dict)
+
+
+class OllamaToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    function: OllamaToolCallFn
+
+
+class OllamaMessage(_Body):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    images: list[str] | None = None
+    tool_calls: list[OllamaToolCall] | None = None
+    tool_name: str | None = None
+    thinking: str | None = None
+
+
+class _OllamaCommon(_Body):
+    model: str
+    stream: bool = True
+    format: str | dict[str, Any] | None = None
+    options: dict[str, Any] | None = None
+    keep_alive: str | int | float | None = None
+    think: bool | str | None = None
+    hearth: dict[str, Any] | None = None
+
+
+class OllamaChatBody(_OllamaCommon):
+    messages: list[OllamaMessage] = Field(default_factory=list)
+    tools: list[dict[str, Any]] | None = None
+
+
+class OllamaGenerateBody(_OllamaCommon):
+    prompt: str = ""
+    suffix: str | None = None
+    system: str | None = None
+    template: str | None = None
+    context: list[int] | None = None
+    raw: bool = False
+    images: list[str] | None = None
+
+
+class OllamaShowBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    name: str | None = None  # older clients
+    verbose: bool | None = None
+
+
+def ollama_options(raw: dict[str, Any] | None) -> OllamaOptions:
+    raw = {k: v for k, v in (raw or {}).items() if k not in _OLLAMA_IGNORED_OPTIONS}
+    return parse(OllamaOptions, raw, prefix="options.")
+
+
+def parse(cls: type[T], data: bytes | dict[str, Any], prefix: str = "") -> T:
+    """Validate, turning the first pydantic error into a BadRequest that names the field."""
+    try:
+        if isinstance(data, bytes):
+            return cls.model_validate_json(data)
+        return cls.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        if err["type"] == "json_invalid":
+            raise BadRequest(f"malformed JSON body: {err['msg'].removeprefix('Invalid JSON: ')}") from None
+        if err["type"] == "model_type" and not err["loc"]:
+            raise BadRequest("the request body must be a JSON object") from None
+        loc = prefix + ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "missing":
+            msg = "field required"
+        raise BadRequest(f"{loc}: {msg}", param=loc or None) from None

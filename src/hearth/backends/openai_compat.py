@@ -1,0 +1,173 @@
+"""Any OpenAI-compatible provider: OpenAI, DeepSeek, DashScope's compatible mode, vLLM, another hearth.
+
+Streams are passed through event by event as they arrive: each SSE line becomes a chunk at once,
+nothing is collected. A stream that ends without `[DONE]` or a finish reason is a truncation and
+ends in an error chunk, never in silence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from hearth.backends.http import HttpProvider
+from hearth.config import OpenAIModel
+from hearth.core.errors import UpstreamError
+from hearth.core.types import (
+    ChatRequest,
+    Chunk,
+    Finish,
+    Message,
+    ModelInfo,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+_FINISH = {"stop", "length", "tool_calls", "content_filter"}
+
+
+def message_to_openai(m: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.images:
+        parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+        for img in m.images:
+            url = img if img.startswith(("data:", "http://", "https://")) else f"data:image/png;base64,{img}"
+            parts.append({"type": "image_url", "image_url": {"url": url}})
+        out["content"] = parts
+    if m.name:
+        out["name"] = m.name
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in m.tool_calls
+        ]
+        if not m.content:
+            out["content"] = None
+    if m.tool_call_id:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+class OpenAICompatBackend:
+    def __init__(self, name: str, cfg: OpenAIModel) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.http = HttpProvider(name, cfg)
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name, backend="openai", owned_by=self.http.base_url,
+            context_length=self.cfg.context_length, extra={"upstream_model": self.http.upstream_model},
+        )  # fmt: skip
+
+    def _body(self, req: ChatRequest) -> dict[str, Any]:
+        s = req.sampling
+        body: dict[str, Any] = {"model": self.http.upstream_model, "stream": req.stream}
+        if req.prompt is not None:
+            body["messages"] = [{"role": "user", "content": req.prompt}]
+        else:
+            body["messages"] = [message_to_openai(m) for m in req.messages]
+        for key in ("max_tokens", "temperature", "top_p", "seed", "presence_penalty", "frequency_penalty"):
+            v = getattr(s, key)
+            if v is not None:
+                body[key] = v
+        if s.stop:
+            body["stop"] = s.stop
+        if s.logit_bias:
+            body["logit_bias"] = {str(k): v for k, v in s.logit_bias.items()}
+        if req.tools:
+            body["tools"] = req.tools
+            if req.tool_choice is not None:
+                body["tool_choice"] = req.tool_choice
+        if req.response_format:
+            body["response_format"] = req.response_format
+        if req.stream and self.cfg.stream_usage:
+            body["stream_options"] = {"include_usage": True}
+        return body
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        path = "/chat/completions"
+        async with self.http.post(path, self._body(request)) as resp:
+            if not request.stream:
+                try:
+                    data = orjson.loads(await resp.read())
+                    choice = data["choices"][0]
+                    msg = choice.get("message") or {}
+                except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as e:
+                    raise UpstreamError(f"{self.http.where()} sent an invalid completion: {e}") from e
+                if msg.get("content"):
+                    yield TextDelta(msg["content"])
+                for i, call in enumerate(msg.get("tool_calls") or []):
+                    fn = call.get("function") or {}
+                    yield ToolCallDelta(i, call.get("id"), fn.get("name"), fn.get("arguments") or "")
+                if u := data.get("usage"):
+                    yield _usage(u)
+                reason = choice.get("finish_reason")
+                yield Finish(reason if reason in _FINISH else "stop")
+                return
+            pending: Finish | None = None
+            async for raw in resp.content:
+                line = raw.strip()
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, comments (": ping"), event: lines
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    break
+                try:
+                    event = orjson.loads(payload)
+                except orjson.JSONDecodeError as e:
+                    raise UpstreamError(
+                        f"{self.http.where()} sent broken stream data: {payload[:200]!r}"
+                    ) from e
+                if not isinstance(event, dict):
+                    raise UpstreamError(f"{self.http.where()} sent broken stream data: {payload[:200]!r}")
+                if err := event.get("error"):
+                    msg = err.get("message") if isinstance(err, dict) else err
+                    raise UpstreamError(f"{self.http.where()} failed mid-stream: {msg}")
+                for choice in event.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    if text := delta.get("content"):
+                        yield TextDelta(text)
+                    for call in delta.get("tool_calls") or ():
+                        fn = call.get("function") or {}
+                        yield ToolCallDelta(call.get("index", 0), call.get("id"), fn.get("name"),
+                                            fn.get("arguments") or "")  # fmt: skip
+                    if reason := choice.get("finish_reason"):
+                        pending = Finish(reason if reason in _FINISH else "stop")
+                if u := event.get("usage"):
+                    yield _usage(u)
+                    if pending is not None:
+                        break  # usage is the last event; do not wait on [DONE]
+            # A stream without a finish reason was cut short, whether or not [DONE] came.
+            if pending is None:
+                raise UpstreamError(f"{self.http.where()} ended the stream before it finished")
+            # Read to EOF (normally just [DONE] and the chunked terminator, already sent) so that the
+            # connection goes back to the pool instead of being closed.
+            while await resp.content.readany():
+                pass
+            yield pending
+
+    async def list_models(self) -> list[str]:
+        data = await self.http.get_json("/models")
+        return [m.get("id", "") for m in data.get("data", [])]
+
+
+def _usage(u: dict[str, Any]) -> Usage:
+    details = u.get("prompt_tokens_details") or {}
+    return Usage(
+        int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0),
+        cached_tokens=details.get("cached_tokens"),
+    )  # fmt: skip

@@ -1,0 +1,79 @@
+"""Errors that cross the backend/dialect boundary.
+
+Each carries the HTTP status and the OpenAI-style type/code, so every dialect can render it in
+its own format without knowing where it came from.
+"""
+
+from __future__ import annotations
+
+
+class HearthError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.retry_after = retry_after
+
+
+class BadRequest(HearthError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ContextLengthExceeded(BadRequest):
+    code = "context_length_exceeded"
+
+
+class ModelNotFound(HearthError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(HearthError):
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class Overloaded(HearthError):
+    """The local engine's wait queue is full: the client should retry later or elsewhere."""
+
+    status = 503
+    type = "server_error"
+    code = "overloaded"
+
+
+class NotReady(HearthError):
+    status = 503
+    type = "server_error"
+    code = "model_loading"
+
+
+class UpstreamError(HearthError):
+    """A remote provider failed (refused, 5xx, broken stream)."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"

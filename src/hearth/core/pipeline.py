@@ -1,0 +1,120 @@
+"""From a parsed request to a stream of chunks, with metrics, and errors surfaced early.
+
+`Gateway.open()` pulls the first chunk before the dialect sends any HTTP header: a provider that is
+down, an unknown model or an overlong prompt then gets a proper status code (404, 400, 502...)
+rather than a 200 followed by an error event. After that, failures arrive as exceptions from the
+iterator, and the dialect ends the stream with its own error event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from hearth.core.errors import HearthError
+from hearth.core.registry import ModelRegistry
+from hearth.core.types import ChatRequest, Chunk, ErrorChunk, Finish, TextDelta, ToolCallDelta, Usage
+from hearth.metrics import GatewayMetrics
+
+log = logging.getLogger("hearth")
+
+
+class Stream:
+    """An open generation: iterate it for chunks; always `aclose()` it (dialects use try/finally)."""
+
+    __slots__ = ("_done", "_it", "_labels", "_metrics", "_pending", "api", "backend", "finish",
+                 "model", "status", "t0", "ttft", "usage")  # fmt: skip
+
+    def __init__(self, api: str, model: str, backend: str, it: AsyncIterator[Chunk], metrics: GatewayMetrics):
+        self.api, self.model, self.backend = api, model, backend
+        self._it = it
+        self._metrics = metrics
+        self._labels = (model, backend)
+        self._pending: Chunk | None = None
+        self._done = False
+        self.t0 = time.perf_counter()
+        self.ttft: float | None = None
+        self.usage: Usage | None = None
+        self.finish: Finish | None = None
+        self.status = "ok"
+
+    async def prime(self) -> None:
+        """Wait for the first chunk, so that early failures raise before any byte is sent."""
+        try:
+            self._pending = await self._it.__anext__()
+        except StopAsyncIteration:
+            self._done = True
+        except BaseException as e:
+            self._failed(e)
+            await self.aclose()
+            raise
+
+    def __aiter__(self) -> Stream:
+        return self
+
+    async def __anext__(self) -> Chunk:
+        if self._pending is not None:
+            c, self._pending = self._pending, None
+        else:
+            if self._done:
+                raise StopAsyncIteration
+            try:
+                c = await self._it.__anext__()
+            except StopAsyncIteration:
+                self._done = True
+                raise
+            except BaseException as e:
+                self._failed(e)
+                raise
+        tc = type(c)
+        if self.ttft is None and (tc is TextDelta or tc is ToolCallDelta):
+            self.ttft = time.perf_counter() - self.t0
+            self._metrics.ttft.observe(self._labels, self.ttft)
+        elif tc is Usage:
+            self.usage = c  # type: ignore[assignment]
+        elif tc is Finish:
+            self.finish = c  # type: ignore[assignment]
+        elif tc is ErrorChunk:
+            self._failed(c.error)  # type: ignore[union-attr]
+            raise c.error  # type: ignore[union-attr]
+        return c
+
+    def _failed(self, e: BaseException) -> None:
+        if isinstance(e, HearthError):
+            code = e.code or e.type
+        elif isinstance(e, Exception):
+            code = "internal_error"
+            log.error("internal error in %s backend %s: %r", self.api, self.backend, e, exc_info=e)
+        else:
+            code = "cancelled"
+        self.status = code
+        self._metrics.errors.inc((self.model, self.backend, code))
+
+    async def aclose(self) -> None:
+        try:
+            aclose = getattr(self._it, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        finally:
+            if self._labels is not None:
+                m = self._metrics
+                m.latency.observe(self._labels, time.perf_counter() - self.t0)
+                m.requests.inc((self.api, self.model, self.backend, self.status))
+                if self.usage is not None:
+                    m.tokens_in.inc(self._labels, self.usage.prompt_tokens)
+                    m.tokens_out.inc(self._labels, self.usage.completion_tokens)
+                self._labels = None  # type: ignore[assignment]
+
+
+class Gateway:
+    def __init__(self, registry: ModelRegistry, metrics: GatewayMetrics | None = None) -> None:
+        self.registry = registry
+        self.metrics = metrics or GatewayMetrics()
+
+    async def open(self, api: str, request: ChatRequest) -> Stream:
+        name = self.registry.canonical(request.model)
+        backend = self.registry.backends[name]
+        stream = Stream(api, name, backend.name, backend.stream(request), self.metrics)
+        await stream.prime()
+        return stream

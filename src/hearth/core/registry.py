@@ -1,0 +1,73 @@
+"""Maps requested model names (and aliases) to backends built once from config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from hearth.config import Config, LocalModel, OllamaModel, OpenAIModel
+from hearth.core.errors import ModelNotFound
+from hearth.core.types import Backend
+
+log = logging.getLogger("hearth")
+
+BackendFactory = Callable[[str, object], Backend]
+
+
+def build_backend(name: str, cfg: LocalModel | OpenAIModel | OllamaModel) -> Backend:
+    # Imports are local so a gateway with only remote models never imports the engine.
+    if isinstance(cfg, LocalModel):
+        from hearth.backends.llamacpp import LlamaCppBackend
+
+        return LlamaCppBackend(name, cfg)
+    if isinstance(cfg, OpenAIModel):
+        from hearth.backends.openai_compat import OpenAICompatBackend
+
+        return OpenAICompatBackend(name, cfg)
+    from hearth.backends.ollama import OllamaBackend
+
+    return OllamaBackend(name, cfg)
+
+
+class ModelRegistry:
+    def __init__(self, backends: dict[str, Backend], aliases: dict[str, str] | None = None) -> None:
+        self.backends = backends
+        self.aliases = aliases or {}
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> ModelRegistry:
+        backends: dict[str, Backend] = {}
+        aliases: dict[str, str] = {}
+        for name, m in cfg.models.items():
+            backends[name] = build_backend(name, m)
+            for a in m.aliases:
+                aliases[a] = name
+        return cls(backends, aliases)
+
+    def canonical(self, requested: str) -> str:
+        for candidate in (requested, requested.removesuffix(":latest")):
+            if candidate in self.backends:
+                return candidate
+            if candidate in self.aliases:
+                return self.aliases[candidate]
+        known = ", ".join(sorted([*self.backends, *self.aliases]))
+        raise ModelNotFound(f"model {requested!r} not found; available: {known}", param="model")
+
+    def get(self, requested: str) -> Backend:
+        return self.backends[self.canonical(requested)]
+
+    def names(self) -> list[str]:
+        return [*self.backends, *self.aliases]
+
+    async def start(self) -> None:
+        # Local models load one after another (they share the cores); remote ones need no start.
+        for b in self.backends.values():
+            await b.start()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
+
+    @property
+    def ready(self) -> bool:
+        return all(b.ready for b in self.backends.values())

@@ -1,0 +1,143 @@
+"""A small Prometheus text-format exporter.
+
+Written here rather than taken from prometheus_client to keep the per-request cost to a dict
+lookup and a few additions, and start-up free of another import. All updates happen on the event
+loop thread, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+
+LabelValues = tuple[str, ...]
+
+# Fine below 100 ms, where a local first token lives; coarse up to minutes, for remote totals.
+LATENCY_BUCKETS = (
+    0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+    1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+)  # fmt: skip
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: Sequence[str], values: LabelValues, extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+class Counter:
+    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
+        self.name, self.help, self.label_names = name, help, tuple(labels)
+        self.values: dict[LabelValues, float] = {}
+
+    def inc(self, labels: LabelValues = (), amount: float = 1.0) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
+        for lv, v in self.values.items():
+            out.append(f"{self.name}{_labels(self.label_names, lv)} {v:g}")
+        return out
+
+
+class Gauge:
+    """A gauge whose value is read at scrape time from a callback, so nothing has to push it."""
+
+    def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
+        self.name, self.help, self.label_names = name, help, tuple(labels)
+        self.sources: dict[LabelValues, Callable[[], float]] = {}
+
+    def set_function(self, labels: LabelValues, fn: Callable[[], float]) -> None:
+        self.sources[labels] = fn
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge"]
+        for lv, fn in self.sources.items():
+            out.append(f"{self.name}{_labels(self.label_names, lv)} {fn():g}")
+        return out
+
+
+class Histogram:
+    def __init__(
+        self, name: str, help: str, labels: Sequence[str] = (), buckets: Sequence[float] = LATENCY_BUCKETS
+    ) -> None:
+        self.name, self.help, self.label_names = name, help, tuple(labels)
+        self.buckets = tuple(buckets)
+        self.series: dict[LabelValues, list[float]] = {}  # per-bucket counts, then sum, then count
+
+    def observe(self, labels: LabelValues, value: float) -> None:
+        s = self.series.get(labels)
+        if s is None:
+            s = self.series[labels] = [0.0] * (len(self.buckets) + 2)
+        i = bisect_left(self.buckets, value)
+        if i < len(self.buckets):
+            s[i] += 1
+        s[-2] += value
+        s[-1] += 1
+
+    def render(self) -> list[str]:
+        out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        for lv, s in self.series.items():
+            cum = 0.0
+            for b, c in zip(self.buckets, s, strict=False):
+                cum += c
+                le = _labels(self.label_names, lv, 'le="%g"' % b)
+                out.append(f"{self.name}_bucket{le} {cum:g}")
+            inf = _labels(self.label_names, lv, 'le="+Inf"')
+            out.append(f"{self.name}_bucket{inf} {s[-1]:g}")
+            out.append(f"{self.name}_sum{_labels(self.label_names, lv)} {s[-2]:g}")
+            out.append(f"{self.name}_count{_labels(self.label_names, lv)} {s[-1]:g}")
+        return out
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.metrics: list[Counter | Gauge | Histogram] = []
+
+    def counter(self, name: str, help: str, labels: Sequence[str] = ()) -> Counter:
+        m = Counter(name, help, labels)
+        self.metrics.append(m)
+        return m
+
+    def gauge(self, name: str, help: str, labels: Sequence[str] = ()) -> Gauge:
+        m = Gauge(name, help, labels)
+        self.metrics.append(m)
+        return m
+
+    def histogram(self, name: str, help: str, labels: Sequence[str] = ()) -> Histogram:
+        m = Histogram(name, help, labels)
+        self.metrics.append(m)
+        return m
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for m in self.metrics:
+            lines.extend(m.render())
+        return "\n".join(lines) + "\n"
+
+
+class GatewayMetrics:
+    """The gateway's own series. One instance per server."""
+
+    def __init__(self) -> None:
+        r = self.registry = Registry()
+        mb = ("model", "backend")
+        self.requests = r.counter("hearth_requests_total", "Generation requests by API and outcome",
+                                  ("api", "model", "backend", "status"))  # fmt: skip
+        self.errors = r.counter(
+            "hearth_errors_total", "Failed requests by error code", ("model", "backend", "code")
+        )
+        self.ttft = r.histogram("hearth_time_to_first_token_seconds", "Time to first token", mb)
+        self.latency = r.histogram("hearth_request_duration_seconds", "End-to-end request latency", mb)
+        self.tokens_in = r.counter("hearth_prompt_tokens_total", "Prompt tokens", mb)
+        self.tokens_out = r.counter("hearth_completion_tokens_total", "Completion tokens", mb)
+        self.http = r.counter(
+            "hearth_http_requests_total", "HTTP requests by route and status", ("route", "status")
+        )
+        self.engine = r.gauge("hearth_engine_value", "Local engine state (queue, slots, prefix cache)",
+                              ("model", "what"))  # fmt: skip
