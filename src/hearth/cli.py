@@ -65,9 +65,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="hearth", description="A local-first LLM gateway (OpenAI and Ollama APIs)."
-    )
+    p = argparse.ArgumentParser(prog="hearth", description="A local-first LLM gateway (OpenAI and Ollama APIs).")
     p.add_argument("--version", action="version", version=f"hearth {__version__}")
     p.add_argument("--log-level", default=os.environ.get("HEARTH_LOG_LEVEL", "info"),
                    choices=["debug", "info", "warning", "error"])  # fmt: skip

@@ -86,7 +86,7 @@ class Histogram:
             cum = 0.0
             for b, c in zip(self.buckets, s, strict=False):
                 cum += c
-                le = _labels(self.label_names, lv, 'le="%g"' % b)
+                le = _labels(self.label_names, lv, f'le="{b:g}"')
                 out.append(f"{self.name}_bucket{le} {cum:g}")
             inf = _labels(self.label_names, lv, 'le="+Inf"')
             out.append(f"{self.name}_bucket{inf} {s[-1]:g}")
@@ -129,15 +129,11 @@ class GatewayMetrics:
         mb = ("model", "backend")
         self.requests = r.counter("hearth_requests_total", "Generation requests by API and outcome",
                                   ("api", "model", "backend", "status"))  # fmt: skip
-        self.errors = r.counter(
-            "hearth_errors_total", "Failed requests by error code", ("model", "backend", "code")
-        )
+        self.errors = r.counter("hearth_errors_total", "Failed requests by error code", ("model", "backend", "code"))
         self.ttft = r.histogram("hearth_time_to_first_token_seconds", "Time to first token", mb)
         self.latency = r.histogram("hearth_request_duration_seconds", "End-to-end request latency", mb)
         self.tokens_in = r.counter("hearth_prompt_tokens_total", "Prompt tokens", mb)
         self.tokens_out = r.counter("hearth_completion_tokens_total", "Completion tokens", mb)
-        self.http = r.counter(
-            "hearth_http_requests_total", "HTTP requests by route and status", ("route", "status")
-        )
+        self.http = r.counter("hearth_http_requests_total", "HTTP requests by route and status", ("route", "status"))
         self.engine = r.gauge("hearth_engine_value", "Local engine state (queue, slots, prefix cache)",
                               ("model", "what"))  # fmt: skip

@@ -8,9 +8,12 @@ message rather than leaving a gateway that can never become ready.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import signal
 import sys
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -45,10 +48,19 @@ def create_app(cfg: Config, registry: ModelRegistry | None = None) -> web.Applic
     for name, backend in registry.backends.items():
         stats = getattr(backend, "stats", None)
         if stats is not None:
-            for key in ("queue_depth", "active_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
-                        "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens"):  # fmt: skip
-                gateway.metrics.engine.set_function((name, key), lambda s=stats, k=key: float(s().get(k, 0)))
+            for key in ENGINE_STATS:
+                gateway.metrics.engine.set_function((name, key), functools.partial(_stat, stats, key))
     return app
+
+
+ENGINE_STATS = (
+    "queue_depth", "active_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
+    "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens",
+)  # fmt: skip
+
+
+def _stat(stats: Callable[[], dict[str, float]], key: str) -> float:
+    return float(stats().get(key, 0))
 
 
 async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int:
@@ -69,10 +81,8 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-        except (NotImplementedError, RuntimeError):
-            pass
     code = 0
 
     async def load() -> None:

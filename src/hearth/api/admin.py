@@ -15,9 +15,7 @@ async def health(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
     models = {name: ("ready" if b.ready else "loading") for name, b in reg.backends.items()}
     ready = all(state == "ready" for state in models.values())
-    return json_response(
-        {"status": "ready" if ready else "loading", "models": models}, status=200 if ready else 503
-    )
+    return json_response({"status": "ready" if ready else "loading", "models": models}, status=200 if ready else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

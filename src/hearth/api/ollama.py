@@ -68,6 +68,10 @@ def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
     raise BadRequest(f'format: must be "json" or a JSON schema object, got {fmt!r}', param="format")
 
 
+def _args_text(args: dict[str, Any] | str) -> str:
+    return args if isinstance(args, str) else orjson.dumps(args).decode()
+
+
 def _final_fields(stream: Stream, reason: str) -> dict[str, Any]:
     total = time.perf_counter() - stream.t0
     u = stream.usage
@@ -102,14 +106,18 @@ async def chat(request: web.Request) -> web.StreamResponse:
     body = parse(OllamaChatBody, await read_body(request))
     if not body.messages:  # Ollama loads the model and answers at once
         request.app[GATEWAY].registry.get(body.model)
-        return json_response({"model": body.model, "created_at": _now(),
-                              "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "load"})  # fmt: skip
+        loaded = {"role": "assistant", "content": ""}
+        return json_response(
+            {"model": body.model, "created_at": _now(), "message": loaded, "done": True, "done_reason": "load"}
+        )
     msgs = []
     for m in body.messages:
         calls = None
         if m.tool_calls:
-            calls = [ToolCall(f"call_{i}", c.function.name, c.function.arguments if isinstance(c.function.arguments, str)
-                              else orjson.dumps(c.function.arguments).decode()) for i, c in enumerate(m.tool_calls)]  # fmt: skip
+            calls = [
+                ToolCall(f"call_{i}", c.function.name, _args_text(c.function.arguments))
+                for i, c in enumerate(m.tool_calls)
+            ]
         msgs.append(Message(m.role, m.content, images=m.images, tool_calls=calls, name=m.tool_name))
     req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
                       tools=body.tools, response_format=_format(body.format), extensions=body.hearth or {})  # fmt: skip
@@ -124,9 +132,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         return json_response({"model": body.model, "created_at": _now(), "response": "", "done": True,
                               "done_reason": "load"})  # fmt: skip
     if body.template:
-        raise BadRequest(
-            "template: custom prompt templates are not supported; use raw: true", param="template"
-        )
+        raise BadRequest("template: custom prompt templates are not supported; use raw: true", param="template")
     if body.raw:
         req = ChatRequest(model=body.model, prompt=body.prompt, sampling=_sampling(body.options), stream=body.stream,
                           extensions=body.hearth or {})  # fmt: skip
@@ -182,9 +188,7 @@ async def _ndjson(
     model = orjson.dumps(req.model)
     created = orjson.dumps(_now())
     if chat:
-        pre = (
-            b'{"model":' + model + b',"created_at":' + created + b',"message":{"role":"assistant","content":'
-        )
+        pre = b'{"model":' + model + b',"created_at":' + created + b',"message":{"role":"assistant","content":'
         post = b'},"done":false}\n'
     else:
         pre = b'{"model":' + model + b',"created_at":' + created + b',"response":'
@@ -259,8 +263,9 @@ async def show(request: web.Request) -> web.Response:
     model_info: dict[str, Any] = {"general.architecture": info.family or info.backend}
     if info.context_length:
         model_info[f"{info.family or info.backend}.context_length"] = info.context_length
+    source = info.extra.get("path") or info.extra.get("upstream_model", name)
     return json_response({
-        "modelfile": f"# served by hearth ({info.backend})\nFROM {info.extra.get('path') or info.extra.get('upstream_model', name)}\n",
+        "modelfile": f"# served by hearth ({info.backend})\nFROM {source}\n",
         "parameters": "", "template": info.template, "details": _details(info), "model_info": model_info,
         "capabilities": ["completion", "tools"], "modified_at": "2025-01-01T00:00:00Z",
     })  # fmt: skip

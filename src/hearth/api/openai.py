@@ -75,11 +75,7 @@ def _message(m: OpenAIMessage) -> Message:
         content = "".join(texts)
     else:
         content = m.content or ""
-    calls = (
-        [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls]
-        if m.tool_calls
-        else None
-    )
+    calls = [ToolCall(c.id, c.function.name, c.function.arguments) for c in m.tool_calls] if m.tool_calls else None
     role = "tool" if m.role == "function" else m.role
     return Message(role, content, name=m.name, tool_calls=calls, tool_call_id=m.tool_call_id, images=images)
 
@@ -183,12 +179,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
             }  # fmt: skip
             return json_response(out, headers=_headers(stream))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        head = orjson.dumps({"id": cid, "object": "text_completion", "created": created, "model": req.model})[
-            :-1
-        ]
-        return await _sse(
-            request, stream, head, include_usage, chat=False, echo=prompt if body.echo else None
-        )
+        head = orjson.dumps({"id": cid, "object": "text_completion", "created": created, "model": req.model})[:-1]
+        return await _sse(request, stream, head, include_usage, chat=False, echo=prompt if body.echo else None)
     finally:
         await stream.aclose()
 

@@ -109,9 +109,7 @@ class LlamaCppBackend:
         if req.prompt is not None:
             return eng.tokenize(req.prompt, add_special=True)
         if self._formatter is None:
-            raise BadRequest(
-                f"model {self.name!r} has no chat template; configure chat_template or use /completions"
-            )
+            raise BadRequest(f"model {self.name!r} has no chat template; configure chat_template or use /completions")
         msgs = []
         for m in req.messages:
             d: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.content}

@@ -78,9 +78,7 @@ class OllamaBackend:
             body["options"] = opts
         if request.response_format:
             rf = request.response_format
-            body["format"] = (
-                rf.get("json_schema", {}).get("schema") if rf.get("type") == "json_schema" else "json"
-            )
+            body["format"] = rf.get("json_schema", {}).get("schema") if rf.get("type") == "json_schema" else "json"
         if request.prompt is not None:
             path = "/api/generate"
             body.update(prompt=request.prompt, raw=True)
@@ -108,9 +106,7 @@ class OllamaBackend:
                 try:
                     data = orjson.loads(line)
                 except orjson.JSONDecodeError as e:
-                    raise UpstreamError(
-                        f"{self.http.where()} sent a broken stream line: {line[:200]!r}"
-                    ) from e
+                    raise UpstreamError(f"{self.http.where()} sent a broken stream line: {line[:200]!r}") from e
                 for chunk in self._convert(data, key):
                     yield chunk
                 if data.get("done"):
@@ -132,8 +128,8 @@ class OllamaBackend:
             for i, call in enumerate(msg.get("tool_calls") or ()):
                 fn = call.get("function") or {}
                 args = fn.get("arguments")
-                out.append(ToolCallDelta(i, f"call_{i}", fn.get("name"),
-                                         args if isinstance(args, str) else orjson.dumps(args or {}).decode()))  # fmt: skip
+                text = args if isinstance(args, str) else orjson.dumps(args or {}).decode()
+                out.append(ToolCallDelta(i, f"call_{i}", fn.get("name"), text))
         elif text := data.get(key):
             out.append(TextDelta(text))
         if data.get("done"):

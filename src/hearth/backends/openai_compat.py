@@ -129,9 +129,7 @@ class OpenAICompatBackend:
                 try:
                     event = orjson.loads(payload)
                 except orjson.JSONDecodeError as e:
-                    raise UpstreamError(
-                        f"{self.http.where()} sent broken stream data: {payload[:200]!r}"
-                    ) from e
+                    raise UpstreamError(f"{self.http.where()} sent broken stream data: {payload[:200]!r}") from e
                 if not isinstance(event, dict):
                     raise UpstreamError(f"{self.http.where()} sent broken stream data: {payload[:200]!r}")
                 if err := event.get("error"):

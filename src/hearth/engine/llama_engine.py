@@ -115,12 +115,14 @@ class LlamaEngine:
         with self._cv:
             if self._stop:
                 raise HearthError("the engine is shutting down", status=503)
-            waiting = len(self._inbox)
-            if waiting >= self.max_queue and len(self._active) >= self.max_sequences:
+            running, waiting = len(self._active), len(self._inbox)
+            # Jobs in the inbox have not been seated yet, so capacity counts both places together.
+            if running + waiting >= self.max_sequences + self.max_queue:
                 raise Overloaded(
-                    f"the local model is busy: {len(self._active)} running and {waiting} waiting "
-                    f"(max_queue {self.max_queue}); retry later", retry_after=1.0,
-                )  # fmt: skip
+                    f"the local model is busy: {running} running and {waiting} waiting "
+                    f"(max_sequences {self.max_sequences}, max_queue {self.max_queue}); retry later",
+                    retry_after=1.0,
+                )
             self._inbox.append(job)
             self._cv.notify()
 
@@ -218,7 +220,7 @@ class LlamaEngine:
                     self._cv.wait()
                 if self._stop:
                     return
-                admitted = []
+                admitted: list[GenJob] = []
                 while self._inbox and len(self._active) + len(admitted) < self.max_sequences:
                     admitted.append(self._inbox.popleft())
             for job in admitted:
@@ -280,7 +282,7 @@ class LlamaEngine:
         if s.logit_bias:
             arr = (L.llama_logit_bias * len(s.logit_bias))()
             for i, (tok, bias) in enumerate(s.logit_bias.items()):
-                arr[i].token, arr[i].bias = int(tok), float(bias)
+                arr[i].token, arr[i].bias = int(tok), float(bias)  # type: ignore[assignment]
             add(chain, L.llama_sampler_init_logit_bias(self.n_vocab, len(s.logit_bias), arr))
         rp = s.repeat_penalty if s.repeat_penalty is not None else 1.0
         fp, pp = s.frequency_penalty or 0.0, s.presence_penalty or 0.0

@@ -73,10 +73,7 @@ class SlotTable:
         # Otherwise keep the best slot intact and seat the request elsewhere: an empty slot if there
         # is one, else the least recently used idle slot.
         empty = [s for s in idle if not s.tokens]
-        if empty:
-            target = empty[0]
-        else:
-            target = min(idle, key=lambda s: s.last_used)
+        target = empty[0] if empty else min(idle, key=lambda s: s.last_used)
         if best is None or reuse == 0:
             return Plan(target, 0, None, trim=True)
         if target is best:
