@@ -155,6 +155,15 @@ models:
     threads: 2
     max_sequences: 2
     max_queue: 1
+  smol-small-kv:
+    kind: llamacpp
+    path: builtin:smollm2-135m
+    n_ctx: 256
+    threads: 2
+    kv_cache_tokens: 512
+    prefix_slots: 3
+    max_sequences: 2
+    warmup: false
 {remotes}
 """
     s = start_hearth(config, tmp_session, "gateway", env={"HEARTH_TEST_KEY": "sk-test"})

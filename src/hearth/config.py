@@ -44,7 +44,10 @@ class LocalModel(_Strict):
     chat_template: str | None = Field(None, description="Jinja chat template; default: the GGUF's own")
     aliases: list[str] = Field(default_factory=list)
     max_queue: int = Field(16, ge=0, description="requests that may wait for the engine; more get 503")
-    n_batch: int = Field(256, ge=8, description="prefill chunk size; a smaller chunk reacts faster to cancels")
+    n_batch: int = Field(256, ge=8, description="prompt tokens per engine step when no other sequence is decoding")
+    prefill_chunk: int = Field(
+        64, ge=1, description="prompt tokens per step while others decode: smaller keeps their streams moving"
+    )
     max_sequences: int = Field(4, ge=1, le=64, description="sequences decoded together in one batch")
     kv_cache_tokens: int | None = Field(
         None, ge=64, description="KV cells shared by all sequences and cached prefixes; default 4 x n_ctx"

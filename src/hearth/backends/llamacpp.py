@@ -41,7 +41,7 @@ class LlamaCppBackend:
         engine = LlamaEngine(
             str(self.path), n_ctx=cfg.n_ctx, threads=cfg.threads or os.cpu_count() or 2, n_batch=cfg.n_batch,
             max_sequences=cfg.max_sequences, kv_tokens=cfg.kv_cache_tokens or 4 * cfg.n_ctx,
-            n_slots=cfg.prefix_slots, max_queue=cfg.max_queue,
+            n_slots=cfg.prefix_slots, max_queue=cfg.max_queue, prefill_chunk=cfg.prefill_chunk,
         )  # fmt: skip
         engine.start()
         await asyncio.to_thread(engine.wait_loaded)

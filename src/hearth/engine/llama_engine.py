@@ -74,12 +74,13 @@ class EngineStats:
 class LlamaEngine:
     def __init__(
         self, model_path: str, *, n_ctx: int, threads: int, n_batch: int, max_sequences: int,
-        kv_tokens: int, n_slots: int, max_queue: int,
+        kv_tokens: int, n_slots: int, max_queue: int, prefill_chunk: int = 64,
     ) -> None:  # fmt: skip
         self.model_path = model_path
         self.n_ctx = n_ctx
         self.threads = threads
         self.n_batch = n_batch
+        self.prefill_chunk = min(prefill_chunk, n_batch)
         self.max_sequences = max_sequences
         self.kv_tokens = kv_tokens
         self.max_queue = max_queue
@@ -314,8 +315,10 @@ class LlamaEngine:
                 n = self._put(b, n, job.last_token, job.pos, job.slot.seq_id, True)
                 outputs.append((job, n - 1))
                 fed.append((job, [job.last_token]))
-        budget = self.n_batch
-        for job in self._active:  # then prompt chunks, oldest first, within the batch budget
+        # Then prompt chunks, oldest first. While others decode, a step must stay short (a 256-token chunk
+        # takes ~1.2 s on 2 cores), so the budget shrinks to prefill_chunk and their streams keep moving.
+        budget = self.prefill_chunk if outputs else self.n_batch
+        for job in self._active:
             if job.todo and budget > 0:
                 take = job.todo[:budget]
                 last = len(take) == len(job.todo)
