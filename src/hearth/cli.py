@@ -11,6 +11,7 @@ import asyncio
 import logging
 import os
 import sys
+from typing import Any
 
 from hearth import __version__
 
@@ -64,6 +65,37 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_route_explain(args: argparse.Namespace) -> int:
+    import json
+
+    from hearth.config import RouterModel
+    from hearth.core.types import ChatRequest, Message
+    from hearth.routing.policy import RoutingPolicy
+
+    cfg: Any = _load(args)
+    routers = {n: m for n, m in cfg.models.items() if isinstance(m, RouterModel)}
+    if not routers:
+        print("hearth: the config defines no router model (kind: router)", file=sys.stderr)
+        return 2
+    name = args.router or next(iter(routers))
+    if name not in routers:
+        print(f"hearth: no router named {name!r}; routers: {', '.join(routers)}", file=sys.stderr)
+        return 2
+    local = {n for n, m in cfg.models.items() if getattr(m, "kind", "") == "llamacpp"}
+    policy = RoutingPolicy(routers[name], is_local=lambda n: n in local)
+    d = policy.decide(ChatRequest(model=name, messages=[Message("user", args.prompt)]))
+    if args.json:
+        print(json.dumps({"router": name, **d.as_dict()}, ensure_ascii=False))
+        return 0
+    print(f"router {name}: -> {d.target}  (reason: {d.reason}: {d.detail})")
+    print(f"complexity score {d.score:.3f}; prompt ~{d.prompt_tokens} tokens; chain: {' -> '.join(d.chain)}")
+    if d.signals:
+        sig = d.signals.signals
+        print("signals: " + ", ".join(f"{k}={getattr(sig, k)}" for k in sig.__slots__))
+        print("score terms: " + ", ".join(f"{k} {v:+.2f}" for k, v in d.signals.contributions.items() if v))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hearth", description="A local-first LLM gateway (OpenAI and Ollama APIs).")
     p.add_argument("--version", action="version", version=f"hearth {__version__}")
@@ -82,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     cc = csub.add_parser("check", help="validate a config file and print what it means")
     cc.add_argument("config", nargs="?", help="YAML config file (default: $HEARTH_CONFIG)")
     cc.set_defaults(func=cmd_config_check)
+
+    r = sub.add_parser("route", help="routing tools")
+    rsub = r.add_subparsers(dest="route_command", required=True)
+    re_ = rsub.add_parser("explain", help="show how a router would route a prompt (nothing is generated)")
+    re_.add_argument("prompt")
+    re_.add_argument("--config", help="YAML config file (default: $HEARTH_CONFIG)")
+    re_.add_argument("--router", help="router model name (default: the first one in the config)")
+    re_.add_argument("--json", action="store_true", help="print one JSON object")
+    re_.set_defaults(func=cmd_route_explain)
 
     m = sub.add_parser("models", help="list configured models")
     m.add_argument("--config")

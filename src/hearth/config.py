@@ -12,11 +12,12 @@ Values are parsed as YAML scalars, so `true`, `8`, `[a, b]` work.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PORT = 8434
 DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b"
@@ -79,7 +80,70 @@ class OllamaModel(_Strict):
     context_length: int | None = None
 
 
-ModelConfig = Annotated[LocalModel | OpenAIModel | OllamaModel, Field(discriminator="kind")]
+class RuleConfig(_Strict):
+    pattern: str = Field(description="regular expression (Python syntax; (?i) for case-insensitive)")
+    target: str = Field(description="a model, or a group from `groups`")
+    name: str | None = None
+    scope: Literal["last_user", "conversation"] = "last_user"
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as e:
+            raise ValueError(f"invalid regular expression: {e}") from None
+        return v
+
+
+class TierConfig(_Strict):
+    max_score: float = Field(ge=0, le=1, description="complexity scores up to this value go to `target`")
+    target: str
+
+
+class BreakerConfig(_Strict):
+    failures: int = Field(5, ge=1, description="consecutive failures that open the circuit")
+    error_rate: float = Field(0.5, gt=0, le=1, description="or this failure share within `window`")
+    min_requests: int = Field(10, ge=1)
+    window: float = Field(30.0, gt=0)
+    cooldown: float = Field(10.0, gt=0, description="seconds before a half-open probe")
+
+
+class EscalationConfig(_Strict):
+    window: int = Field(8, ge=1, description="tokens of the local answer judged before the client sees any")
+    min_mean_logprob: float = Field(-2.0, description="below this mean token log-probability, escalate")
+    on_refusal: bool = Field(True, description="escalate empty answers and refusals")
+
+
+class RouterModel(_Strict):
+    kind: Literal["router"]
+    aliases: list[str] = Field(default_factory=list)
+    default: str = Field(description="target when no rule, tier or length limit decides")
+    groups: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="named sets of equivalent models with weights, e.g. {local: 80, cloud: 20}"
+    )
+    rules: list[RuleConfig] = Field(default_factory=list, description="first match wins")
+    tiers: list[TierConfig] = Field(default_factory=list, description="complexity score tiers, ascending max_score")
+    fallbacks: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="model -> the models to try after it, in order; chains are not followed further, so "
+        "mutual fallbacks (local -> remote, remote -> local) are fine and no request loops",
+    )
+    max_local_prompt_tokens: int | None = Field(None, ge=1, description="longer prompts skip local models")
+    long_prompt_target: str | None = None
+    ttft_deadline: float | None = Field(None, gt=0, description="no first token by then: start the next in chain")
+    total_deadline: float | None = Field(None, gt=0)
+    shed_queue_depth: int | None = Field(
+        1, ge=0, description="skip a local model when this many requests already wait for it (null: never shed)"
+    )
+    retries: int = Field(1, ge=0, description="retries of the same backend for retryable errors")
+    retry_backoff: float = Field(0.2, ge=0, description="seconds, doubled per retry; Retry-After wins if given")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    escalation: EscalationConfig | None = None
+    health_interval: float | None = Field(30.0, gt=0, description="seconds between health checks of remotes")
+
+
+ModelConfig = Annotated[LocalModel | OpenAIModel | OllamaModel | RouterModel, Field(discriminator="kind")]
 
 
 class ServerConfig(_Strict):
@@ -138,13 +202,94 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         raw = loaded or {}
         if node is not None:
             _record_lines(node, (), lines)
+        missing: list[str] = []
+        raw = _interpolate(raw, env, (), missing)
+        if missing:
+            unset = [f"{source}:{lines.get(tuple(p.split('.')[:-1]), '?')}: {p}" for p in missing]
+            raise ConfigError("invalid config: environment variable not set (and no ${VAR:-default}):\n  "
+                              + "\n  ".join(unset))  # fmt: skip
     _apply_env(raw, env)
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_describe(e, source, lines)) from None
+    problems = check_references(cfg)
+    if problems:
+        msgs = []
+        for where_path, msg in problems:
+            n = next((n for n in range(len(where_path), -1, -1) if where_path[:n] in lines), None)
+            where = f"{source}:{lines[where_path[:n]]}" if n is not None else source
+            msgs.append(f"{where}: {'.'.join(where_path)}: {msg}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(msgs))
     cfg.source = source
     return cfg
+
+
+def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
+    """Routers may only name models (or their own groups) that exist, and fallbacks may not loop."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    for name, m in cfg.models.items():
+        if not isinstance(m, RouterModel):
+            continue
+        base = ("models", name)
+        leaves = {n for n, c in cfg.models.items() if not isinstance(c, RouterModel)}
+        targets = leaves | set(m.groups)
+
+        def need(path: tuple[str, ...], target: str, allowed: set[str], base: tuple[str, ...] = base) -> None:
+            if target not in allowed:
+                problems.append((base + path, f"unknown target {target!r}; known: {', '.join(sorted(allowed))}"))
+
+        for g, members in m.groups.items():
+            if not members:
+                problems.append(((*base, "groups", g), "a group needs at least one model"))
+            for member, weight in members.items():
+                need(("groups", g, member), member, leaves)
+                if weight < 0:
+                    problems.append(((*base, "groups", g, member), "weights must be >= 0"))
+        for i, r in enumerate(m.rules):
+            need(("rules", str(i), "target"), r.target, targets)
+        last = -1.0
+        for i, t in enumerate(m.tiers):
+            need(("tiers", str(i), "target"), t.target, targets)
+            if t.max_score <= last:
+                problems.append(((*base, "tiers", str(i), "max_score"), "tiers must have ascending max_score"))
+            last = t.max_score
+        need(("default",), m.default, targets)
+        if m.long_prompt_target:
+            need(("long_prompt_target",), m.long_prompt_target, targets)
+        for src, chain in m.fallbacks.items():
+            need(("fallbacks", src), src, leaves)
+            for i, dst in enumerate(chain):
+                need(("fallbacks", src, str(i)), dst, leaves)
+            if src in chain:
+                problems.append(((*base, "fallbacks", src), f"fallbacks form a cycle: {src} -> {src}"))
+            dupes = sorted({d for d in chain if chain.count(d) > 1})
+            if dupes:
+                problems.append(((*base, "fallbacks", src), f"{', '.join(dupes)} listed twice"))
+    return problems
+
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _interpolate(value: Any, env: dict[str, str], path: tuple[str, ...], missing: list[str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in string values (not keys) from the environment."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, (*path, str(k)), missing) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, (*path, str(i)), missing) for i, v in enumerate(value)]
+    if isinstance(value, str) and "${" in value:
+
+        def repl(m: re.Match[str]) -> str:
+            if m.group(1) in env and env[m.group(1)] != "":
+                return env[m.group(1)]
+            if m.group(2) is not None:
+                return m.group(2)
+            missing.append(f"{'.'.join(path)}.${{{m.group(1)}}}")
+            return ""
+
+        return _VAR.sub(repl, value)
+    return value
 
 
 def _record_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
@@ -163,7 +308,7 @@ def _describe(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]
     msgs = []
     for err in e.errors():
         # Drop the discriminator tags pydantic adds ("openai", "llamacpp") to get the YAML path.
-        loc = [str(p) for p in err["loc"] if p not in ("llamacpp", "openai", "ollama")]
+        loc = [str(p) for p in err["loc"] if p not in ("llamacpp", "openai", "ollama", "router")]
         field = ".".join(loc) or "(top level)"
         line = None
         for n in range(len(loc), -1, -1):
@@ -209,6 +354,12 @@ def describe_config(cfg: Config) -> str:
         aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""
         if isinstance(m, LocalModel):
             out.append(f"model {name}{aliases}: local llama.cpp, {m.path}, n_ctx {m.n_ctx}")
+        elif isinstance(m, RouterModel):
+            out.append(
+                f"model {name}{aliases}: router, {len(m.rules)} rules, {len(m.tiers)} score tiers, default {m.default}"
+                + (f", fallbacks {m.fallbacks}" if m.fallbacks else "")
+                + (f", first-token deadline {m.ttft_deadline}s" if m.ttft_deadline else "")
+            )
         else:
             key = f", key from ${m.api_key_env}" if m.api_key_env else ""
             state = ""

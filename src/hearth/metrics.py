@@ -135,5 +135,11 @@ class GatewayMetrics:
         self.tokens_in = r.counter("hearth_prompt_tokens_total", "Prompt tokens", mb)
         self.tokens_out = r.counter("hearth_completion_tokens_total", "Completion tokens", mb)
         self.http = r.counter("hearth_http_requests_total", "HTTP requests by route and status", ("route", "status"))
+        self.routes = r.counter("hearth_route_decisions_total", "Routed requests by chosen backend and reason",
+                                ("router", "target", "reason"))  # fmt: skip
+        self.fallbacks = r.counter("hearth_fallbacks_total", "Router moves from one backend to another",
+                                   ("router", "from", "to", "reason"))  # fmt: skip
+        self.circuit = r.gauge("hearth_circuit_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+                               ("backend",))  # fmt: skip
         self.engine = r.gauge("hearth_engine_value", "Local engine state (queue, slots, prefix cache)",
                               ("model", "what"))  # fmt: skip

@@ -22,6 +22,7 @@ from hearth.api.common import GATEWAY, MAX_BODY, json_response
 from hearth.config import Config
 from hearth.core.pipeline import Gateway
 from hearth.core.registry import ModelRegistry
+from hearth.metrics import GatewayMetrics
 
 log = logging.getLogger("hearth")
 
@@ -50,7 +51,19 @@ def create_app(cfg: Config, registry: ModelRegistry | None = None) -> web.Applic
         if stats is not None:
             for key in ENGINE_STATS:
                 gateway.metrics.engine.set_function((name, key), functools.partial(_stat, stats, key))
+    for name, backend in registry.backends.items():
+        if hasattr(backend, "on_route"):
+            backend.on_route = functools.partial(_on_route, gateway.metrics, name)
+    for bname, breaker in registry.breakers.items():
+        gateway.metrics.circuit.set_function((bname,), functools.partial(lambda b: float(b.state), breaker))
     return app
+
+
+def _on_route(metrics: GatewayMetrics, router: str, target: str, reason: str, frm: str) -> None:
+    if frm:
+        metrics.fallbacks.inc((router, frm, target, reason))
+    else:
+        metrics.routes.inc((router, target, reason))
 
 
 ENGINE_STATS = (

@@ -15,6 +15,10 @@ async def health(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
     models = {name: ("ready" if b.ready else "loading") for name, b in reg.backends.items()}
     ready = all(state == "ready" for state in models.values())
+    circuits = {name: b.state.name.lower().replace("_", "-") for name, b in reg.breakers.items()}
+    if circuits:
+        return json_response({"status": "ready" if ready else "loading", "models": models, "circuits": circuits},
+                             status=200 if ready else 503)  # fmt: skip
     return json_response({"status": "ready" if ready else "loading", "models": models}, status=200 if ready else 503)
 
 

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from hearth.core.errors import BadRequest, HearthError, PayloadTooLarge
-from hearth.core.pipeline import Gateway
+from hearth.core.pipeline import Gateway, Stream
 
 log = logging.getLogger("hearth")
 
@@ -59,6 +59,16 @@ def guarded(render_error: ErrorRenderer) -> Callable[[Handler], Handler]:
         return run
 
     return wrap
+
+
+def route_headers(stream: Stream) -> dict[str, str]:
+    """How the response was produced: the backend, and for routed models the route and its reason."""
+    h = {"x-hearth-backend": stream.backend}
+    if stream.route is not None:
+        h["x-hearth-route"] = stream.route.reason
+        if stream.route.detail:
+            h["x-hearth-route-reason"] = stream.route.detail.encode("ascii", "backslashreplace").decode()[:200]
+    return h
 
 
 def error_headers(e: HearthError) -> dict[str, str] | None:

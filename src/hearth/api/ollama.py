@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from hearth import __version__
-from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body
+from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body, route_headers
 from hearth.api.schemas import (
     OllamaChatBody,
     OllamaGenerateBody,
@@ -146,7 +146,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 
 async def _respond(request: web.Request, req: ChatRequest, *, chat: bool) -> web.StreamResponse:
     stream = await request.app[GATEWAY].open("ollama", req)
-    headers = {"x-hearth-backend": stream.backend}
+    headers = route_headers(stream)
     try:
         if not req.stream:
             parts: list[str] = []

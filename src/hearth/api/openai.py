@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body
+from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body, route_headers
 from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, parse
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.pipeline import Stream
@@ -120,7 +120,7 @@ async def _collect(stream: Stream) -> tuple[str, list[dict[str, Any]], str]:
 
 
 def _headers(stream: Stream) -> dict[str, str]:
-    return {"x-hearth-backend": stream.backend}
+    return route_headers(stream)
 
 
 async def _open(request: web.Request, req: ChatRequest) -> Stream:

@@ -89,6 +89,10 @@ class LlamaCppBackend:
             loaded=self._ready, extra={"path": str(self.path or self.cfg.path)},
         )  # fmt: skip
 
+    def queue_depth(self) -> int:
+        """Requests waiting for a sequence slot (a router sheds to another model when this is high)."""
+        return self.engine.queue_depth() if self.engine is not None else 0
+
     def stats(self) -> dict[str, float]:
         e = self.engine
         if e is None:
@@ -157,7 +161,7 @@ class LlamaCppBackend:
         def emit(item: Any) -> None:
             loop.call_soon_threadsafe(put, item)
 
-        job = GenJob(tokens, request.sampling, max_new, emit)
+        job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs)
         eng.submit(job)  # raises Overloaded when the wait queue is full
         finished = False
         try:
@@ -165,6 +169,8 @@ class LlamaCppBackend:
                 item = await queue.get()
                 if type(item) is str:
                     yield TextDelta(item)
+                elif type(item) is tuple:
+                    yield TextDelta(item[0], item[1])
                 elif type(item) is Usage:
                     yield item
                 elif type(item) is Finish:

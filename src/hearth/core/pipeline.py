@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from hearth.core.errors import HearthError
 from hearth.core.registry import ModelRegistry
-from hearth.core.types import ChatRequest, Chunk, ErrorChunk, Finish, TextDelta, ToolCallDelta, Usage
+from hearth.core.types import ChatRequest, Chunk, ErrorChunk, Finish, RouteInfo, TextDelta, ToolCallDelta, Usage
 from hearth.metrics import GatewayMetrics
 
 log = logging.getLogger("hearth")
@@ -24,7 +24,7 @@ class Stream:
     """An open generation: iterate it for chunks; always `aclose()` it (dialects use try/finally)."""
 
     __slots__ = ("_done", "_it", "_labels", "_metrics", "_pending", "api", "backend", "finish",
-                 "model", "status", "t0", "ttft", "usage")  # fmt: skip
+                 "model", "route", "status", "t0", "ttft", "usage")  # fmt: skip
 
     def __init__(self, api: str, model: str, backend: str, it: AsyncIterator[Chunk], metrics: GatewayMetrics):
         self.api, self.model, self.backend = api, model, backend
@@ -37,12 +37,17 @@ class Stream:
         self.ttft: float | None = None
         self.usage: Usage | None = None
         self.finish: Finish | None = None
+        self.route: RouteInfo | None = None
         self.status = "ok"
 
     async def prime(self) -> None:
         """Wait for the first chunk, so that early failures raise before any byte is sent."""
         try:
-            self._pending = await self._it.__anext__()
+            c = await self._it.__anext__()
+            while type(c) is RouteInfo:  # a router said who answers: label metrics and headers with it
+                self._routed(c)
+                c = await self._it.__anext__()
+            self._pending = c
         except StopAsyncIteration:
             self._done = True
         except BaseException as e:
@@ -79,6 +84,11 @@ class Stream:
             self._failed(c.error)  # type: ignore[union-attr]
             raise c.error  # type: ignore[union-attr]
         return c
+
+    def _routed(self, r: RouteInfo) -> None:
+        self.route = r
+        self.backend = r.backend
+        self._labels = (self.model, r.backend)
 
     def _failed(self, e: BaseException) -> None:
         if isinstance(e, HearthError):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from hearth.config import Config, LocalModel, OllamaModel, OpenAIModel
+from hearth.config import Config, LocalModel, OllamaModel, OpenAIModel, RouterModel
 from hearth.core.errors import ModelNotFound
 from hearth.core.types import Backend
 
@@ -15,12 +15,14 @@ log = logging.getLogger("hearth")
 BackendFactory = Callable[[str, object], Backend]
 
 
-def build_backend(name: str, cfg: LocalModel | OpenAIModel | OllamaModel) -> Backend:
+def build_backend(name: str, cfg: LocalModel | OpenAIModel | OllamaModel | RouterModel) -> Backend:
     # Imports are local so a gateway with only remote models never imports the engine.
     if isinstance(cfg, LocalModel):
         from hearth.backends.llamacpp import LlamaCppBackend
 
         return LlamaCppBackend(name, cfg)
+    if isinstance(cfg, RouterModel):
+        raise TypeError("routers are built by ModelRegistry, after the backends they route to")
     if isinstance(cfg, OpenAIModel):
         from hearth.backends.openai_compat import OpenAICompatBackend
 
@@ -32,18 +34,30 @@ def build_backend(name: str, cfg: LocalModel | OpenAIModel | OllamaModel) -> Bac
 
 class ModelRegistry:
     def __init__(self, backends: dict[str, Backend], aliases: dict[str, str] | None = None) -> None:
+        from hearth.routing.breaker import CircuitBreaker
+
         self.backends = backends
         self.aliases = aliases or {}
+        self.breakers: dict[str, CircuitBreaker] = {}
 
     @classmethod
     def from_config(cls, cfg: Config) -> ModelRegistry:
         backends: dict[str, Backend] = {}
         aliases: dict[str, str] = {}
         for name, m in cfg.models.items():
-            backends[name] = build_backend(name, m)
+            if not isinstance(m, RouterModel):
+                backends[name] = build_backend(name, m)
             for a in m.aliases:
                 aliases[a] = name
-        return cls(backends, aliases)
+        reg = cls(backends, aliases)
+        routers = {n: m for n, m in cfg.models.items() if isinstance(m, RouterModel)}
+        if routers:
+            from hearth.routing.router import RouterBackend
+
+            leaves = dict(backends)
+            for name, m in routers.items():
+                backends[name] = RouterBackend(name, m, leaves, reg.breakers)
+        return reg
 
     def canonical(self, requested: str) -> str:
         for candidate in (requested, requested.removesuffix(":latest")):

@@ -68,6 +68,8 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     # Opaque per-request values for wrappers (cache control, routing hints); never sent upstream.
     extensions: dict[str, Any] = field(default_factory=dict)
+    # Internal: ask a local backend for each token's log-probability (the router's confidence check).
+    logprobs: bool = False
 
 
 # --- chunks -------------------------------------------------------------------------------------
@@ -76,6 +78,7 @@ class ChatRequest:
 @dataclass(slots=True)
 class TextDelta:
     text: str
+    logprob: float | None = None  # only when ChatRequest.logprobs asked for it
 
 
 @dataclass(slots=True)
@@ -102,13 +105,22 @@ class Finish:
 
 
 @dataclass(slots=True)
+class RouteInfo:
+    """Sent by a router before the first real chunk: which backend answers, and why."""
+
+    backend: str
+    reason: str  # rule | score | default | length | weight | fallback | deadline | shed | escalation
+    detail: str = ""
+
+
+@dataclass(slots=True)
 class ErrorChunk:
     """A failure after the stream began; dialects turn it into their own error event."""
 
     error: Exception
 
 
-Chunk = TextDelta | ToolCallDelta | Usage | Finish | ErrorChunk
+Chunk = TextDelta | ToolCallDelta | Usage | Finish | RouteInfo | ErrorChunk
 
 
 @dataclass(slots=True)

@@ -36,12 +36,14 @@ DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
 class GenJob:
     """One generation. Created on the event loop, then owned by the engine thread."""
 
-    __slots__ = ("cached", "cancelled", "decoder", "emit", "held", "last_token", "max_new", "n_gen",
-                 "pos", "prompt", "sampler", "sampling", "slot", "stops", "t_admit", "t_first", "t_submit",
+    __slots__ = ("cached", "cancelled", "decoder", "emit", "held", "last_token", "logprob", "logprobs", "max_new",
+                 "n_gen", "pos", "prompt", "sampler", "sampling", "slot", "stops", "t_admit", "t_first", "t_submit",
                  "todo")  # fmt: skip
 
-    def __init__(self, prompt: list[int], sampling: Sampling, max_new: int, emit: Emit) -> None:
+    def __init__(self, prompt: list[int], sampling: Sampling, max_new: int, emit: Emit, logprobs: bool = False) -> None:
         self.prompt = prompt
+        self.logprobs = logprobs  # emit (text, logprob) pairs instead of text
+        self.logprob = 0.0
         self.sampling = sampling
         self.max_new = max_new
         self.stops = [s for s in sampling.stop if s]
@@ -140,7 +142,8 @@ class LlamaEngine:
             self._thread.join(timeout=10)
 
     def queue_depth(self) -> int:
-        return len(self._inbox)
+        """Requests that cannot get a sequence slot now (the inbox also holds, for one step, jobs that can)."""
+        return max(0, len(self._inbox) + len(self._active) - self.max_sequences)
 
     def active_count(self) -> int:
         return len(self._active)
@@ -347,7 +350,18 @@ class LlamaEngine:
                 self.stats.prefilled_tokens += len(toks)
         for job, idx in outputs:
             tok = L.llama_sampler_sample(job.sampler, self.ctx, idx)
+            if job.logprobs:
+                job.logprob = self._logprob(idx, tok)
             self._on_token(job, tok)
+
+    def _logprob(self, idx: int, tok: int) -> float:
+        """log p(tok) under the model's raw distribution, read before the next decode overwrites the logits."""
+        import numpy as np
+        from llama_cpp import llama_cpp as L
+
+        x = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, idx), shape=(self.n_vocab,))
+        m = float(x.max())
+        return float(x[tok]) - m - float(np.log(np.exp(x - m).sum()))
 
     @staticmethod
     def _put(b: Any, n: int, tok: int, pos: int, seq: int, logits: bool) -> int:
@@ -381,14 +395,14 @@ class LlamaEngine:
                     hit = i
             if hit >= 0:
                 if hit:
-                    job.emit(text[:hit])
+                    job.emit((text[:hit], job.logprob) if job.logprobs else text[:hit])
                 self._finish(job, "stop", flush=False)
                 return
             keep = _stop_prefix_len(text, job.stops)
             if keep:
                 text, job.held = text[:-keep], text[-keep:]
         if text:
-            job.emit(text)
+            job.emit((text, job.logprob) if job.logprobs else text)
         if job.n_gen >= job.max_new or job.pos + 1 >= self.n_ctx:
             self._finish(job, "length")
             return
