@@ -173,12 +173,36 @@ def test_circuit_opens_and_is_visible(rgw: Server) -> None:
 
 
 def test_overloaded_local_model_sheds_to_remote(rgw: Server) -> None:
-    long = "Tell a long story about a dragon."
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: chat(rgw, "r-shed", long, max_tokens=48), range(4)))
-    assert all(r[0] == 200 for r in results)
-    routes = [(r[1]["x-hearth-backend"], r[1]["x-hearth-route"]) for r in results]
-    assert ("good", "shed") in routes and ("smol-tight", "default") in routes, routes
+    # smol-tight runs one sequence at a time. Occupy it, queue one more, then the next request is shed.
+    from tests.engine.test_llama_engine import engine_value
+
+    body = {"model": "r-shed", "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 150,
+            "logit_bias": {"2": -100}}  # fmt: skip
+
+    def send() -> tuple[int, dict[str, str]]:
+        req = urllib.request.Request(rgw.url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=120) as r:
+            r.read()
+            return r.status, dict(r.headers)
+
+    def until(what: str, value: float) -> None:
+        deadline = time.monotonic() + 30
+        while engine_value(rgw, "smol-tight", what) < value and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert engine_value(rgw, "smol-tight", what) >= value
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        running = pool.submit(send)
+        until("active_sequences", 1)
+        waiting = pool.submit(send)
+        until("queue_depth", 1)
+        status, h, _ = chat(rgw, "r-shed", "Say hi")
+        assert status == 200 and (h["x-hearth-backend"], h["x-hearth-route"]) == ("good", "shed")
+        for f in (running, waiting):
+            s, hh = f.result()
+            assert s == 200 and hh["x-hearth-backend"] == "smol-tight"
+    assert re.search(r'hearth_route_decisions_total\{router="r-shed",target="good",reason="shed"\} [1-9]', metrics(rgw))
 
 
 def test_low_confidence_escalates_and_high_confidence_stays(rgw: Server) -> None:

@@ -30,6 +30,7 @@ class LlamaCppBackend:
         self._ready = False
         self._formatter: Any = None
         self._bos_text = ""
+        self._arriving = 0  # requests being tokenized, not yet submitted: load a router must already see
 
     @property
     def ready(self) -> bool:
@@ -91,7 +92,7 @@ class LlamaCppBackend:
 
     def queue_depth(self) -> int:
         """Requests waiting for a sequence slot (a router sheds to another model when this is high)."""
-        return self.engine.queue_depth() if self.engine is not None else 0
+        return self.engine.queue_depth(self._arriving) if self.engine is not None else 0
 
     def stats(self) -> dict[str, float]:
         e = self.engine
@@ -144,7 +145,11 @@ class LlamaCppBackend:
         eng = self.engine
         if eng is None:
             raise NotReady(f"model {self.name!r} is not loaded")
-        tokens = await asyncio.to_thread(self._prompt_tokens, request)
+        self._arriving += 1
+        try:
+            tokens = await asyncio.to_thread(self._prompt_tokens, request)
+        finally:
+            self._arriving -= 1
         n_ctx = self.cfg.n_ctx
         if len(tokens) >= n_ctx:
             raise ContextLengthExceeded(

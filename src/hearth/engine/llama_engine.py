@@ -141,9 +141,10 @@ class LlamaEngine:
         if self._thread.is_alive():
             self._thread.join(timeout=10)
 
-    def queue_depth(self) -> int:
-        """Requests that cannot get a sequence slot now (the inbox also holds, for one step, jobs that can)."""
-        return max(0, len(self._inbox) + len(self._active) - self.max_sequences)
+    def queue_depth(self, arriving: int = 0) -> int:
+        """Requests that cannot get a sequence slot now (the inbox also holds, for one step, jobs that can);
+        `arriving` counts requests about to be submitted (still being tokenized)."""
+        return max(0, len(self._inbox) + len(self._active) + arriving - self.max_sequences)
 
     def active_count(self) -> int:
         return len(self._active)

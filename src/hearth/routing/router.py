@@ -178,20 +178,23 @@ class RouterBackend:
 
         def launch(why: str) -> bool:
             nonlocal hedge_at
+            skipped = ""
             while plan:
                 name, tries = plan.popleft()
                 backend = self.backends[name]
                 if not self.breakers[name].allow():
                     errors.append(f"{name}: circuit open")
-                    why = "fallback"
+                    why, skipped = "fallback", name
                     continue
                 depth = getattr(backend, "queue_depth", None)
                 limit = self.cfg.shed_queue_depth
                 if depth is not None and limit is not None and plan and depth() >= limit:
                     errors.append(f"{name}: {depth()} requests waiting (shed)")
                     self.breakers[name].probing = False
-                    why = "shed"
+                    why, skipped = "shed", name
                     continue
+                if skipped:
+                    self.on_route(name, why, skipped)
                 delay = 0.0
                 if tries:
                     delay = min(self.cfg.retry_backoff * (2 ** (tries - 1)), 5.0)
