@@ -130,6 +130,8 @@ def main() -> None:
 {router}    shed_queue_depth: 1
   auto-noshed:
 {router}    shed_queue_depth: null
+  load-shed: {{kind: router, default: local, fallbacks: {{local: [remote]}}, shed_queue_depth: 1, health_interval: null}}
+  load-noshed: {{kind: router, default: local, fallbacks: {{local: [remote]}}, shed_queue_depth: null, health_interval: null}}
   fo-refused: {{kind: router, default: refused, fallbacks: {{refused: [local]}}, health_interval: null}}
   fo-hang: {{kind: router, default: hang, fallbacks: {{hang: [local]}}, ttft_deadline: 0.5, health_interval: null}}
 """)
@@ -164,19 +166,22 @@ def main() -> None:
         print(f"   primary hangs, first-token deadline 0.5 s: {statistics.median(t for t, _, _ in hang) * 1000:.0f} ms "
               f"(routes: {sorted({r for _, _, r in hang})})\n")  # fmt: skip
 
-        print("4. 16 concurrent long prompts (~400 tokens), router default local")
-        for name in ("auto-noshed", "auto"):
+        print("4. 16 concurrent long prompts (~400 tokens) on a router whose default is the local model")
+        for name in ("load-noshed", "load-shed"):
             with concurrent.futures.ThreadPoolExecutor(16) as pool:
                 res = list(pool.map(lambda i, n=name: ttft(port, n, f"[{n} {i}] {LONG}", 16), range(16)))
             ts = [t for t, _, _ in res]
             shed = sum(1 for _, _, r in res if r == "shed")
-            print(f"   {'shedding on ' if name == 'auto' else 'shedding off'}: TTFT p50 {pct(ts, 50) * 1000:.0f} ms, "
+            print(f"   {'shedding on ' if name == 'load-shed' else 'shedding off'}: TTFT p50 {pct(ts, 50) * 1000:.0f} ms, "
                   f"p99 {pct(ts, 99) * 1000:.0f} ms, shed to remote {shed}/16")  # fmt: skip
     finally:
         for p in procs:
             p.terminate()
         for p in procs:
-            p.wait(30)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 if __name__ == "__main__":

@@ -137,7 +137,8 @@ def gateway(tmp_session: Path, upstream: Server, bad: Server) -> Iterator[Server
         _remote("remote-ollama", "ollama", upstream.url, first_token=30, total=60),
         _remote("bad-refused", "openai", f"http://127.0.0.1:{refused}/v1"),
         *(_remote(f"bad-{m}", "openai", f"{bad.url}/{m}/v1") for m in
-          ("ok", "500", "429", "401", "hang", "stall", "garbage", "truncate", "slow")),
+          ("ok", "500", "429", "401", "hang", "stall", "garbage", "truncate", "slow", "jsonfence", "jsonretry",
+           "jsonbad", "toolbad")),
         *(_remote(f"bad-ollama-{m}", "ollama", f"{bad.url}/{m}") for m in ("ok", "stall", "garbage", "truncate")),
     ])  # fmt: skip
     config = f"""

@@ -12,6 +12,10 @@ OpenAI (`/v1/chat/completions`, `/v1/models`) or Ollama (`/api/chat`) path:
   /garbage/...   streams one token, then a line that is not JSON
   /truncate/...  streams two tokens, then closes the stream without a finish reason or [DONE]
   /slow/...      answers correctly after 1.0 s
+  /jsonfence/... JSON inside a ```json fence with a trailing comma (repairable)
+  /jsonretry/... JSON missing a required field, then correct once the request carries the feedback
+  /jsonbad/...   never JSON
+  /toolbad/...   a tool call whose arguments break the function's schema
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(3600)
     if mode == "slow":
         await asyncio.sleep(1.0)
+    if mode.startswith(("json", "tool")):
+        return _structured(mode, body)
     if not stream:
         if ollama:
             return web.Response(body=_ollama_line("Hello from upstream", done=True), content_type="application/json")
@@ -90,6 +96,25 @@ async def handle(request: web.Request) -> web.StreamResponse:
         await resp.write(b"data: [DONE]\n\n")
     await resp.write_eof()
     return resp
+
+
+def _structured(mode: str, body: dict) -> web.Response:  # type: ignore[type-arg]
+    msg: dict = {"role": "assistant", "content": None}  # type: ignore[type-arg]
+    feedback = any("previous answer was invalid" in str(m.get("content")) for m in body.get("messages", []))
+    if mode == "jsonfence":
+        msg["content"] = 'Here you go:\n```json\n{"name": "Ada", "age": 36,}\n```'
+    elif mode == "jsonretry":
+        msg["content"] = '{"name": "Ada", "age": 36}' if feedback else '{"name": "Ada"}'
+    elif mode == "jsonbad":
+        msg["content"] = "I would rather not."
+    else:
+        msg["tool_calls"] = [{"id": "c1", "type": "function",
+                              "function": {"name": "get_weather", "arguments": '{"city": 5}'}}]  # fmt: skip
+    return web.json_response({
+        "id": "x", "object": "chat.completion", "created": 0, "model": "bad",
+        "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if mode == "toolbad" else "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
+    })  # fmt: skip
 
 
 def main() -> None:

@@ -85,7 +85,7 @@ def chat_request(b: ChatCompletionBody) -> ChatRequest:
         model=b.model, messages=[_message(m) for m in b.messages],
         sampling=_sampling(b, b.max_completion_tokens or b.max_tokens), stream=b.stream,
         tools=b.tools, tool_choice=b.tool_choice, response_format=b.response_format,
-        extensions=b.hearth or {},
+        parallel_tool_calls=b.parallel_tool_calls, extensions=b.hearth or {},
     )  # fmt: skip
 
 

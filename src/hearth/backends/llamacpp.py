@@ -9,6 +9,7 @@ router gave up) cancels the job, and the engine frees its sequence before its ne
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -118,9 +119,9 @@ class LlamaCppBackend:
         msgs = []
         for m in req.messages:
             d: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.content}
-            if m.tool_calls:
+            if m.tool_calls:  # templates render arguments with `tojson`, so they need the object, not its text
                 d["tool_calls"] = [
-                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _as_object(c.arguments)}}
                     for c in m.tool_calls
                 ]
             if m.name:
@@ -166,7 +167,7 @@ class LlamaCppBackend:
         def emit(item: Any) -> None:
             loop.call_soon_threadsafe(put, item)
 
-        job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs)
+        job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs, grammar=request.grammar)
         eng.submit(job)  # raises Overloaded when the wait queue is full
         finished = False
         try:
@@ -191,3 +192,10 @@ class LlamaCppBackend:
         finally:
             if not finished:
                 eng.cancel(job)
+
+
+def _as_object(arguments: str) -> Any:
+    try:
+        return json.loads(arguments) if arguments else {}
+    except ValueError:
+        return arguments

@@ -92,6 +92,8 @@ class OpenAICompatBackend:
             body["tools"] = req.tools
             if req.tool_choice is not None:
                 body["tool_choice"] = req.tool_choice
+            if req.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = req.parallel_tool_calls
         if req.response_format:
             body["response_format"] = req.response_format
         if req.stream and self.cfg.stream_usage:

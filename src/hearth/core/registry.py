@@ -9,6 +9,7 @@ from collections.abc import Callable
 from hearth.config import Config, LocalModel, OllamaModel, OpenAIModel, RouterModel
 from hearth.core.errors import ModelNotFound
 from hearth.core.types import Backend
+from hearth.structured.constrained import ConstrainedBackend
 
 log = logging.getLogger("hearth")
 
@@ -46,7 +47,8 @@ class ModelRegistry:
         aliases: dict[str, str] = {}
         for name, m in cfg.models.items():
             if not isinstance(m, RouterModel):
-                backends[name] = build_backend(name, m)
+                # Every leaf gets structured output and tool calls; plain requests pass straight through.
+                backends[name] = ConstrainedBackend(build_backend(name, m))
             for a in m.aliases:
                 aliases[a] = name
         reg = cls(backends, aliases)

@@ -68,8 +68,11 @@ class ChatRequest:
     response_format: dict[str, Any] | None = None
     # Opaque per-request values for wrappers (cache control, routing hints); never sent upstream.
     extensions: dict[str, Any] = field(default_factory=dict)
+    parallel_tool_calls: bool | None = None
     # Internal: ask a local backend for each token's log-probability (the router's confidence check).
     logprobs: bool = False
+    # Internal: a GBNF grammar the local engine must follow (set by the structured-output wrapper).
+    grammar: str | None = None
 
 
 # --- chunks -------------------------------------------------------------------------------------

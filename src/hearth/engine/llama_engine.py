@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from hearth.core.errors import HearthError, Overloaded
+from hearth.core.errors import BadRequest, HearthError, Overloaded
 from hearth.core.types import Finish, FinishReason, Sampling, Usage
 from hearth.engine.slots import SlotTable
 
@@ -36,12 +36,17 @@ DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
 class GenJob:
     """One generation. Created on the event loop, then owned by the engine thread."""
 
-    __slots__ = ("cached", "cancelled", "decoder", "emit", "held", "last_token", "logprob", "logprobs", "max_new",
-                 "n_gen", "pos", "prompt", "sampler", "sampling", "slot", "stops", "t_admit", "t_first", "t_submit",
-                 "todo")  # fmt: skip
+    __slots__ = (
+        "cached", "cancelled", "decoder", "emit", "grammar", "held", "last_token", "logprob", "logprobs", "max_new",
+        "n_gen", "pos", "prompt", "sampler", "sampling", "slot", "stops", "t_admit", "t_first", "t_submit", "todo",
+    )  # fmt: skip
 
-    def __init__(self, prompt: list[int], sampling: Sampling, max_new: int, emit: Emit, logprobs: bool = False) -> None:
+    def __init__(
+        self, prompt: list[int], sampling: Sampling, max_new: int, emit: Emit, logprobs: bool = False,
+        grammar: str | None = None,
+    ) -> None:  # fmt: skip
         self.prompt = prompt
+        self.grammar = grammar
         self.logprobs = logprobs  # emit (text, logprob) pairs instead of text
         self.logprob = 0.0
         self.sampling = sampling
@@ -270,7 +275,7 @@ class LlamaEngine:
         job.cached = reuse
         job.pos = reuse
         job.todo = job.prompt[reuse:]
-        job.sampler = self._make_sampler(job.sampling)
+        job.sampler = self._make_sampler(job.sampling, job.grammar)
         job.t_admit = time.perf_counter()
         st = self.stats
         if reuse:
@@ -279,11 +284,17 @@ class LlamaEngine:
         else:
             st.prefix_misses += 1
 
-    def _make_sampler(self, s: Sampling) -> Any:
+    def _make_sampler(self, s: Sampling, grammar: str | None = None) -> Any:
         from llama_cpp import llama_cpp as L
 
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         add = L.llama_sampler_chain_add
+        if grammar:  # first: it masks every token the grammar forbids, before any other sampler looks
+            g = L.llama_sampler_init_grammar(self.vocab, grammar.encode("utf-8"), b"root")
+            if not g:
+                L.llama_sampler_free(chain)
+                raise BadRequest("the output grammar could not be parsed by llama.cpp")
+            add(chain, g)
         if s.logit_bias:
             arr = (L.llama_logit_bias * len(s.logit_bias))()
             for i, (tok, bias) in enumerate(s.logit_bias.items()):

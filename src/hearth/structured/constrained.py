@@ -1,0 +1,196 @@
+"""Structured output and tool calls, around every backend.
+
+Local models are constrained while they decode (a grammar from the JSON schema or the tool set), so
+their output is valid by construction and still streams. Remote providers get the request as is;
+their answer is collected, checked against the schema (or each called function's parameters),
+repaired when the slip is syntactic, and otherwise asked for again with the validation error fed
+back, up to `max_repairs` times; after that a clear error, never invalid JSON presented as valid.
+Requests without `response_format` or `tools` pass straight through, with no extra layer per chunk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import AsyncIterator
+from functools import lru_cache
+from typing import Any
+
+from hearth.core.errors import BadRequest, UpstreamError
+from hearth.core.types import Backend, ChatRequest, Chunk, Finish, Message, ModelInfo, TextDelta, ToolCallDelta, Usage
+from hearth.structured.schema import (
+    SchemaError,
+    canonical,
+    check_schema,
+    grammar_for,
+    json_object_grammar,
+    repair,
+    validate,
+)
+from hearth.structured.tools import ToolCallParser, tool_grammar, tool_mode
+
+
+def response_schema(rf: dict[str, Any] | None) -> tuple[str, Any]:
+    """('none' | 'json_object' | 'json_schema', schema)."""
+    if not rf or rf.get("type") in (None, "text"):
+        return "none", None
+    kind = rf.get("type")
+    if kind == "json_object":
+        return "json_object", None
+    if kind == "json_schema":
+        spec = rf.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise SchemaError("response_format.json_schema.schema: an object schema is required",
+                              param="response_format")  # fmt: skip
+        return "json_schema", spec["schema"]
+    raise BadRequest(f"response_format.type: expected text, json_object or json_schema, got {kind!r}",
+                     param="response_format")  # fmt: skip
+
+
+@lru_cache(maxsize=128)
+def _tool_grammar_cached(tools_json: str, choice_json: str, parallel: bool) -> str | None:
+    return tool_grammar(json.loads(tools_json), json.loads(choice_json), parallel)
+
+
+class ConstrainedBackend:
+    def __init__(self, inner: Backend, max_repairs: int = 2) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.max_repairs = max_repairs
+        self.local = hasattr(inner, "queue_depth")
+
+    def __getattr__(self, attr: str) -> Any:  # queue_depth, stats, list_models...: the inner backend's
+        return getattr(self.inner, attr)
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def info(self) -> ModelInfo:
+        return self.inner.info()
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        if not request.response_format and not request.tools:
+            return self.inner.stream(request)
+        return self._local(request) if self.local else self._remote(request)
+
+    # --- local: constrained decoding -------------------------------------------------------------
+
+    async def _local(self, req: ChatRequest) -> AsyncIterator[Chunk]:
+        parser: ToolCallParser | None = None
+        grammar: str | None = None
+        if req.tools:
+            mode, _ = tool_mode(req.tool_choice)
+            if mode == "none":
+                req = dataclasses.replace(req, tools=None, tool_choice=None)
+            else:
+                grammar = _tool_grammar_cached(canonical(req.tools), canonical(req.tool_choice),
+                                               req.parallel_tool_calls is not False)  # fmt: skip
+                parser = ToolCallParser()
+        if grammar is None:
+            kind, schema = response_schema(req.response_format)
+            if kind == "json_schema":
+                check_schema(schema, "response_format.json_schema.schema")
+                grammar = grammar_for(canonical(schema))
+            elif kind == "json_object":
+                grammar = json_object_grammar()
+        async for c in self.inner.stream(dataclasses.replace(req, grammar=grammar)):
+            if parser is None:
+                yield c
+            elif type(c) is TextDelta:
+                if out := parser.feed(c.text):
+                    yield TextDelta(out, c.logprob)
+            elif type(c) is Finish:
+                rest, calls = parser.finish()
+                if rest:
+                    yield TextDelta(rest)
+                for call in calls:
+                    yield call
+                yield Finish("tool_calls") if calls else c
+            else:
+                yield c
+
+    # --- remote: validate, repair, retry ----------------------------------------------------------
+
+    async def _remote(self, req: ChatRequest) -> AsyncIterator[Chunk]:
+        kind, schema = response_schema(req.response_format)
+        fn_schemas = {}
+        for t in req.tools or []:
+            fn = t.get("function") or {}
+            if fn.get("name"):
+                fn_schemas[fn["name"]] = fn.get("parameters") or {}
+        messages = list(req.messages)
+        problem = ""
+        for attempt in range(self.max_repairs + 1):
+            attempt_req = dataclasses.replace(req, messages=messages, stream=False)
+            text_parts: list[str] = []
+            calls: dict[int, ToolCallDelta] = {}
+            usage: Usage | None = None
+            finish: Finish | None = None
+            async for c in self.inner.stream(attempt_req):
+                if type(c) is TextDelta:
+                    text_parts.append(c.text)
+                elif type(c) is ToolCallDelta:
+                    have = calls.setdefault(c.index, ToolCallDelta(c.index, c.id, c.name, ""))
+                    have.name = have.name or c.name
+                    have.arguments += c.arguments
+                elif type(c) is Usage:
+                    usage = c
+                elif type(c) is Finish:
+                    finish = c
+            text = "".join(text_parts)
+            text, problem = self._check(text, kind, schema, calls, fn_schemas)
+            if not problem:
+                if text:
+                    yield TextDelta(text)
+                for i in sorted(calls):
+                    yield calls[i]
+                if usage is not None:
+                    yield usage
+                yield finish or Finish("tool_calls" if calls else "stop")
+                return
+            if attempt < self.max_repairs:  # ask again, showing the model what was wrong
+                messages = [*messages, Message("assistant", text),
+                            Message("user", f"Your previous answer was invalid ({problem}). Answer again with "
+                                            "only the corrected JSON, nothing else.")]  # fmt: skip
+        raise UpstreamError(f"provider {self.name!r} returned output that does not match the requested format after "
+                            f"{self.max_repairs + 1} attempts: {problem}", code="invalid_output")  # fmt: skip
+
+    @staticmethod
+    def _check(text: str, kind: str, schema: Any, calls: dict[int, ToolCallDelta],
+               fn_schemas: dict[str, Any]) -> tuple[str, str]:  # fmt: skip
+        """(possibly repaired text, problem or '')."""
+        for c in calls.values():
+            if c.name not in fn_schemas:
+                return text, f"called unknown function {c.name!r}"
+            try:
+                args = json.loads(c.arguments or "{}")
+            except ValueError:
+                try:
+                    args = repair(c.arguments)
+                    c.arguments = json.dumps(args, ensure_ascii=False)
+                except ValueError:
+                    return text, f"arguments of {c.name} are not JSON"
+            if err := validate(args, fn_schemas[c.name]):
+                return text, f"arguments of {c.name} {err}"
+        if kind == "none" or calls:
+            return text, ""
+        try:
+            value = json.loads(text)
+        except ValueError:
+            try:
+                value = repair(text)
+            except ValueError:
+                return text, "the answer is not JSON"
+            text = json.dumps(value, ensure_ascii=False)
+        if kind == "json_object" and not isinstance(value, dict):
+            return text, "the answer is not a JSON object"
+        if kind == "json_schema" and (err := validate(value, schema)):
+            return text, f"the answer does not match the schema {err}"
+        return text, ""
