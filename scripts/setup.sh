@@ -7,8 +7,8 @@ PY="${PYTHON:-python3}"
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "hearth needs Python >= 3.11")'
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
-extras="local"
-[ "${1:-}" = "test" ] && extras="local,test"
+extras="local,semantic"
+[ "${1:-}" = "test" ] && extras="local,semantic,test"
 # llama-cpp-python ships only as source: the first install compiles llama.cpp (about 8 minutes on 2 cores);
 # pip caches the wheel, so later installs take seconds.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"

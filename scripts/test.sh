@@ -4,6 +4,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
+# Redis for the cache tests (they start their own redis-server on a free port; nothing listens by default).
+if ! command -v redis-server >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
 .venv/bin/python -m ruff check src tests benchmarks examples
 .venv/bin/python -m mypy
 exec .venv/bin/python -m pytest -q "$@"

@@ -96,6 +96,22 @@ def cmd_route_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    import json
+    import urllib.error
+    import urllib.request
+
+    method = "DELETE" if args.cache_command == "clear" else "GET"
+    req = urllib.request.Request(args.url.rstrip("/") + "/admin/cache", method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            print(json.dumps(json.loads(r.read()), indent=2))
+    except (urllib.error.URLError, OSError) as e:
+        print(f"hearth: cannot reach the gateway at {args.url}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hearth", description="A local-first LLM gateway (OpenAI and Ollama APIs).")
     p.add_argument("--version", action="version", version=f"hearth {__version__}")
@@ -123,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--router", help="router model name (default: the first one in the config)")
     re_.add_argument("--json", action="store_true", help="print one JSON object")
     re_.set_defaults(func=cmd_route_explain)
+
+    ca = sub.add_parser("cache", help="inspect or clear a running gateway's response cache")
+    ca.add_argument("cache_command", choices=["stats", "clear"])
+    ca.add_argument("--url", default=os.environ.get("HEARTH_URL", "http://127.0.0.1:8434"))
+    ca.set_defaults(func=cmd_cache)
 
     m = sub.add_parser("models", help="list configured models")
     m.add_argument("--config")

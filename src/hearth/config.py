@@ -153,8 +153,27 @@ class ServerConfig(_Strict):
     log_prompts: bool = Field(False, description="log prompt text (off: prompts may hold personal data)")
 
 
+class SemanticCacheConfig(_Strict):
+    enabled: bool = Field(False, description="look up similar questions (loads the 90 MB embedding model)")
+    threshold: float = Field(0.9, gt=0, le=1, description="cosine similarity needed for a semantic hit")
+    max_entries: int = Field(200_000, ge=1, description="per namespace")
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    policy: Literal["deterministic", "all", "opt-in"] = Field(
+        "deterministic", description="which requests are cached: temperature 0 ones, all, or only those asking"
+    )
+    ttl: float = Field(3600.0, gt=0, description="seconds")
+    memory_bytes: int = Field(64 * 1024 * 1024, ge=0, description="in-process LRU budget (L1)")
+    redis_url: str | None = Field(None, description="redis://host:port/db, shared by replicas (L2)")
+    redis_timeout: float = Field(0.05, gt=0, description="seconds; a slower Redis is skipped, never waited on")
+    semantic: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     source: str | None = Field(None, exclude=True)
 

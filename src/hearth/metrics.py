@@ -141,5 +141,10 @@ class GatewayMetrics:
                                    ("router", "from", "to", "reason"))  # fmt: skip
         self.circuit = r.gauge("hearth_circuit_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
                                ("backend",))  # fmt: skip
+        self.cache = r.counter("hearth_cache_total", "Cache lookups by result (hit, semantic, miss)", ("result",))
+        self.cache_guard = r.counter("hearth_cache_guard_rejections_total",
+                                     "Semantic near-matches refused by a guard", ("reason",))  # fmt: skip
+        self.cache_lookup = r.histogram("hearth_cache_lookup_seconds", "Cache lookup latency (exact + semantic)")
+        self.cache_size = r.gauge("hearth_cache_value", "Cache size and health", ("what",))
         self.engine = r.gauge("hearth_engine_value", "Local engine state (queue, slots, prefix cache)",
                               ("model", "what"))  # fmt: skip

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -54,9 +55,29 @@ def create_app(cfg: Config, registry: ModelRegistry | None = None) -> web.Applic
     for name, backend in registry.backends.items():
         if hasattr(backend, "on_route"):
             backend.on_route = functools.partial(_on_route, gateway.metrics, name)
+    if registry.cache is not None:
+        m = gateway.metrics
+        registry.cache.on_event = functools.partial(_on_cache, m)
+        for what in ("memory_entries", "memory_bytes", "memory_evictions", "redis_errors"):
+            m.cache_size.set_function((what,), functools.partial(_cache_stat, registry.cache, what))
+        if registry.cache.semantic is not None:
+            m.cache_size.set_function(("semantic_entries",), registry.cache.semantic.size)
     for bname, breaker in registry.breakers.items():
         gateway.metrics.circuit.set_function((bname,), functools.partial(lambda b: float(b.state), breaker))
     return app
+
+
+def _cache_stat(cache: Any, what: str) -> float:
+    return float(cache.stats()[what])
+
+
+def _on_cache(metrics: GatewayMetrics, kind: str, value: Any) -> None:
+    if kind == "lookup":
+        metrics.cache_lookup.observe((), value)
+    elif kind == "guard":
+        metrics.cache_guard.inc((value,))
+    else:
+        metrics.cache.inc((kind,))
 
 
 def _on_route(metrics: GatewayMetrics, router: str, target: str, reason: str, frm: str) -> None:

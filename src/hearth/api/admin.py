@@ -29,7 +29,19 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+async def cache_stats(request: web.Request) -> web.Response:
+    cache = request.app[GATEWAY].registry.cache
+    return json_response(cache.stats() if cache is not None else {"enabled": False})
+
+
+async def cache_clear(request: web.Request) -> web.Response:
+    cache = request.app[GATEWAY].registry.cache
+    return json_response({"cleared": await cache.clear()} if cache is not None else {"enabled": False})
+
+
 def setup(app: web.Application) -> None:
+    app.router.add_get("/admin/cache", cache_stats)
+    app.router.add_delete("/admin/cache", cache_clear)
     app.router.add_get("/", root)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)

@@ -61,9 +61,37 @@ def guarded(render_error: ErrorRenderer) -> Callable[[Handler], Handler]:
     return wrap
 
 
+def cache_control(request: web.Request, ext: dict[str, Any] | None) -> dict[str, Any]:
+    """Per-request cache control: `Cache-Control: no-cache | no-store | max-age=N`, `x-hearth-cache-namespace`,
+    or the body extension `"hearth": {"cache": {...}}` for clients that cannot set headers."""
+    ext = dict(ext or {})
+    c = dict(ext.get("cache") or {}) if isinstance(ext.get("cache"), dict) else {}
+    cc = request.headers.get("Cache-Control", "").lower()
+    if "no-cache" in cc:
+        c["no_cache"] = True
+    if "no-store" in cc:
+        c["no_store"] = True
+    for part in cc.split(","):
+        if part.strip().startswith("max-age="):
+            try:
+                c["ttl"] = float(part.split("=", 1)[1])
+                c["enabled"] = True
+            except ValueError:
+                pass
+    if ns := request.headers.get("x-hearth-cache-namespace"):
+        c["namespace"] = ns
+    if c:
+        ext["cache"] = c
+    return ext
+
+
 def route_headers(stream: Stream) -> dict[str, str]:
     """How the response was produced: the backend, and for routed models the route and its reason."""
     h = {"x-hearth-backend": stream.backend}
+    if stream.cache is not None:
+        h["x-hearth-cache"] = stream.cache.status
+        if stream.cache.similarity is not None:
+            h["x-hearth-cache-similarity"] = f"{stream.cache.similarity:.4f}"
     if stream.route is not None:
         h["x-hearth-route"] = stream.route.reason
         if stream.route.detail:

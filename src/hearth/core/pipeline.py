@@ -14,7 +14,17 @@ from collections.abc import AsyncIterator
 
 from hearth.core.errors import HearthError
 from hearth.core.registry import ModelRegistry
-from hearth.core.types import ChatRequest, Chunk, ErrorChunk, Finish, RouteInfo, TextDelta, ToolCallDelta, Usage
+from hearth.core.types import (
+    CacheInfo,
+    ChatRequest,
+    Chunk,
+    ErrorChunk,
+    Finish,
+    RouteInfo,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 from hearth.metrics import GatewayMetrics
 
 log = logging.getLogger("hearth")
@@ -23,8 +33,23 @@ log = logging.getLogger("hearth")
 class Stream:
     """An open generation: iterate it for chunks; always `aclose()` it (dialects use try/finally)."""
 
-    __slots__ = ("_done", "_it", "_labels", "_metrics", "_pending", "api", "backend", "finish",
-                 "model", "route", "status", "t0", "ttft", "usage")  # fmt: skip
+    __slots__ = (
+        "_done",
+        "_it",
+        "_labels",
+        "_metrics",
+        "_pending",
+        "api",
+        "backend",
+        "cache",
+        "finish",
+        "model",
+        "route",
+        "status",
+        "t0",
+        "ttft",
+        "usage",
+    )  # fmt: skip
 
     def __init__(self, api: str, model: str, backend: str, it: AsyncIterator[Chunk], metrics: GatewayMetrics):
         self.api, self.model, self.backend = api, model, backend
@@ -38,14 +63,21 @@ class Stream:
         self.usage: Usage | None = None
         self.finish: Finish | None = None
         self.route: RouteInfo | None = None
+        self.cache: CacheInfo | None = None
         self.status = "ok"
 
     async def prime(self) -> None:
         """Wait for the first chunk, so that early failures raise before any byte is sent."""
         try:
             c = await self._it.__anext__()
-            while type(c) is RouteInfo:  # a router said who answers: label metrics and headers with it
-                self._routed(c)
+            while type(c) is RouteInfo or type(c) is CacheInfo:  # who answers, and from where: for headers
+                if type(c) is RouteInfo:
+                    self._routed(c)
+                else:
+                    self.cache = c  # type: ignore[assignment]
+                    if c.status != "miss":  # type: ignore[union-attr]
+                        self.backend = "cache"
+                        self._labels = (self.model, "cache")
                 c = await self._it.__anext__()
             self._pending = c
         except StopAsyncIteration:

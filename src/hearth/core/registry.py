@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from hearth.config import Config, LocalModel, OllamaModel, OpenAIModel, RouterModel
 from hearth.core.errors import ModelNotFound
@@ -40,6 +41,7 @@ class ModelRegistry:
         self.backends = backends
         self.aliases = aliases or {}
         self.breakers: dict[str, CircuitBreaker] = {}
+        self.cache: Any = None  # hearth.cache.backend.ResponseCache when caching is on
 
     @classmethod
     def from_config(cls, cfg: Config) -> ModelRegistry:
@@ -52,6 +54,7 @@ class ModelRegistry:
             for a in m.aliases:
                 aliases[a] = name
         reg = cls(backends, aliases)
+        reg.cache = None
         routers = {n: m for n, m in cfg.models.items() if isinstance(m, RouterModel)}
         if routers:
             from hearth.routing.router import RouterBackend
@@ -59,6 +62,12 @@ class ModelRegistry:
             leaves = dict(backends)
             for name, m in routers.items():
                 backends[name] = RouterBackend(name, m, leaves, reg.breakers)
+        if cfg.cache.enabled:  # outermost: a hit costs no routing, no engine, no provider
+            from hearth.cache.backend import CacheBackend, ResponseCache
+
+            reg.cache = ResponseCache(cfg.cache)
+            for name in list(backends):
+                backends[name] = CacheBackend(backends[name], reg.cache)
         return reg
 
     def canonical(self, requested: str) -> str:
@@ -80,9 +89,13 @@ class ModelRegistry:
         # Local models load one after another (they share the cores); remote ones need no start.
         for b in self.backends.values():
             await b.start()
+        if self.cache is not None:
+            await self.cache.start()
 
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
+        if self.cache is not None:
+            await self.cache.close()
 
     @property
     def ready(self) -> bool:

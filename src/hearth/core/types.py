@@ -117,13 +117,21 @@ class RouteInfo:
 
 
 @dataclass(slots=True)
+class CacheInfo:
+    """Sent by the cache before the first real chunk: hit, semantic (with the similarity) or miss."""
+
+    status: str
+    similarity: float | None = None
+
+
+@dataclass(slots=True)
 class ErrorChunk:
     """A failure after the stream began; dialects turn it into their own error event."""
 
     error: Exception
 
 
-Chunk = TextDelta | ToolCallDelta | Usage | Finish | RouteInfo | ErrorChunk
+Chunk = TextDelta | ToolCallDelta | Usage | Finish | RouteInfo | CacheInfo | ErrorChunk
 
 
 @dataclass(slots=True)

@@ -1,0 +1,208 @@
+"""The response cache as a Backend around each served model: exact (L1 memory, L2 Redis), then semantic.
+
+A hit is replayed in whatever API and mode the client used: chunked when it streams (so clients that
+expect several chunks work), with the original usage. An answer is stored only after it finished
+cleanly; a stream that failed or was cut off by the client is never cached.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from hearth.cache.keys import exact_key, last_user_text, semantic_namespace, uncacheable_reason
+from hearth.cache.semantic import SemanticIndex, decode_answer, encode_answer
+from hearth.cache.stores import MemoryLRU, RedisStore
+from hearth.config import CacheConfig
+from hearth.core.types import (
+    Backend,
+    CacheInfo,
+    ChatRequest,
+    Chunk,
+    Finish,
+    ModelInfo,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
+
+log = logging.getLogger("hearth.cache")
+_PIECES = re.compile(r"\S+\s*|\s+")
+
+
+@dataclass(slots=True)
+class CacheControl:
+    no_cache: bool = False  # do not answer from the cache
+    no_store: bool = False  # do not store this answer
+    opted_in: bool = False
+    ttl: float | None = None
+    namespace: str = ""
+
+    @classmethod
+    def from_request(cls, req: ChatRequest) -> CacheControl:
+        c = req.extensions.get("cache")
+        if not isinstance(c, dict):
+            return cls()
+        ttl = c.get("ttl")
+        ttl_s = float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else None
+        return cls(bool(c.get("no_cache")), bool(c.get("no_store")), bool(c.get("enabled")), ttl_s,
+                   str(c.get("namespace") or ""))  # fmt: skip
+
+
+class ResponseCache:
+    """Shared by every model's CacheBackend: the stores, the semantic index, and counters."""
+
+    def __init__(self, cfg: CacheConfig) -> None:
+        self.cfg = cfg
+        self.l1 = MemoryLRU(cfg.memory_bytes)
+        self.redis = RedisStore(cfg.redis_url, cfg.redis_timeout) if cfg.redis_url else None
+        self.semantic = (
+            SemanticIndex(cfg.semantic.threshold, cfg.semantic.max_entries, self.redis)
+            if cfg.semantic.enabled
+            else None
+        )
+        self.counts = {"hit": 0, "semantic": 0, "miss": 0, "stored": 0}
+        self.lookup_seconds: list[float] = []
+        self.on_event: Any = lambda kind, value: None
+
+    async def start(self) -> None:
+        if self.semantic is not None:
+            await self.semantic.start()
+
+    async def close(self) -> None:
+        if self.semantic is not None:
+            await self.semantic.close()
+        if self.redis is not None:
+            await self.redis.close()
+
+    async def get(self, key: str) -> bytes | None:
+        value = self.l1.get(key)
+        if value is None and self.redis is not None:
+            value = await self.redis.get(key)
+            if value is not None:
+                self.l1.set(key, value, self.cfg.ttl)  # warm L1 from the shared L2
+        return value
+
+    async def put(self, key: str, value: bytes, ttl: float) -> None:
+        self.l1.set(key, value, ttl)
+        if self.redis is not None:
+            await self.redis.set(key, value, ttl)
+
+    async def clear(self) -> dict[str, int]:
+        n = len(self.l1.items)
+        self.l1.clear()
+        removed = await self.redis.clear() if self.redis is not None else 0
+        if self.semantic is not None:
+            self.semantic.clear()
+        return {"memory_entries": n, "redis_keys": removed}
+
+    def stats(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**self.counts, "memory_entries": len(self.l1.items), "memory_bytes": self.l1.bytes,
+                               "memory_evictions": self.l1.evictions,
+                               "redis_errors": self.redis.errors if self.redis else 0}  # fmt: skip
+        if self.semantic is not None:
+            out["semantic"] = self.semantic.stats()
+        return out
+
+
+class CacheBackend:
+    def __init__(self, inner: Backend, cache: ResponseCache) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.cache = cache
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def info(self) -> ModelInfo:
+        return self.inner.info()
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        ctl = CacheControl.from_request(request)
+        if uncacheable_reason(request, self.cache.cfg.policy, ctl.opted_in) or (ctl.no_cache and ctl.no_store):
+            return self.inner.stream(request)
+        return self._cached(request, ctl)
+
+    async def _cached(self, req: ChatRequest, ctl: CacheControl) -> AsyncIterator[Chunk]:
+        cache = self.cache
+        key = exact_key(self.name, req, ctl.namespace)
+        vec = None
+        sem = cache.semantic
+        text = last_user_text(req)
+        if not ctl.no_cache:
+            t0 = time.perf_counter()
+            raw = await cache.get(key)
+            kind, similarity = "hit", None
+            if raw is None and sem is not None and text:
+                vec = await sem.embed(text)
+                hit, rejected = sem.lookup(semantic_namespace(self.name, req, ctl.namespace), vec, text)
+                if rejected:
+                    cache.on_event("guard", rejected)
+                if hit is not None:
+                    raw = await cache.get(hit.key)
+                    kind, similarity = "semantic", hit.similarity
+            cache.on_event("lookup", time.perf_counter() - t0)
+            if raw is not None:
+                cache.counts[kind] += 1
+                cache.on_event(kind, 1)
+                yield CacheInfo(kind, similarity)
+                for c in _replay(decode_answer(raw), req.stream):
+                    yield c
+                return
+        cache.counts["miss"] += 1
+        cache.on_event("miss", 1)
+        yield CacheInfo("miss")
+        parts: list[str] = []
+        calls: dict[int, ToolCallDelta] = {}
+        usage: Usage | None = None
+        async for c in self.inner.stream(req):
+            tc = type(c)
+            if tc is TextDelta:
+                parts.append(c.text)  # type: ignore[union-attr]
+            elif tc is ToolCallDelta:
+                have = calls.setdefault(c.index, ToolCallDelta(c.index, c.id, c.name, ""))  # type: ignore[union-attr]
+                have.name = have.name or c.name  # type: ignore[union-attr]
+                have.arguments += c.arguments  # type: ignore[union-attr]
+            elif tc is Usage:
+                usage = c  # type: ignore[assignment]
+            elif tc is Finish and not ctl.no_store and c.reason in ("stop", "length", "tool_calls"):  # type: ignore[union-attr]
+                value = encode_answer("".join(parts), [(x.id or "", x.name or "", x.arguments) for x in calls.values()],
+                                      c.reason, (usage.prompt_tokens, usage.completion_tokens) if usage else None)  # type: ignore[union-attr]  # fmt: skip
+                await cache.put(key, value, ctl.ttl or cache.cfg.ttl)
+                cache.counts["stored"] += 1
+                if sem is not None and text:
+                    vec = vec if vec is not None else await sem.embed(text)
+                    await sem.add(semantic_namespace(self.name, req, ctl.namespace), vec, key, text)
+            yield c
+
+
+def _replay(a: dict[str, Any], stream: bool) -> list[Chunk]:
+    out: list[Chunk] = []
+    text = a["t"]
+    if text:
+        if stream:  # a few words per chunk, like a live stream, for clients that expect several chunks
+            words = _PIECES.findall(text)
+            out += [TextDelta("".join(words[i : i + 3])) for i in range(0, len(words), 3)] or [TextDelta(text)]
+        else:
+            out.append(TextDelta(text))
+    for i, (cid, name, args) in enumerate(a["c"]):
+        out.append(ToolCallDelta(i, cid or None, name, args))
+    if a["u"]:
+        p, c = a["u"]
+        out.append(Usage(p, c, cached_tokens=p))
+    out.append(Finish(a["f"]))
+    return out

