@@ -18,6 +18,7 @@ import orjson
 
 from hearth.config import OllamaModel, OpenAIModel
 from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, UpstreamError, UpstreamTimeout
+from hearth.core.types import ModelInfo
 
 
 class HttpProvider:
@@ -104,6 +105,34 @@ class HttpProvider:
         if 400 <= resp.status < 500:
             return BadRequest(text, status=resp.status, code=code or "upstream_rejected")
         return UpstreamError(text, retry_after=retry_after)
+
+
+class RemoteBackend:
+    """What the remote backends share: a pooled provider connection and a model description; they differ
+    only in the wire format of `stream`."""
+
+    kind = "remote"
+
+    def __init__(self, name: str, cfg: OpenAIModel | OllamaModel) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.http = HttpProvider(name, cfg)
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    def info(self) -> ModelInfo:
+        return ModelInfo(
+            name=self.name, backend=self.kind, owned_by=self.http.base_url,
+            context_length=self.cfg.context_length, extra={"upstream_model": self.http.upstream_model},
+        )  # fmt: skip
 
 
 def _error_text(raw: bytes) -> tuple[str, str | None]:

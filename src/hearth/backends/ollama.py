@@ -7,10 +7,10 @@ from typing import Any
 
 import orjson
 
-from hearth.backends.http import HttpProvider
+from hearth.backends.http import RemoteBackend
 from hearth.config import OllamaModel
 from hearth.core.errors import UpstreamError
-from hearth.core.types import ChatRequest, Chunk, Finish, Message, ModelInfo, TextDelta, ToolCallDelta, Usage
+from hearth.core.types import ChatRequest, Chunk, Finish, Message, TextDelta, ToolCallDelta, Usage
 
 _NS = 1e-9
 
@@ -50,27 +50,9 @@ def sampling_to_options(req: ChatRequest) -> dict[str, Any]:
     return opts
 
 
-class OllamaBackend:
-    def __init__(self, name: str, cfg: OllamaModel) -> None:
-        self.name = name
-        self.cfg = cfg
-        self.http = HttpProvider(name, cfg)
-
-    @property
-    def ready(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            name=self.name, backend="ollama", owned_by=self.http.base_url,
-            context_length=self.cfg.context_length, extra={"upstream_model": self.http.upstream_model},
-        )  # fmt: skip
+class OllamaBackend(RemoteBackend):
+    kind = "ollama"
+    cfg: OllamaModel
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         body: dict[str, Any] = {"model": self.http.upstream_model, "stream": request.stream}

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from hearth.backends.http import HttpProvider
+from hearth.backends.http import RemoteBackend
 from hearth.config import OpenAIModel
 from hearth.core.errors import UpstreamError
 from hearth.core.types import (
@@ -20,7 +20,6 @@ from hearth.core.types import (
     Chunk,
     Finish,
     Message,
-    ModelInfo,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -51,27 +50,9 @@ def message_to_openai(m: Message) -> dict[str, Any]:
     return out
 
 
-class OpenAICompatBackend:
-    def __init__(self, name: str, cfg: OpenAIModel) -> None:
-        self.name = name
-        self.cfg = cfg
-        self.http = HttpProvider(name, cfg)
-
-    @property
-    def ready(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        await self.http.close()
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(
-            name=self.name, backend="openai", owned_by=self.http.base_url,
-            context_length=self.cfg.context_length, extra={"upstream_model": self.http.upstream_model},
-        )  # fmt: skip
+class OpenAICompatBackend(RemoteBackend):
+    kind = "openai"
+    cfg: OpenAIModel
 
     def _body(self, req: ChatRequest) -> dict[str, Any]:
         s = req.sampling

@@ -24,11 +24,11 @@ from hearth.core.types import (
     ChatRequest,
     Chunk,
     Finish,
-    ModelInfo,
     TextDelta,
     ToolCallDelta,
     Usage,
 )
+from hearth.core.wrapper import WrappingBackend
 
 log = logging.getLogger("hearth.cache")
 _PIECES = re.compile(r"\S+\s*|\s+")
@@ -109,27 +109,10 @@ class ResponseCache:
         return out
 
 
-class CacheBackend:
+class CacheBackend(WrappingBackend):
     def __init__(self, inner: Backend, cache: ResponseCache) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.cache = cache
-
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
-
-    @property
-    def ready(self) -> bool:
-        return self.inner.ready
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    def info(self) -> ModelInfo:
-        return self.inner.info()
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         ctl = CacheControl.from_request(request)

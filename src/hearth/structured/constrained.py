@@ -17,7 +17,8 @@ from functools import lru_cache
 from typing import Any
 
 from hearth.core.errors import BadRequest, UpstreamError
-from hearth.core.types import Backend, ChatRequest, Chunk, Finish, Message, ModelInfo, TextDelta, ToolCallDelta, Usage
+from hearth.core.types import Backend, ChatRequest, Chunk, Finish, Message, TextDelta, ToolCallDelta, Usage
+from hearth.core.wrapper import WrappingBackend
 from hearth.structured.schema import (
     SchemaError,
     canonical,
@@ -52,28 +53,11 @@ def _tool_grammar_cached(tools_json: str, choice_json: str, parallel: bool) -> s
     return tool_grammar(json.loads(tools_json), json.loads(choice_json), parallel)
 
 
-class ConstrainedBackend:
+class ConstrainedBackend(WrappingBackend):
     def __init__(self, inner: Backend, max_repairs: int = 2) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.max_repairs = max_repairs
         self.local = hasattr(inner, "queue_depth")
-
-    def __getattr__(self, attr: str) -> Any:  # queue_depth, stats, list_models...: the inner backend's
-        return getattr(self.inner, attr)
-
-    @property
-    def ready(self) -> bool:
-        return self.inner.ready
-
-    async def start(self) -> None:
-        await self.inner.start()
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    def info(self) -> ModelInfo:
-        return self.inner.info()
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         if not request.response_format and not request.tools:
