@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import mmap
 import struct
 from pathlib import Path
@@ -81,6 +82,9 @@ class MiniLM:
         self.tok.enable_truncation(MAX_TOKENS)
         self.tok.no_padding()
         self.layers = 1 + max(int(k.split(".")[2]) for k in self.w if k.startswith("encoder.layer."))
+        # Linear weights as contiguous (in, out) copies, so each layer is one 2-D BLAS call.
+        for k in [k for k in self.w if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k]:
+            self.w[k + "_t"] = np.ascontiguousarray(self.w[k].T)
         self.heads = 12
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -111,19 +115,20 @@ class MiniLM:
             p = f"encoder.layer.{i}."
 
             def lin(t: np.ndarray, name: str, p: str = p) -> np.ndarray:
-                return t @ w[p + name + ".weight"].T + w[p + name + ".bias"]  # type: ignore[no-any-return]
+                flat = t.reshape(-1, t.shape[-1]) @ w[p + name + ".weight_t"] + w[p + name + ".bias"]
+                return flat.reshape(*t.shape[:-1], -1)  # type: ignore[no-any-return]
 
             q = lin(x, "attention.self.query").reshape(b, n, h, d).transpose(0, 2, 1, 3)
             k = lin(x, "attention.self.key").reshape(b, n, h, d).transpose(0, 2, 3, 1)
             v = lin(x, "attention.self.value").reshape(b, n, h, d).transpose(0, 2, 1, 3)
-            s = q @ k / np.sqrt(d) + bias
+            s = q @ k * (1.0 / math.sqrt(d)) + bias  # Python floats: a numpy float64 scalar would make it all float64
             s = np.exp(s - s.max(-1, keepdims=True))
             s /= s.sum(-1, keepdims=True)
             ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b, n, DIM)
             x = _layer_norm(x + lin(ctx, "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"],
                             w[p + "attention.output.LayerNorm.bias"])  # fmt: skip
             inter = lin(x, "intermediate.dense")
-            inter = 0.5 * inter * (1.0 + _erf(inter / np.sqrt(2.0)))
+            inter = 0.5 * inter * (1.0 + _erf(inter * (1.0 / math.sqrt(2.0))))
             x = _layer_norm(x + lin(inter, "output.dense"), w[p + "output.LayerNorm.weight"],
                             w[p + "output.LayerNorm.bias"])  # fmt: skip
         pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
