@@ -36,7 +36,7 @@ def _router(name: str, default: str, fallbacks: list[str], **extra: Any) -> str:
 @pytest.fixture(scope="module")
 def rgw(tmp_session: Path, upstream: Server, bad: Server) -> Iterator[Server]:
     refused = free_port()
-    cfg = "models:\n"
+    cfg = "cache: {enabled: false}\nmodels:\n"  # repeated prompts here test routing, not the cache
     cfg += "  smol:\n    kind: llamacpp\n    path: builtin:smollm2-135m\n    n_ctx: 512\n    threads: 2\n"
     cfg += ("  smol-tight:\n    kind: llamacpp\n    path: builtin:smollm2-135m\n    n_ctx: 512\n    threads: 2\n"
             "    max_sequences: 1\n    max_queue: 8\n    warmup: false\n")  # fmt: skip

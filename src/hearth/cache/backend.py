@@ -31,7 +31,7 @@ from hearth.core.types import (
 from hearth.core.wrapper import WrappingBackend
 
 log = logging.getLogger("hearth.cache")
-_PIECES = re.compile(r"\S+\s*|\s+")
+_PIECES = re.compile(r"\S{1,16}\s*|\s+")  # a word (or 16 characters of a long one) per replayed chunk
 
 
 @dataclass(slots=True)
@@ -177,9 +177,8 @@ def _replay(a: dict[str, Any], stream: bool) -> list[Chunk]:
     out: list[Chunk] = []
     text = a["t"]
     if text:
-        if stream:  # a few words per chunk, like a live stream, for clients that expect several chunks
-            words = _PIECES.findall(text)
-            out += [TextDelta("".join(words[i : i + 3])) for i in range(0, len(words), 3)] or [TextDelta(text)]
+        if stream:  # token-sized pieces, like a live stream, for clients that expect several chunks
+            out += [TextDelta(piece) for piece in _PIECES.findall(text)] or [TextDelta(text)]
         else:
             out.append(TextDelta(text))
     for i, (cid, name, args) in enumerate(a["c"]):

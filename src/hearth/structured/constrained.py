@@ -71,11 +71,13 @@ class ConstrainedBackend(WrappingBackend):
         grammar: str | None = None
         if req.tools:
             mode, _ = tool_mode(req.tool_choice)
+            grammar = _tool_grammar_cached(canonical(req.tools), canonical(req.tool_choice),
+                                           req.parallel_tool_calls is not False)  # fmt: skip
             if mode == "none":
+                # Shown tools invite the small model to call anyway, so the prompt leaves them out and the
+                # grammar allows only a plain answer (not even JSON that looks like a call).
                 req = dataclasses.replace(req, tools=None, tool_choice=None)
             else:
-                grammar = _tool_grammar_cached(canonical(req.tools), canonical(req.tool_choice),
-                                               req.parallel_tool_calls is not False)  # fmt: skip
                 parser = ToolCallParser()
         if grammar is None:
             kind, schema = response_schema(req.response_format)

@@ -19,6 +19,9 @@ from hearth.core.types import ToolCallDelta
 from hearth.structured.schema import check_schema
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+# A plain answer may not open with "<", "{", "[", a code fence or blank space: small models that mean to call
+# a tool otherwise write the call as bare or fenced JSON.
+PLAIN_ANSWER = r"[^<{`\[ \t\n\x00] [^\x00]*"
 
 
 def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -52,8 +55,8 @@ def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool =
     from hearth.structured.bounds import BoundedConverter
 
     mode, only = tool_mode(tool_choice)
-    if mode == "none":
-        return None
+    if mode == "none":  # enforced, not requested: the answer may not even look like a call
+        return f"root ::= {PLAIN_ANSWER}\n"
     fns = _functions(tools)
     if only is not None:
         fns = [f for f in fns if f["name"] == only]
@@ -71,10 +74,7 @@ def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool =
                                          f"{conv._format_literal(chr(10) + CLOSE)}")  # fmt: skip
     calls = f'{block} ("\\n" {block})*' if parallel else block
     if mode == "auto":
-        # A plain answer may not open with "<", "{", "[", a code fence or blank space: small models that mean
-        # to call a tool otherwise write the call as bare or fenced JSON; this way they either answer in
-        # words or call properly.
-        answer = conv._add_rule("answer", r"[^<{`\[ \t\n\x00] [^\x00]*")
+        answer = conv._add_rule("answer", PLAIN_ANSWER)
         conv._add_rule("root", f"{calls} | {answer}")
     else:
         conv._add_rule("root", calls)
