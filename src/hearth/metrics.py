@@ -134,7 +134,6 @@ class GatewayMetrics:
         self.latency = r.histogram("hearth_request_duration_seconds", "End-to-end request latency", mb)
         self.tokens_in = r.counter("hearth_prompt_tokens_total", "Prompt tokens", mb)
         self.tokens_out = r.counter("hearth_completion_tokens_total", "Completion tokens", mb)
-        self.http = r.counter("hearth_http_requests_total", "HTTP requests by route and status", ("route", "status"))
         self.routes = r.counter("hearth_route_decisions_total", "Routed requests by chosen backend and reason",
                                 ("router", "target", "reason"))  # fmt: skip
         self.fallbacks = r.counter("hearth_fallbacks_total", "Router moves from one backend to another",

@@ -66,7 +66,6 @@ class ResponseCache:
             else None
         )
         self.counts = {"hit": 0, "semantic": 0, "miss": 0, "stored": 0}
-        self.lookup_seconds: list[float] = []
         self.on_event: Any = lambda kind, value: None
 
     async def start(self) -> None:

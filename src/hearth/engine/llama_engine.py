@@ -38,7 +38,7 @@ class GenJob:
 
     __slots__ = (
         "cached", "cancelled", "decoder", "emit", "grammar", "held", "last_token", "logprob", "logprobs", "max_new",
-        "n_gen", "pos", "prompt", "sampler", "sampling", "slot", "stops", "t_admit", "t_first", "t_submit", "todo",
+        "n_gen", "pos", "prompt", "sampler", "sampling", "slot", "stops", "t_admit", "t_first", "todo",
     )  # fmt: skip
 
     def __init__(
@@ -63,7 +63,6 @@ class GenJob:
         self.last_token = -1
         self.held = ""  # text withheld because it may be the start of a stop string
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.t_submit = time.perf_counter()
         self.t_admit = 0.0
         self.t_first = 0.0
 

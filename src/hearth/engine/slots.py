@@ -38,12 +38,12 @@ class Slot:
 
 @dataclass
 class Plan:
-    """How to seat a request: in `slot`, after `copy_from` (if set) shares `reuse` tokens into it."""
+    """How to seat a request: in `slot`, keeping its first `reuse` tokens, or, when `copy_from` is set, after
+    that slot shares its first `reuse` tokens into it. Whatever the slot held beyond that is dropped."""
 
     slot: Slot
     reuse: int
     copy_from: Slot | None
-    trim: bool  # True: drop the slot's tokens after `reuse` (or all, if copy_from is set)
 
 
 class SlotTable:
@@ -69,16 +69,16 @@ class SlotTable:
         # At least one prompt token must be decoded to get logits for the first sampled token.
         reuse = min(best_len, len(prompt) - 1)
         if best is not None and not best.busy and (best_len == len(best.tokens) or reuse == 0):
-            return Plan(best, reuse, None, trim=True)  # a pure extension: nothing in the slot is lost
+            return Plan(best, reuse, None)  # a pure extension: nothing in the slot is lost
         # Otherwise keep the best slot intact and seat the request elsewhere: an empty slot if there
         # is one, else the least recently used idle slot.
         empty = [s for s in idle if not s.tokens]
         target = empty[0] if empty else min(idle, key=lambda s: s.last_used)
         if best is None or reuse == 0:
-            return Plan(target, 0, None, trim=True)
+            return Plan(target, 0, None)
         if target is best:
-            return Plan(best, reuse, None, trim=True)
-        return Plan(target, reuse, best, trim=True)
+            return Plan(best, reuse, None)
+        return Plan(target, reuse, best)
 
     def eviction_candidate(self) -> Slot | None:
         """The idle slot holding tokens that was used least recently."""
