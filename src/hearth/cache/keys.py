@@ -57,18 +57,17 @@ def last_user_text(req: ChatRequest) -> str:
 
 
 def uncacheable_reason(req: ChatRequest, policy: str, opted_in: bool) -> str | None:
-    """Why this request must not use the cache, or None."""
+    """Why this request must not use the cache, or None. Cheapest checks first: this runs on every request."""
+    if not opted_in and policy != "all":
+        if policy == "opt-in":
+            return "not requested"
+        t = req.sampling.temperature
+        if t is None or t > 0:
+            return "sampling is random (temperature > 0)"
     if any(m.role == "tool" for m in req.messages):
         return "tool results"
     if _TIME_SENSITIVE.search(last_user_text(req)):
         return "time-sensitive"
-    if policy == "all" or opted_in:
-        return None
-    if policy == "opt-in":
-        return "not requested"
-    t = req.sampling.temperature
-    if t is None or t > 0:
-        return "sampling is random (temperature > 0)"
     return None
 
 
