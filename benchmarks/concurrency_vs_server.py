@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import json
 import os
 import statistics
 import subprocess
@@ -34,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = Path(os.environ.get("ANCHOR_DIR", ROOT.parent / "shared" / "local-anchor"))
 sys.path.insert(0, str(ANCHOR))
 from common import CONC_USERS, EOS_IDS, LONG_SYS_A, LONG_SYS_B, QA, QB, SYS_SHORT  # noqa: E402
+
+from _client import stream_chat  # noqa: E402
 
 USERS = [*CONC_USERS, "用一句话介绍上海。", "What is a CPU? One sentence.", "Name three colors.", "什么是TCP？一句话。"]
 GREEDY = {"temperature": 0.0, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0, "seed": 0}
@@ -85,30 +86,9 @@ class Target:
         body: dict[str, Any] = {"model": "m", "messages": msgs, "max_tokens": max_tokens, "stream": True, **GREEDY}
         if force:
             body["logit_bias"] = {str(i): -100 for i in EOS_IDS}
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
-        t0 = t0 or time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
-        resp = conn.getresponse()
-        first = last = None
-        n, parts, finish = 0, [], None
-        while line := resp.readline():
-            if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
-                continue
-            ev = json.loads(line[6:])
-            if not ev.get("choices"):
-                continue
-            ch = ev["choices"][0]
-            finish = ch.get("finish_reason") or finish
-            c = ch["delta"].get("content")
-            if c:
-                now = time.perf_counter()
-                first = first or now
-                last = now
-                n += 1
-                parts.append(c)
-        conn.close()
-        return {"ttft": (first - t0) if first else None, "end": (last or time.perf_counter()) - t0, "n": n,
-                "finish": finish, "text": "".join(parts)}  # fmt: skip
+        r = stream_chat(self.port, body, t0=t0)
+        end = (r.stamps[-1] if r.stamps else time.perf_counter()) - r.t0
+        return {"ttft": r.ttft, "end": end, "n": len(r.stamps), "finish": r.finish, "text": r.text}
 
     def close(self) -> None:
         self.proc.terminate()

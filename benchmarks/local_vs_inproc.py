@@ -31,6 +31,8 @@ ANCHOR = Path(os.environ.get("ANCHOR_DIR", ROOT.parent / "shared" / "local-ancho
 sys.path.insert(0, str(ANCHOR))
 from common import EOS_IDS, LONG_SYS_A, LONG_SYS_B, QA, QB, SYS_SHORT, USER_SHORT  # noqa: E402
 
+from _client import stream_chat, wait_ready  # noqa: E402
+
 FORCE = 64
 GREEDY = {"temperature": 0.0, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0, "seed": 0}
 
@@ -83,41 +85,16 @@ class Hearth:
         self.port = 18600 + os.getpid() % 1000
         self.proc = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config",
                                       str(cfg), "--port", str(self.port)])  # fmt: skip
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.1)
+        wait_ready(self.port)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
 
     def chat(self, msgs: list[dict[str, str]], max_tokens: int, force: bool) -> tuple[float, float | None, str]:
         body: dict[str, Any] = {"model": "m", "messages": msgs, "max_tokens": max_tokens, "stream": True, **GREEDY}
         if force:
             body["logit_bias"] = {str(i): -100 for i in EOS_IDS}
-        t0 = time.perf_counter()
-        self.conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
-        resp = self.conn.getresponse()
-        first = last = None
-        n, parts = 0, []
-        while line := resp.readline():
-            if not line.startswith(b"data: ") or line.startswith(b"data: [DONE]"):
-                continue
-            ev = json.loads(line[6:])
-            c = ev["choices"][0]["delta"].get("content") if ev.get("choices") else None
-            if c:
-                now = time.perf_counter()
-                first = first or now
-                last = now
-                n += 1
-                parts.append(c)
-        assert first is not None
-        rate = (n - 1) / (last - first) if force and last and last > first else None
-        return first - t0, rate, "".join(parts)
+        r = stream_chat(self.port, body, conn=self.conn)
+        assert r.ttft is not None
+        return r.ttft, r.decode_rate() if force else None, r.text
 
     def close(self) -> None:
         self.proc.terminate()

@@ -13,10 +13,7 @@
 from __future__ import annotations
 
 import concurrent.futures
-import http.client
-import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,6 +22,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _client import free_port, stream_chat, wait_ready  # noqa: E402
+
 BENCH = Path(os.environ.get("BENCH_DIR", ROOT.parent / "shared" / "bench"))
 BENCH_PY = Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "hearth-bench")) / "venv" / "bin" / "python"
 
@@ -40,45 +40,16 @@ LONG = "Summarize the following notes. " + " ".join(
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, round(p / 100 * (len(xs) - 1)))]
 
 
-def wait(port: int, path: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", path)
-            if c.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"port {port}{path} not ready")
-
-
 def ttft(port: int, model: str, prompt: str, max_tokens: int = 8) -> tuple[float, str, str]:
-    body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens,
-            "stream": True, "temperature": 0}  # fmt: skip
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    t0 = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
-    resp = conn.getresponse()
-    first = None
-    while line := resp.readline():
-        if first is None and line.startswith(b"data: {") and b'"content":"' in line and b'"content":""' not in line:
-            first = time.perf_counter() - t0
-    conn.close()
-    return (first if first is not None else float("nan")), resp.getheader("x-hearth-backend", ""), \
-        resp.getheader("x-hearth-route", "")  # fmt: skip
+    r = stream_chat(port, {"model": model, "messages": [{"role": "user", "content": prompt}],
+                           "max_tokens": max_tokens, "temperature": 0})  # fmt: skip
+    return (r.ttft if r.ttft is not None else float("nan")), r.headers.get("x-hearth-backend", ""), \
+        r.headers.get("x-hearth-route", "")  # fmt: skip
 
 
 def decision_times() -> tuple[float, float]:
@@ -138,8 +109,8 @@ def main() -> None:
     procs.append(subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config",
                                    str(cfg), "--port", str(port)]))  # fmt: skip
     try:
-        wait(mock_port, "/health")
-        wait(port, "/health")
+        wait_ready(mock_port, "/health")
+        wait_ready(port, "/health")
         ttft(port, "local", "warm up")
         prompts = [*EASY, *HARD]
         routed = [ttft(port, "auto", p) for p in prompts]

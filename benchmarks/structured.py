@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,8 @@ import jsonschema
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "examples"))
 from storyboard import STORYBOARD_SCHEMA  # noqa: E402
+
+from _client import free_port, stream_chat, wait_ready  # noqa: E402
 
 S = {"type": "string", "maxLength": 60}
 SCHEMAS: dict[str, dict[str, Any]] = {
@@ -70,12 +71,6 @@ TOOL_QUERIES = [("What's the weather in Paris?", "get_weather"), ("Is it raining
                 ("Tell me a joke.", None), ("What is the capital of Italy?", None)]  # fmt: skip
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def post(port: int, body: dict[str, Any]) -> dict[str, Any]:
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
@@ -83,17 +78,9 @@ def post(port: int, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def timed_stream(port: int, body: dict[str, Any]) -> tuple[float, float]:
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    t0 = time.perf_counter()
-    c.request(
-        "POST", "/v1/chat/completions", json.dumps({**body, "stream": True}), {"Content-Type": "application/json"}
-    )
-    resp = c.getresponse()
-    stamps = []
-    while line := resp.readline():
-        if line.startswith(b"data: {") and b'"content":"' in line and b'"content":""' not in line:
-            stamps.append(time.perf_counter())
-    return stamps[0] - t0, (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    r = stream_chat(port, body)
+    assert r.ttft is not None
+    return r.ttft, r.decode_rate() or 0.0
 
 
 def main() -> None:
@@ -112,15 +99,7 @@ def main() -> None:
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config", str(cfg),
                              "--port", str(port)])  # fmt: skip
     try:
-        for _ in range(600):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_ready(port)
         base = {"model": "m", "temperature": 0, "max_tokens": 400}
         if 1 in sections:
             validity(port, base, [n for n in a.schemas.split(",") if n in SCHEMAS], a.prompts)

@@ -107,6 +107,7 @@ class LlamaEngine:
         self.n_vocab = 0
         self.chat_template: str | None = None
         self._piece = ctypes.create_string_buffer(256)
+        self._L: Any = None  # llama_cpp's low-level module, bound when the model loads
 
     # --- called from other threads -------------------------------------------------------------
 
@@ -155,7 +156,7 @@ class LlamaEngine:
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         """Thread-safe (the vocab is read-only) and OpenMP-free, so callers may use any thread."""
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         data = text.encode("utf-8")
         n_max = len(data) + 16
@@ -168,7 +169,7 @@ class LlamaEngine:
         return list(buf[:n])
 
     def token_text(self, token: int) -> str:
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         buf = ctypes.create_string_buffer(256)
         n = L.llama_token_to_piece(self.vocab, token, buf, 256, 0, True)
@@ -178,6 +179,8 @@ class LlamaEngine:
 
     def _load(self) -> None:
         from llama_cpp import llama_cpp as L
+
+        self._L = L  # imported once, here; the per-step and per-token paths only read the attribute
 
         t0 = time.perf_counter()
         if not log.isEnabledFor(logging.DEBUG):
@@ -253,7 +256,7 @@ class LlamaEngine:
                         self._release(job)
 
     def _seat(self, job: GenJob) -> None:
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         plan = self.slots.plan(job.prompt)
         assert plan is not None, "more active sequences than slots"
@@ -284,7 +287,7 @@ class LlamaEngine:
             st.prefix_misses += 1
 
     def _make_sampler(self, s: Sampling, grammar: str | None = None) -> Any:
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
         add = L.llama_sampler_chain_add
@@ -297,7 +300,7 @@ class LlamaEngine:
         if s.logit_bias:
             arr = (L.llama_logit_bias * len(s.logit_bias))()
             for i, (tok, bias) in enumerate(s.logit_bias.items()):
-                arr[i].token, arr[i].bias = int(tok), float(bias)  # type: ignore[assignment]
+                arr[i].token, arr[i].bias = int(tok), float(bias)
             add(chain, L.llama_sampler_init_logit_bias(self.n_vocab, len(s.logit_bias), arr))
         rp = s.repeat_penalty if s.repeat_penalty is not None else 1.0
         fp, pp = s.frequency_penalty or 0.0, s.presence_penalty or 0.0
@@ -318,7 +321,7 @@ class LlamaEngine:
         return chain
 
     def _step(self) -> None:
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         b = self._batch
         n = 0
@@ -368,7 +371,8 @@ class LlamaEngine:
     def _logprob(self, idx: int, tok: int) -> float:
         """log p(tok) under the model's raw distribution, read before the next decode overwrites the logits."""
         import numpy as np
-        from llama_cpp import llama_cpp as L
+
+        L = self._L
 
         x = np.ctypeslib.as_array(L.llama_get_logits_ith(self.ctx, idx), shape=(self.n_vocab,))
         m = float(x.max())
@@ -384,7 +388,7 @@ class LlamaEngine:
         return n + 1
 
     def _on_token(self, job: GenJob, tok: int) -> None:
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         if job.n_gen == 0:
             job.t_first = time.perf_counter()
@@ -434,7 +438,7 @@ class LlamaEngine:
         self._release(job)
 
     def _release(self, job: GenJob) -> None:
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         if job in self._active:
             self._active.remove(job)
@@ -447,7 +451,7 @@ class LlamaEngine:
             job.slot = None
 
     def _evict_one(self) -> bool:
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         slot = self.slots.eviction_candidate()
         if slot is None:
@@ -458,7 +462,7 @@ class LlamaEngine:
         return True
 
     def _shutdown(self) -> None:
-        from llama_cpp import llama_cpp as L
+        L = self._L
 
         for job in list(self._active) + list(self._inbox):
             job.emit(HearthError("the engine stopped", status=503))
