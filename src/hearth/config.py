@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 DEFAULT_PORT = 8434
 DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b"
+DEFAULT_EMBEDDING_MODEL = "all-minilm"
 _RESERVED_ENV = {"HEARTH_HOME", "HEARTH_CONFIG", "HEARTH_LOG_LEVEL"}
 
 
@@ -55,6 +56,19 @@ class LocalModel(_Strict):
     )
     prefix_slots: int = Field(8, ge=1, le=64, description="conversation prefixes kept in the KV cache")
     warmup: bool = True
+
+
+class EmbeddingModel(_Strict):
+    """A local sentence-embedding model (no chat): serves /v1/embeddings, /api/embed and RAG."""
+
+    kind: Literal["embedding"]
+    path: str = Field("builtin:all-minilm-l6-v2", description="builtin:all-minilm-l6-v2, or a folder holding "
+                      "model.safetensors + tokenizer.json of a BERT sentence encoder")  # fmt: skip
+    aliases: list[str] = Field(default_factory=list)
+    max_batch: int = Field(64, ge=1, description="texts per forward pass when concurrent requests are merged")
+    batch_window_ms: float = Field(
+        0.0, ge=0, description="wait this long for more requests before a forward pass; 0: take what is queued"
+    )
 
 
 class OpenAIModel(_Strict):
@@ -143,7 +157,9 @@ class RouterModel(_Strict):
     health_interval: float | None = Field(30.0, gt=0, description="seconds between health checks of remotes")
 
 
-ModelConfig = Annotated[LocalModel | OpenAIModel | OllamaModel | RouterModel, Field(discriminator="kind")]
+ModelConfig = Annotated[
+    LocalModel | EmbeddingModel | OpenAIModel | OllamaModel | RouterModel, Field(discriminator="kind")
+]
 
 
 class ServerConfig(_Strict):
@@ -171,9 +187,36 @@ class CacheConfig(_Strict):
     semantic: SemanticCacheConfig = Field(default_factory=SemanticCacheConfig)
 
 
+class RagProfile(_Strict):
+    kb: str = Field(description="the knowledge base to answer from")
+    model: str | None = Field(None, description="the chat model that answers; default: rag.chat_model")
+    top_k: int | None = Field(None, ge=1, le=100)
+
+
+class RagConfig(_Strict):
+    store: Literal["local", "chroma"] = Field(
+        "local", description="local: SQLite + in-process indexes under $HEARTH_HOME/rag; chroma: a Chroma server"
+    )
+    chroma_url: str = Field("http://127.0.0.1:8000", description="the Chroma server, for store: chroma")
+    chroma_tenant: str = "default_tenant"
+    chroma_database: str = "default_database"
+    embedding_model: str = Field(DEFAULT_EMBEDDING_MODEL, description="embeds chunks and queries")
+    chat_model: str | None = Field(None, description="answers `rag:<kb>` requests; default: the first chat model")
+    chunk_tokens: int = Field(200, ge=16, le=2048, description="chunk size in embedding-model tokens")
+    chunk_overlap: int = Field(30, ge=0, description="tokens repeated from the end of one chunk at the next")
+    top_k: int = Field(5, ge=1, le=100, description="chunks retrieved per question")
+    fusion: Literal["weighted", "rrf"] = Field("weighted", description="weighted scores, or reciprocal-rank fusion")
+    vector_weight: float = Field(0.7, ge=0, le=1, description="weighted fusion: vector share; keyword gets the rest")
+    candidates: int = Field(50, ge=1, description="hits taken from each retriever before fusion")
+    profiles: dict[str, RagProfile] = Field(
+        default_factory=dict, description="model names that answer from a knowledge base, e.g. {docs-bot: {kb: docs}}"
+    )
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    rag: RagConfig = Field(default_factory=RagConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     source: str | None = Field(None, exclude=True)
 
@@ -181,13 +224,21 @@ class Config(_Strict):
     def _defaults_and_unique_names(self) -> Config:
         if not self.models:
             self.models = {DEFAULT_MODEL_NAME: LocalModel(aliases=["local"])}
-        seen: dict[str, str] = {}
+        if not any(isinstance(m, EmbeddingModel) for m in self.models.values()) and all(
+            n not in self.models for n in (DEFAULT_EMBEDDING_MODEL, *_EMBEDDING_ALIASES)
+        ):
+            # Always there, loaded on first use: embeddings and RAG work with no config at all.
+            self.models[DEFAULT_EMBEDDING_MODEL] = EmbeddingModel(kind="embedding", aliases=list(_EMBEDDING_ALIASES))
+        seen: dict[str, str] = {p: f"rag.profiles.{p}" for p in self.rag.profiles}
         for name, m in self.models.items():
             for n in [name, *m.aliases]:
                 if n in seen:
                     raise ValueError(f"model name or alias {n!r} is used by both {seen[n]!r} and {name!r}")
                 seen[n] = name
         return self
+
+
+_EMBEDDING_ALIASES = ("all-minilm:l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
 class ConfigError(Exception):
@@ -251,7 +302,7 @@ def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
         if not isinstance(m, RouterModel):
             continue
         base = ("models", name)
-        leaves = {n for n, c in cfg.models.items() if not isinstance(c, RouterModel)}
+        leaves = {n for n, c in cfg.models.items() if not isinstance(c, RouterModel | EmbeddingModel)}
         targets = leaves | set(m.groups)
 
         def need(path: tuple[str, ...], target: str, allowed: set[str], base: tuple[str, ...] = base) -> None:
@@ -285,6 +336,15 @@ def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
             dupes = sorted({d for d in chain if chain.count(d) > 1})
             if dupes:
                 problems.append(((*base, "fallbacks", src), f"{', '.join(dupes)} listed twice"))
+    names = {n: m for name, m in cfg.models.items() for n in (name, *m.aliases)}
+    chat = sorted(n for n, m in names.items() if not isinstance(m, EmbeddingModel))
+    if cfg.rag.embedding_model not in names:
+        problems.append((("rag", "embedding_model"), f"unknown model {cfg.rag.embedding_model!r}"))
+    refs: list[tuple[tuple[str, ...], str | None]] = [(("rag", "chat_model"), cfg.rag.chat_model)]
+    refs += [(("rag", "profiles", p, "model"), prof.model) for p, prof in cfg.rag.profiles.items()]
+    for path, ref in refs:
+        if ref is not None and ref not in chat:
+            problems.append((path, f"unknown chat model {ref!r}; known: {', '.join(chat)}"))
     return problems
 
 
@@ -327,7 +387,7 @@ def _describe(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]
     msgs = []
     for err in e.errors():
         # Drop the discriminator tags pydantic adds ("openai", "llamacpp") to get the YAML path.
-        loc = [str(p) for p in err["loc"] if p not in ("llamacpp", "openai", "ollama", "router")]
+        loc = [str(p) for p in err["loc"] if p not in ("llamacpp", "embedding", "openai", "ollama", "router")]
         field = ".".join(loc) or "(top level)"
         line = None
         for n in range(len(loc), -1, -1):
@@ -373,6 +433,8 @@ def describe_config(cfg: Config) -> str:
         aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""
         if isinstance(m, LocalModel):
             out.append(f"model {name}{aliases}: local llama.cpp, {m.path}, n_ctx {m.n_ctx}")
+        elif isinstance(m, EmbeddingModel):
+            out.append(f"model {name}{aliases}: local embeddings, {m.path}, loaded on first use")
         elif isinstance(m, RouterModel):
             out.append(
                 f"model {name}{aliases}: router, {len(m.rules)} rules, {len(m.tiers)} score tiers, default {m.default}"

@@ -140,6 +140,9 @@ class GatewayMetrics:
                                    ("router", "from", "to", "reason"))  # fmt: skip
         self.circuit = r.gauge("hearth_circuit_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
                                ("backend",))  # fmt: skip
+        self.embeddings = r.counter("hearth_embedding_requests_total", "Embedding requests by model and outcome",
+                                    ("api", "model", "status"))  # fmt: skip
+        self.embedded_texts = r.counter("hearth_embedded_texts_total", "Texts embedded", ("model",))
         self.cache = r.counter("hearth_cache_total", "Cache lookups by result (hit, semantic, miss)", ("result",))
         self.cache_guard = r.counter("hearth_cache_guard_rejections_total",
                                      "Semantic near-matches refused by a guard", ("reason",))  # fmt: skip

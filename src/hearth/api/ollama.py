@@ -268,7 +268,8 @@ async def show(request: web.Request) -> web.Response:
     return json_response({
         "modelfile": f"# served by hearth ({info.backend})\nFROM {source}\n",
         "parameters": "", "template": info.template, "details": _details(info), "model_info": model_info,
-        "capabilities": ["completion", "tools"], "modified_at": "2025-01-01T00:00:00Z",
+        "capabilities": ["embedding"] if info.backend == "embedding" else ["completion", "tools"],
+        "modified_at": "2025-01-01T00:00:00Z",
     })  # fmt: skip
 
 

@@ -188,6 +188,30 @@ class OllamaShowBody(BaseModel):
     verbose: bool | None = None
 
 
+class EmbeddingsBody(_Body):
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+
+class OllamaEmbedBody(_Body):
+    model: str
+    input: str | list[str]
+    truncate: bool = True
+    dimensions: int | None = Field(None, ge=1)
+    options: dict[str, Any] | None = None
+    keep_alive: Any = None
+
+
+class OllamaEmbeddingsBody(_Body):  # the deprecated /api/embeddings
+    model: str
+    prompt: str
+    options: dict[str, Any] | None = None
+    keep_alive: Any = None
+
+
 def ollama_options(raw: dict[str, Any] | None) -> OllamaOptions:
     raw = {k: v for k, v in (raw or {}).items() if k not in _OLLAMA_IGNORED_OPTIONS}
     return parse(OllamaOptions, raw, prefix="options.")

@@ -10,7 +10,7 @@ import orjson
 from hearth.backends.http import RemoteBackend
 from hearth.config import OllamaModel
 from hearth.core.errors import UpstreamError
-from hearth.core.types import ChatRequest, Chunk, Finish, Message, TextDelta, ToolCallDelta, Usage
+from hearth.core.types import ChatRequest, Chunk, Embeddings, Finish, Message, TextDelta, ToolCallDelta, Usage
 
 _NS = 1e-9
 
@@ -128,3 +128,20 @@ class OllamaBackend(RemoteBackend):
     async def list_models(self) -> list[str]:
         data = await self.http.get_json("/api/tags")
         return [m.get("name", "") for m in data.get("models", [])]
+
+    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:
+        import numpy as np
+
+        body: dict[str, Any] = {"model": self.http.upstream_model, "input": texts, "truncate": truncate}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        async with self.http.post("/api/embed", body) as resp:
+            try:
+                data = orjson.loads(await resp.read())
+                vectors = np.asarray(data["embeddings"], np.float32)
+                tokens = int(data.get("prompt_eval_count") or 0)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise UpstreamError(f"{self.http.where()} sent invalid embeddings: {e}") from e
+        if len(vectors) != len(texts):
+            raise UpstreamError(f"{self.http.where()} sent {len(vectors)} embeddings for {len(texts)} inputs")
+        return Embeddings(vectors, tokens, self.name)

@@ -18,6 +18,7 @@ from hearth.core.errors import UpstreamError
 from hearth.core.types import (
     ChatRequest,
     Chunk,
+    Embeddings,
     Finish,
     Message,
     TextDelta,
@@ -140,6 +141,24 @@ class OpenAICompatBackend(RemoteBackend):
             while await resp.content.readany():
                 pass
             yield pending
+
+    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:
+        import numpy as np
+
+        body: dict[str, Any] = {"model": self.http.upstream_model, "input": texts, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        async with self.http.post("/embeddings", body) as resp:
+            try:
+                data = orjson.loads(await resp.read())
+                rows = sorted(data["data"], key=lambda d: d.get("index", 0))
+                vectors = np.asarray([r["embedding"] for r in rows], np.float32)
+                tokens = int((data.get("usage") or {}).get("prompt_tokens") or 0)
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                raise UpstreamError(f"{self.http.where()} sent invalid embeddings: {e}") from e
+        if len(vectors) != len(texts):
+            raise UpstreamError(f"{self.http.where()} sent {len(vectors)} embeddings for {len(texts)} inputs")
+        return Embeddings(vectors, tokens, self.name)
 
     async def list_models(self) -> list[str]:
         data = await self.http.get_json("/models")

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from hearth.config import Config, LocalModel, OllamaModel, OpenAIModel, RouterModel
-from hearth.core.errors import ModelNotFound
-from hearth.core.types import Backend
+from hearth.config import Config, EmbeddingModel, LocalModel, OllamaModel, OpenAIModel, RouterModel
+from hearth.core.errors import BadRequest, ModelNotFound
+from hearth.core.types import Backend, Embeddings
 from hearth.structured.constrained import ConstrainedBackend
 
 log = logging.getLogger("hearth")
@@ -47,8 +47,13 @@ class ModelRegistry:
     def from_config(cls, cfg: Config) -> ModelRegistry:
         backends: dict[str, Backend] = {}
         aliases: dict[str, str] = {}
+        embedders: dict[str, Backend] = {}
         for name, m in cfg.models.items():
-            if not isinstance(m, RouterModel):
+            if isinstance(m, EmbeddingModel):
+                from hearth.embed.local import LocalEmbedder
+
+                embedders[name] = LocalEmbedder(name, m)  # no chat: no structured output, cache or routing
+            elif not isinstance(m, RouterModel):
                 # Every leaf gets structured output and tool calls; plain requests pass straight through.
                 backends[name] = ConstrainedBackend(build_backend(name, m))
             for a in m.aliases:
@@ -68,6 +73,7 @@ class ModelRegistry:
             reg.cache = ResponseCache(cfg.cache)
             for name in list(backends):
                 backends[name] = CacheBackend(backends[name], reg.cache)
+        backends.update(embedders)
         return reg
 
     def canonical(self, requested: str) -> str:
@@ -81,6 +87,21 @@ class ModelRegistry:
 
     def get(self, requested: str) -> Backend:
         return self.backends[self.canonical(requested)]
+
+    async def embed(self, requested: str, texts: list[str], *, truncate: bool = True,
+                    dimensions: int | None = None) -> Embeddings:  # fmt: skip
+        """Embed with the named model: the local embedding model, or a remote provider's."""
+        backend = self.get(requested)
+        embed = getattr(backend, "embed", None)  # seen through wrappers (cache, structured output)
+        if embed is None:
+            raise BadRequest(f"model {requested!r} does not produce embeddings; use "
+                             f"{self.default_embedder() or 'an embedding model'}", param="model",
+                             code="model_not_embedding")  # fmt: skip
+        result: Embeddings = await embed(texts, truncate=truncate, dimensions=dimensions)
+        return result
+
+    def default_embedder(self) -> str | None:
+        return next((n for n, b in self.backends.items() if getattr(b, "kind", "") == "embedding"), None)
 
     def names(self) -> list[str]:
         return [*self.backends, *self.aliases]

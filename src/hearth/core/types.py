@@ -169,3 +169,12 @@ class Backend(Protocol):
 
     @property
     def ready(self) -> bool: ...
+
+
+@dataclass(slots=True)
+class Embeddings:
+    """What an embedding backend returns: one row per input text (float32, shape (n, dims))."""
+
+    vectors: Any  # numpy.ndarray; typed loosely so that importing this module never imports numpy
+    prompt_tokens: int
+    model: str = ""

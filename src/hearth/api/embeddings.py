@@ -1,0 +1,89 @@
+"""Embeddings in both dialects: OpenAI `/v1/embeddings`, Ollama `/api/embed` and `/api/embeddings`.
+
+Both parse into one call, `ModelRegistry.embed(model, texts)`, served by the local embedding model
+(micro-batched) or a remote provider's embedding endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from aiohttp import web
+
+from hearth.api import ollama, openai
+from hearth.api.common import GATEWAY, guarded, json_response, read_body
+from hearth.api.schemas import EmbeddingsBody, OllamaEmbedBody, OllamaEmbeddingsBody, parse
+from hearth.core.errors import BadRequest, HearthError
+from hearth.core.types import Embeddings
+
+MAX_INPUTS = 2048  # OpenAI's limit per request
+
+
+async def _embed(request: web.Request, api: str, model: str, texts: list[str], **kw: Any) -> Embeddings:
+    gw = request.app[GATEWAY]
+    name = model
+    status = "ok"
+    try:
+        name = gw.registry.canonical(model)
+        result = await gw.registry.embed(name, texts, **kw)
+        gw.metrics.embedded_texts.inc((name,), len(texts))
+        return result
+    except HearthError as e:
+        status = e.code or e.type
+        raise
+    finally:
+        gw.metrics.embeddings.inc((api, name, status))
+
+
+def _texts(value: str | list[str] | list[int] | list[list[int]], param: str = "input") -> list[str]:
+    texts = [value] if isinstance(value, str) else value
+    if not texts:
+        raise BadRequest(f"{param}: must not be empty", param=param)
+    if len(texts) > MAX_INPUTS:
+        raise BadRequest(f"{param}: at most {MAX_INPUTS} inputs per request, got {len(texts)}", param=param)
+    if not all(isinstance(t, str) for t in texts):
+        raise BadRequest(f"{param}: token-id input is not supported; send text", param=param)
+    return texts  # type: ignore[return-value]
+
+
+@guarded(openai.render_error)
+async def openai_embeddings(request: web.Request) -> web.Response:
+    body = parse(EmbeddingsBody, await read_body(request))
+    texts = _texts(body.input)
+    for i, t in enumerate(texts):
+        if not t:
+            raise BadRequest(f"input[{i}]: empty string; every input must hold text", param="input")
+    res = await _embed(request, "openai", body.model, texts, dimensions=body.dimensions)
+    data = []
+    for i, row in enumerate(res.vectors):
+        vec: Any = base64.b64encode(row.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else (
+            row.tolist())  # fmt: skip
+        data.append({"object": "embedding", "index": i, "embedding": vec})
+    usage = {"prompt_tokens": res.prompt_tokens, "total_tokens": res.prompt_tokens}
+    return json_response({"object": "list", "data": data, "model": body.model, "usage": usage})
+
+
+@guarded(ollama.render_error)
+async def ollama_embed(request: web.Request) -> web.Response:
+    t0 = time.perf_counter_ns()
+    body = parse(OllamaEmbedBody, await read_body(request))
+    texts = _texts(body.input)
+    res = await _embed(request, "ollama", body.model, texts, truncate=body.truncate, dimensions=body.dimensions)
+    took = time.perf_counter_ns() - t0
+    return json_response({"model": body.model, "embeddings": res.vectors.tolist(), "total_duration": took,
+                          "load_duration": 0, "prompt_eval_count": res.prompt_tokens})  # fmt: skip
+
+
+@guarded(ollama.render_error)
+async def ollama_embeddings(request: web.Request) -> web.Response:
+    body = parse(OllamaEmbeddingsBody, await read_body(request))
+    res = await _embed(request, "ollama", body.model, [body.prompt])
+    return json_response({"embedding": res.vectors[0].tolist()})
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_post("/v1/embeddings", openai_embeddings)
+    app.router.add_post("/api/embed", ollama_embed)
+    app.router.add_post("/api/embeddings", ollama_embeddings)
