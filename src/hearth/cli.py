@@ -1,4 +1,4 @@
-"""`hearth serve`, `hearth config check`, `hearth models`.
+"""`hearth serve`, `hearth config check`, `hearth models`, `hearth route explain`, `hearth cache`, `hearth rag`.
 
 argparse rather than click/typer: the CLI starts in a few tens of milliseconds, and nothing heavy is
 imported until a command needs it.
@@ -55,11 +55,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from hearth.config import LocalModel
-
     cfg = _load(args)
     for name, m in cfg.models.items():  # type: ignore[attr-defined]
-        where = m.path if isinstance(m, LocalModel) else f"{m.kind} {m.base_url}"
+        where = getattr(m, "path", None) or f"{m.kind} {getattr(m, 'base_url', '')}".strip()
         aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""
         print(f"{name}{aliases}\t{where}")
     return 0
@@ -144,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("cache_command", choices=["stats", "clear"])
     ca.add_argument("--url", default=os.environ.get("HEARTH_URL", "http://127.0.0.1:8434"))
     ca.set_defaults(func=cmd_cache)
+
+    from hearth.rag.cli import add_parser as add_rag
+
+    add_rag(sub, _load)
 
     m = sub.add_parser("models", help="list configured models")
     m.add_argument("--config")

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from hearth.api import admin, embeddings, ollama, openai
+from hearth.api import admin, embeddings, ollama, openai, rag
 from hearth.api.common import GATEWAY, MAX_BODY, json_response
 from hearth.config import Config
 from hearth.core.pipeline import Gateway
@@ -47,6 +47,7 @@ def create_app(cfg: Config, registry: ModelRegistry | None = None) -> web.Applic
     ollama.setup(app)
     admin.setup(app)
     embeddings.setup(app)
+    rag.setup(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)
     for name, backend in registry.backends.items():
         stats = getattr(backend, "stats", None)

@@ -88,6 +88,8 @@ def cache_control(request: web.Request, ext: dict[str, Any] | None) -> dict[str,
 def route_headers(stream: Stream) -> dict[str, str]:
     """How the response was produced: the backend, and for routed models the route and its reason."""
     h = {"x-hearth-backend": stream.backend}
+    if stream.sources is not None:
+        h["x-hearth-rag-sources"] = str(len(stream.sources))
     if stream.cache is not None:
         h["x-hearth-cache"] = stream.cache.status
         if stream.cache.similarity is not None:

@@ -82,6 +82,8 @@ def _final_fields(stream: Stream, reason: str) -> dict[str, Any]:
         "eval_count": u.completion_tokens if u else 0,
         "eval_duration": int(((u and u.completion_seconds) or 0) * _NS),
     }  # fmt: skip
+    if stream.sources is not None:
+        out["sources"] = stream.sources  # RAG: the passages the answer cites as [1], [2], ...
     return out
 
 

@@ -146,6 +146,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": reason}],
                 "usage": _usage_json(stream.usage), "system_fingerprint": None,
             }  # fmt: skip
+            if stream.sources is not None:
+                out["sources"] = stream.sources  # RAG: the passages the answer cites as [1], [2], ...
             return json_response(out, headers=_headers(stream))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         head = orjson.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
@@ -178,6 +180,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
                 "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}],
                 "usage": _usage_json(stream.usage),
             }  # fmt: skip
+            if stream.sources is not None:
+                out["sources"] = stream.sources
             return json_response(out, headers=_headers(stream))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         head = orjson.dumps({"id": cid, "object": "text_completion", "created": created, "model": req.model})[:-1]
@@ -234,6 +238,8 @@ async def _sse(
         if include_usage:
             await write(b"data: " + head + b',"choices":[],"usage":' + orjson.dumps(_usage_json(stream.usage))
                         + b"}\n\n")  # fmt: skip
+        if stream.sources is not None:  # RAG: a last chunk with no choices, as usage chunks are
+            await write(b"data: " + head + b',"choices":[],"sources":' + orjson.dumps(stream.sources) + b"}\n\n")
         await write(_DONE)
     except (ConnectionResetError, ConnectionError):
         return resp  # the client left; closing the stream (caller's finally) stops generation

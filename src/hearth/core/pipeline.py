@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from hearth.core.errors import HearthError
 from hearth.core.registry import ModelRegistry
@@ -21,6 +22,7 @@ from hearth.core.types import (
     ErrorChunk,
     Finish,
     RouteInfo,
+    SourcesInfo,
     TextDelta,
     ToolCallDelta,
     Usage,
@@ -45,6 +47,7 @@ class Stream:
         "finish",
         "model",
         "route",
+        "sources",
         "status",
         "t0",
         "ttft",
@@ -64,15 +67,18 @@ class Stream:
         self.finish: Finish | None = None
         self.route: RouteInfo | None = None
         self.cache: CacheInfo | None = None
+        self.sources: list[dict[str, Any]] | None = None
         self.status = "ok"
 
     async def prime(self) -> None:
         """Wait for the first chunk, so that early failures raise before any byte is sent."""
         try:
             c = await self._it.__anext__()
-            while type(c) is RouteInfo or type(c) is CacheInfo:  # who answers, and from where: for headers
+            while type(c) is RouteInfo or type(c) is CacheInfo or type(c) is SourcesInfo:  # for headers
                 if type(c) is RouteInfo:
                     self._routed(c)
+                elif type(c) is SourcesInfo:
+                    self.sources = c.sources
                 else:
                     self.cache = c  # type: ignore[assignment]
                     if c.status != "miss":  # type: ignore[union-attr]
@@ -155,8 +161,7 @@ class Gateway:
         self.metrics = metrics or GatewayMetrics()
 
     async def open(self, api: str, request: ChatRequest) -> Stream:
-        name = self.registry.canonical(request.model)
-        backend = self.registry.backends[name]
+        name, backend = self.registry.resolve(request)
         stream = Stream(api, name, backend.name, backend.stream(request), self.metrics)
         await stream.prime()
         return stream

@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from hearth.config import Config, EmbeddingModel, LocalModel, OllamaModel, OpenAIModel, RouterModel
+from hearth.config import Config, EmbeddingModel, LocalModel, OllamaModel, OpenAIModel, RagConfig, RouterModel, home_dir
 from hearth.core.errors import BadRequest, ModelNotFound
-from hearth.core.types import Backend, Embeddings
+from hearth.core.types import Backend, ChatRequest, Embeddings
 from hearth.structured.constrained import ConstrainedBackend
 
 log = logging.getLogger("hearth")
@@ -42,6 +42,8 @@ class ModelRegistry:
         self.aliases = aliases or {}
         self.breakers: dict[str, CircuitBreaker] = {}
         self.cache: Any = None  # hearth.cache.backend.ResponseCache when caching is on
+        self.rag_config = RagConfig()
+        self._rag: Any = None  # hearth.rag.service.RagService, made on first use
 
     @classmethod
     def from_config(cls, cfg: Config) -> ModelRegistry:
@@ -60,6 +62,7 @@ class ModelRegistry:
                 aliases[a] = name
         reg = cls(backends, aliases)
         reg.cache = None
+        reg.rag_config = cfg.rag
         routers = {n: m for n, m in cfg.models.items() if isinstance(m, RouterModel)}
         if routers:
             from hearth.routing.router import RouterBackend
@@ -84,6 +87,73 @@ class ModelRegistry:
                 return self.aliases[candidate]
         known = ", ".join(sorted([*self.backends, *self.aliases]))
         raise ModelNotFound(f"model {requested!r} not found; available: {known}", param="model")
+
+    def resolve(self, request: ChatRequest) -> tuple[str, Backend]:
+        """The backend for a chat request: a model, or RAG over one (`rag:<kb>`, a RAG profile, or the
+        body extension `"hearth": {"rag": {"kb": ...}}`)."""
+        model = request.model
+        ext = request.extensions.get("rag")
+        profile = self.rag_config.profiles.get(model)
+        if not model.startswith("rag:") and profile is None and not ext:
+            name = self.canonical(model)
+            return name, self.backends[name]
+        from hearth.rag.backend import RagBackend
+
+        opts: dict[str, Any] = dict(ext) if isinstance(ext, dict) else {}
+        if (ext is not None and not isinstance(ext, dict)) or not isinstance(opts.get("filter") or {}, dict):
+            raise BadRequest('hearth.rag: expected {"kb": "<name>", "top_k": N, "filter": {...}}', param="hearth.rag")
+        kb: Any
+        if model.startswith("rag:"):
+            kb, chat = model[4:], self.rag_config.chat_model or self.default_chat()
+        elif profile is not None:
+            kb, chat = profile.kb, profile.model or self.rag_config.chat_model or self.default_chat()
+            opts.setdefault("top_k", profile.top_k)
+        else:
+            kb, chat = opts.get("kb"), model
+        if not isinstance(kb, str) or not kb:
+            raise BadRequest("hearth.rag.kb: name the knowledge base", param="hearth.rag.kb")
+        top_k = opts.get("top_k")
+        if top_k is not None and (not isinstance(top_k, int) or not 1 <= top_k <= 100):
+            raise BadRequest("hearth.rag.top_k: an integer from 1 to 100", param="hearth.rag.top_k")
+        inner_name = self.canonical(chat)
+        backend = RagBackend(self.rag(), self.backends[inner_name], inner_name, kb, top_k=top_k,
+                             where=opts.get("filter"))  # fmt: skip
+        return backend.name, backend
+
+    def default_chat(self) -> str:
+        for name, b in self.backends.items():
+            if getattr(b, "kind", "") != "embedding":
+                return name
+        raise ModelNotFound("no chat model is configured")
+
+    def rag(self) -> Any:
+        """The knowledge-base service (hearth.rag.service.RagService), made on first use: it needs numpy
+        and opens the store."""
+        if self._rag is None:
+            from hearth.rag.service import RagService
+            from hearth.rag.store import Catalog
+
+            c = self.rag_config
+            catalog: Catalog
+            if c.store == "chroma":
+                from hearth.rag.chroma import ChromaCatalog
+
+                catalog = ChromaCatalog(c.chroma_url, c.chroma_tenant, c.chroma_database)
+            else:
+                from hearth.rag.store import LocalCatalog
+
+                catalog = LocalCatalog(home_dir() / "rag")
+
+            async def embed(texts: list[str]) -> Any:
+                return (await self.embed(c.embedding_model, texts)).vectors
+
+            def count(texts: list[str]) -> list[int]:
+                from hearth.embed.local import shared_minilm
+
+                return shared_minilm().count_tokens(texts)  # type: ignore[no-any-return]
+
+            self._rag = RagService(c, catalog, embed, count)
+        return self._rag
 
     def get(self, requested: str) -> Backend:
         return self.backends[self.canonical(requested)]
@@ -115,6 +185,8 @@ class ModelRegistry:
 
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self.backends.values()), return_exceptions=True)
+        if self._rag is not None:
+            await self._rag.catalog.close()
         if self.cache is not None:
             await self.cache.close()
 

@@ -125,13 +125,20 @@ class CacheInfo:
 
 
 @dataclass(slots=True)
+class SourcesInfo:
+    """Sent by RAG before the first real chunk: the retrieved passages, numbered as the answer cites them."""
+
+    sources: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
 class ErrorChunk:
     """A failure after the stream began; dialects turn it into their own error event."""
 
     error: Exception
 
 
-Chunk = TextDelta | ToolCallDelta | Usage | Finish | RouteInfo | CacheInfo | ErrorChunk
+Chunk = TextDelta | ToolCallDelta | Usage | Finish | RouteInfo | CacheInfo | SourcesInfo | ErrorChunk
 
 
 @dataclass(slots=True)

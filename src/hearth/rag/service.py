@@ -63,6 +63,9 @@ class RagService:
         self._embed = embed
         self._count = count
 
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return (self._count or chunking.approx_tokens)(texts)
+
     def _params(self) -> str:
         # Part of every document's hash: changing the chunking re-ingests everything.
         return f"c{self.cfg.chunk_tokens}o{self.cfg.chunk_overlap}m{self.cfg.embedding_model}"

@@ -157,7 +157,9 @@ STOP_WORDS = frozenset(
     "she so such that the their them then there these they this to was we were what when where which who why "
     "will with you your do does did how than too very can could would should been being am".split()
 )  # fmt: skip
-_CN_STOP = frozenset("的 了 是 在 和 与 或 也 就 都 而 及 着 把 被 之 吗 呢 吧 啊 我 你 他 她 它 们 这 那 有 个".split())  # noqa: E501
+_CN_STOP = frozenset(
+    "的 了 是 在 和 与 或 也 就 都 而 及 着 把 被 之 吗 呢 吧 啊 我 你 他 她 它 们 这 那 有 个".split()
+)
 _jieba: Any = None
 
 

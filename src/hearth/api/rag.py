@@ -1,0 +1,128 @@
+"""Knowledge bases over HTTP (errors in OpenAI's format, as for the rest of `/v1`).
+
+- `GET /v1/rag`: the knowledge bases; `GET /v1/rag/{kb}`: one, with its documents;
+  `DELETE /v1/rag/{kb}`: drop it.
+- `POST /v1/rag/{kb}/documents`: `{"documents": [{"source", "text", "metadata"?, "kind"?}], "replace_all"?}`,
+  ingested incrementally (unchanged documents are skipped); answers the ingest report.
+- `DELETE /v1/rag/{kb}/documents?source=...` (repeatable): remove documents.
+- `POST /v1/rag/{kb}/search`: `{"query", "top_k"?, "filter"?, "mode"?, "fusion"?, "vector_weight"?}`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from hearth.api.common import GATEWAY, guarded, json_response, read_body
+from hearth.api.openai import render_error
+from hearth.api.schemas import parse
+from hearth.core.errors import BadRequest
+from hearth.rag.store import KnowledgeBaseNotFound, check_name
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DocumentIn(_Body):
+    source: str = Field(min_length=1, max_length=4096)
+    text: str
+    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    kind: Literal["code", "markdown", "rst", "prose"] | None = None
+
+
+class DocumentsBody(_Body):
+    documents: list[DocumentIn] = Field(min_length=1)
+    replace_all: bool = False
+
+
+class SearchBody(_Body):
+    query: str
+    top_k: int = Field(5, ge=1, le=100)
+    filter: dict[str, Any] | None = None
+    mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
+    fusion: Literal["weighted", "rrf"] | None = None
+    vector_weight: float | None = Field(None, ge=0, le=1)
+
+
+def _service(request: web.Request) -> Any:
+    return request.app[GATEWAY].registry.rag()
+
+
+def _kb(request: web.Request) -> str:
+    return check_name(request.match_info["kb"])
+
+
+@guarded(render_error)
+async def list_kbs(request: web.Request) -> web.Response:
+    svc = _service(request)
+    out = []
+    for name in await svc.catalog.names():
+        out.append(await (await svc.catalog.open(name)).stats())
+    return json_response({"object": "list", "data": out})
+
+
+@guarded(render_error)
+async def get_kb(request: web.Request) -> web.Response:
+    store = await _service(request).catalog.open(_kb(request))
+    docs = await store.documents()
+    listing = [{"source": d.source, "chunks": d.chunks, "size": d.size, "updated": d.updated, "metadata": d.metadata}
+               for d in sorted(docs.values(), key=lambda d: d.source)]  # fmt: skip
+    return json_response({**await store.stats(), "documents_list": listing})
+
+
+@guarded(render_error)
+async def drop_kb(request: web.Request) -> web.Response:
+    kb = _kb(request)
+    if not await _service(request).catalog.drop(kb):
+        raise KnowledgeBaseNotFound(f"knowledge base {kb!r} not found", param="kb")
+    return json_response({"deleted": kb})
+
+
+@guarded(render_error)
+async def add_documents(request: web.Request) -> web.Response:
+    from hearth.rag.service import TextDocument
+
+    kb = _kb(request)
+    body = parse(DocumentsBody, await read_body(request))
+    sources = [d.source for d in body.documents]
+    if len(set(sources)) != len(sources):
+        raise BadRequest("documents: each source may appear once per request", param="documents")
+    docs = [TextDocument(d.source, d.text, dict(d.metadata), d.kind) for d in body.documents]
+    report = await _service(request).ingest_documents(kb, docs, replace_all=body.replace_all)
+    return json_response(report.as_dict())
+
+
+@guarded(render_error)
+async def remove_documents(request: web.Request) -> web.Response:
+    sources = request.query.getall("source", [])
+    if not sources:
+        raise BadRequest("name the documents to remove: ?source=...", param="source")
+    store = await _service(request).catalog.open(_kb(request))
+    return json_response({"removed": await store.remove(sources)})
+
+
+@guarded(render_error)
+async def search(request: web.Request) -> web.Response:
+    kb = _kb(request)
+    body = parse(SearchBody, await read_body(request))
+    t0 = time.perf_counter()
+    hits = await _service(request).search(kb, body.query, top_k=body.top_k, where=body.filter, mode=body.mode,
+                                          fusion=body.fusion, vector_weight=body.vector_weight)  # fmt: skip
+    results = [{"id": h.id, "text": h.text, "score": round(h.score, 6), "source": h.source, "title": h.title,
+                "line_start": h.line_start, "line_end": h.line_end, "vector_score": h.vector_score,
+                "keyword_score": h.keyword_score, "metadata": h.metadata} for h in hits]  # fmt: skip
+    return json_response({"kb": kb, "query": body.query, "results": results,
+                          "took_ms": round((time.perf_counter() - t0) * 1000, 2)})  # fmt: skip
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/v1/rag", list_kbs)
+    app.router.add_get("/v1/rag/{kb}", get_kb)
+    app.router.add_delete("/v1/rag/{kb}", drop_kb)
+    app.router.add_post("/v1/rag/{kb}/documents", add_documents)
+    app.router.add_delete("/v1/rag/{kb}/documents", remove_documents)
+    app.router.add_post("/v1/rag/{kb}/search", search)
