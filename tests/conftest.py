@@ -140,6 +140,8 @@ def gateway(tmp_session: Path, upstream: Server, bad: Server) -> Iterator[Server
           ("ok", "500", "429", "401", "hang", "stall", "garbage", "truncate", "slow", "jsonfence", "jsonretry",
            "jsonbad", "toolbad")),
         *(_remote(f"bad-ollama-{m}", "ollama", f"{bad.url}/{m}") for m in ("ok", "stall", "garbage", "truncate")),
+        _remote("remote-embed", "openai", f"{upstream.url}/v1", first_token=30, total=60).replace("smol", "all-minilm"),
+        _remote("remote-embed-ollama", "ollama", upstream.url, first_token=30, total=60).replace("smol", "all-minilm"),
     ])  # fmt: skip
     config = f"""
 server:

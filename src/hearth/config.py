@@ -197,6 +197,7 @@ class RagConfig(_Strict):
     store: Literal["local", "chroma"] = Field(
         "local", description="local: SQLite + in-process indexes under $HEARTH_HOME/rag; chroma: a Chroma server"
     )
+    path: str | None = Field(None, description="folder of the local store; default: $HEARTH_HOME/rag")
     chroma_url: str = Field("http://127.0.0.1:8000", description="the Chroma server, for store: chroma")
     chroma_tenant: str = "default_tenant"
     chroma_database: str = "default_database"

@@ -55,6 +55,10 @@ def create_app(cfg: Config, registry: ModelRegistry | None = None) -> web.Applic
             for key in ENGINE_STATS:
                 gateway.metrics.engine.set_function((name, key), functools.partial(_stat, stats, key))
     for name, backend in registry.backends.items():
+        if getattr(backend, "kind", "") == "embedding":
+            for what in ("batches", "texts"):
+                gateway.metrics.embedder.set_function((name, what), functools.partial(_attr, backend, what))
+    for name, backend in registry.backends.items():
         if hasattr(backend, "on_route"):
             backend.on_route = functools.partial(_on_route, gateway.metrics, name)
     if registry.cache is not None:
@@ -67,6 +71,10 @@ def create_app(cfg: Config, registry: ModelRegistry | None = None) -> web.Applic
     for bname, breaker in registry.breakers.items():
         gateway.metrics.circuit.set_function((bname,), functools.partial(lambda b: float(b.state), breaker))
     return app
+
+
+def _attr(obj: Any, what: str) -> float:
+    return float(getattr(obj, what))
 
 
 def _cache_stat(cache: Any, what: str) -> float:

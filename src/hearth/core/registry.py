@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from hearth.config import Config, EmbeddingModel, LocalModel, OllamaModel, OpenAIModel, RagConfig, RouterModel, home_dir
@@ -142,7 +143,7 @@ class ModelRegistry:
             else:
                 from hearth.rag.store import LocalCatalog
 
-                catalog = LocalCatalog(home_dir() / "rag")
+                catalog = LocalCatalog(Path(c.path).expanduser() if c.path else home_dir() / "rag")
 
             async def embed(texts: list[str]) -> Any:
                 return (await self.embed(c.embedding_model, texts)).vectors

@@ -88,7 +88,8 @@ class MiniLM:
     def __init__(self, model_dir: Path | None = None) -> None:
         from tokenizers import Tokenizer
 
-        d = model_dir or find_model_dir()
+        d = self.dir = model_dir or find_model_dir()
+        self._counter: Any = None
         self.w = load_safetensors(d / "model.safetensors")
         self.tok = Tokenizer.from_file(str(d / "tokenizer.json"))
         self.tok.enable_truncation(MAX_TOKENS)
@@ -100,7 +101,14 @@ class MiniLM:
         self.heads = 12
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        return [len(e.ids) for e in self.tok.encode_batch(texts)]
+        """Whole lengths, not truncated at MAX_TOKENS (the chunker needs to know how much is too much)."""
+        if self._counter is None:
+            from tokenizers import Tokenizer
+
+            self._counter = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
+            self._counter.no_truncation()
+            self._counter.no_padding()
+        return [len(e.ids) for e in self._counter.encode_batch(texts)]
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """L2-normalised embeddings, shape (len(texts), 384), float32."""

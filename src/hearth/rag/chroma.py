@@ -36,6 +36,7 @@ class ChromaClient:
         self.base = f"{url.rstrip('/')}/api/v2/tenants/{tenant}/databases/{database}"
         self.url = url
         self._session: aiohttp.ClientSession | None = None
+        self.stores: dict[str, ChromaStore] = {}  # open knowledge bases, forgotten when Chroma says they are gone
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -48,12 +49,19 @@ class ChromaClient:
             async with self.session.request(method, self.base + path, data=None if body is None else orjson.dumps(
                     body), headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
                 raw = await resp.read()
-                if resp.status == 404 and missing_ok:
-                    return None
+                if resp.status == 404:
+                    if missing_ok:
+                        return None
+                    if b"does not exist" in raw:  # dropped by another replica since we opened it
+                        for name in [n for n, st in self.stores.items() if st.chunks_id in path or st.docs_id in path]:
+                            del self.stores[name]
+                        raise KnowledgeBaseNotFound("knowledge base not found: it was removed from Chroma", param="kb")
                 if resp.status >= 400:
                     raise UpstreamError(f"Chroma at {self.url} answered {resp.status} to {method} {path}: "
                                         f"{raw[:300].decode('utf-8', 'replace')}")  # fmt: skip
                 return orjson.loads(raw) if raw else None
+        except HearthError:
+            raise
         except (aiohttp.ClientError, TimeoutError) as e:
             raise UpstreamError(f"Chroma at {self.url} is unreachable: {e}") from e
 
@@ -61,12 +69,7 @@ class ChromaClient:
         if create:
             body = {"name": name, "get_or_create": True, "configuration": {"hnsw": {"space": "cosine"}}}
             return await self.call("POST", "/collections", body)  # type: ignore[no-any-return]
-        try:
-            return await self.call("GET", f"/collections/{name}", missing_ok=True)  # type: ignore[no-any-return]
-        except UpstreamError as e:
-            if "does not exist" in str(e):
-                return None
-            raise
+        return await self.call("GET", f"/collections/{name}", missing_ok=True)  # type: ignore[no-any-return]
 
     async def get_all(self, cid: str, where: dict[str, Any] | None, include: list[str]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {"ids": [], **{k: [] for k in include}}
@@ -218,7 +221,7 @@ class ChromaStore:
 class ChromaCatalog:
     def __init__(self, url: str, tenant: str = "default_tenant", database: str = "default_database") -> None:
         self.client = ChromaClient(url, tenant, database)
-        self._open: dict[str, ChromaStore] = {}
+        self._open = self.client.stores
 
     async def names(self) -> list[str]:
         cols = await self.client.call("GET", "/collections?limit=10000")
@@ -243,12 +246,8 @@ class ChromaCatalog:
         self._open.pop(name, None)
         found = False
         for col in (_PREFIX + name, _PREFIX + name + ".docs"):
-            try:
-                if await self.client.call("DELETE", f"/collections/{col}", missing_ok=True) is not None:
-                    found = True
-            except HearthError as e:
-                if "does not exist" not in str(e):
-                    raise
+            if await self.client.call("DELETE", f"/collections/{col}", missing_ok=True) is not None:
+                found = True
         return found
 
     async def close(self) -> None:

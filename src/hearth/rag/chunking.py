@@ -79,12 +79,12 @@ def chunk(
 # --- sections ---------------------------------------------------------------------------------------
 
 _CODE_DEF = re.compile(
-    r"^(?:(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?(?:static\s+)?(?:public\s+|private\s+|"
-    r"protected\s+)?(?:def|class|function|func|fn|impl|struct|enum|trait|interface|type|module|object|const\s+\w+\s*="
-    r"\s*(?:async\s*)?\(|let\s+\w+\s*=\s*(?:async\s*)?\())\b.*$",
+    r"^(?:export\s+)?(?:default\s+)?(?:pub(?:\([^)]*\))?\s+)?(?:async\s+)?(?:static\s+)?(?:public\s+|private\s+|"
+    r"protected\s+)?(?:(?:def|class|function|func|fn|impl|struct|enum|trait|interface|type|module|object)\b|"
+    r"(?:const|let|var)\s+\w+\s*=\s*(?:async\s*)?(?:\(|function\b)).*$",
     re.M,
 )  # fmt: skip
-_NAME = re.compile(r"(?:def|class|function|func|fn|impl|struct|enum|trait|interface|type|module|object|const|let)"
+_NAME = re.compile(r"(?:def|class|function|func|fn|impl|struct|enum|trait|interface|type|module|object|const|let|var)"
                    r"\s+(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)")  # fmt: skip
 
 

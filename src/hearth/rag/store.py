@@ -29,7 +29,7 @@ import numpy as np
 from hearth.core.errors import BadRequest, HearthError
 from hearth.rag.bm25 import BM25Index
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{1,62}[A-Za-z0-9]$")
+NAME = re.compile(r"^(?!.*\.\.)[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")  # also a valid Chroma name part
 
 
 class KnowledgeBaseNotFound(HearthError):
@@ -40,7 +40,7 @@ class KnowledgeBaseNotFound(HearthError):
 
 def check_name(name: str) -> str:
     if not NAME.match(name):
-        raise BadRequest(f"knowledge base name {name!r} is invalid: use 3-64 letters, digits, '.', '_' or '-', "
+        raise BadRequest(f"knowledge base name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
                          "starting and ending with a letter or digit", param="kb")  # fmt: skip
     return name
 
@@ -149,6 +149,7 @@ class LocalStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self.inode = (folder / "kb.sqlite").stat().st_ino
         self._lock = threading.RLock()  # one connection, used from the loop and from worker threads
         self._gen = -1  # generation the in-memory indexes reflect; -1: not loaded
         self._bm25 = BM25Index()
@@ -399,10 +400,20 @@ class LocalCatalog:
 
     async def open(self, name: str, *, create: bool = False) -> KnowledgeStore:
         check_name(name)
-        if name in self._open:
-            return self._open[name]
         folder = self.root / name
-        if not (folder / "kb.sqlite").is_file() and not create:
+        try:
+            inode = (folder / "kb.sqlite").stat().st_ino
+        except OSError:
+            inode = None
+        store = self._open.get(name)
+        if store is not None:
+            if inode == store.inode:
+                return store
+            # Dropped (and perhaps re-created) by another process, such as `hearth rag rm`.
+            del self._open[name]
+            store._dirty = 0
+            store.close()
+        if inode is None and not create:
             raise KnowledgeBaseNotFound(f"knowledge base {name!r} not found; ingest documents into it first",
                                         param="kb")  # fmt: skip
         store = LocalStore(name, folder, self.dims)
