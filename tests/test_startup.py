@@ -36,7 +36,7 @@ def test_health_is_503_while_the_model_loads(tmp_path: Path) -> None:
             except urllib.error.URLError:
                 pass
             time.sleep(0.02)
-        assert seen == {503, 200} and body == {"status": "ready", "models": {"smol": "ready"}}
+        assert seen == {503, 200} and body == {"status": "ready", "models": {"smol": "ready", "all-minilm": "ready"}}
     finally:
         s.stop()
 
