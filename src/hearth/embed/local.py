@@ -25,10 +25,6 @@ from hearth.core.types import ChatRequest, Chunk, Embeddings, ModelInfo
 
 log = logging.getLogger("hearth")
 
-# Padded tokens per forward pass. Measured on 2 cores: a pass reads all the weights (~40 MB) whatever its
-# size, so short texts gain ~3x from sharing one; past ~150 tokens the activations leave the CPU caches and
-# a bigger pass costs more per token, not less. So short queries are merged, long chunks run one by one.
-GROUP_TOKENS = 160
 _shared: dict[str, Any] = {}
 _shared_lock = threading.Lock()
 
@@ -156,18 +152,12 @@ class LocalEmbedder:
                     failed.setdefault(owner[i], BadRequest(
                         f"input {i - owner.index(owner[i])} is longer than the {self.max_tokens}-token context of "
                         f"{self.name}; shorten it or allow truncation", code="context_length_exceeded"))  # fmt: skip
-            order = sorted((i for i in range(len(texts)) if owner[i] not in failed), key=lambda i: len(enc[i].ids))
+            kept = [i for i in range(len(texts)) if owner[i] not in failed]
             out = np.zeros((len(texts), self.dims), np.float32)
-            for idx in _groups(order, [len(e.ids) for e in enc]):
-                width = max(len(enc[i].ids) for i in idx)
-                ids = np.zeros((len(idx), width), np.int64)
-                mask = np.zeros((len(idx), width), np.float32)
-                for r, i in enumerate(idx):
-                    ids[r, : len(enc[i].ids)] = enc[i].ids
-                    mask[r, : len(enc[i].ids)] = 1.0
-                out[idx] = m._forward(ids, mask)
+            if kept:
+                out[kept] = m.encode_tokenized([enc[i] for i in kept])
             self.batches += 1
-            self.texts += len(order)
+            self.texts += len(kept)
             start = 0
             for k, j in enumerate(jobs):
                 end = start + len(j.texts)
@@ -181,20 +171,6 @@ class LocalEmbedder:
             log.exception("embedding batch failed")
             for j in jobs:
                 _settle(j, HearthError(f"embedding failed: {type(e).__name__}: {e}"))
-
-
-def _groups(order: list[int], lengths: list[int]) -> list[list[int]]:
-    """Split texts (sorted by length) into forward passes of at most GROUP_TOKENS padded tokens."""
-    groups: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        if cur and (len(cur) + 1) * lengths[i] > GROUP_TOKENS:
-            groups.append(cur)
-            cur = []
-        cur.append(i)
-    if cur:
-        groups.append(cur)
-    return groups
 
 
 def _settle(job: _Job, value: Embeddings | BaseException) -> None:

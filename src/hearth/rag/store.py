@@ -29,6 +29,8 @@ import numpy as np
 from hearth.core.errors import BadRequest, HearthError
 from hearth.rag.bm25 import BM25Index
 
+_EXACT_BELOW = 2000  # filtered vector searches over fewer chunks than this are exact (a dot product each)
+
 NAME = re.compile(r"^(?!.*\.\.)[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")  # also a valid Chroma name part
 
 
@@ -212,41 +214,73 @@ class LocalStore:
     # --- reads ----------------------------------------------------------------------------------------
 
     async def documents(self) -> dict[str, DocInfo]:
+        return await asyncio.to_thread(self._documents)
+
+    def _documents(self) -> dict[str, DocInfo]:
         with self._lock:
             rows = self._db.execute("SELECT source, hash, chunks, size, updated, metadata FROM documents").fetchall()
         return {r[0]: DocInfo(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows}
 
     async def stats(self) -> dict[str, Any]:
+        return await asyncio.to_thread(self._stats)
+
+    def _stats(self) -> dict[str, Any]:
         with self._lock:
             docs, chunks = self._db.execute(
                 "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks)").fetchone()  # fmt: skip
         return {"name": self.name, "documents": docs, "chunks": chunks, "store": "local", "path": str(self.folder)}
 
+    # Searches run on a worker thread: a refresh applying another process's big ingest holds the lock for
+    # a while, and the event loop must never wait on it.
+
     async def vector_search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None) -> list[Hit]:
-        await self._current()
-        if self._hnsw is None or self._hnsw.get_current_count() == 0 or k <= 0:
-            return []
-        allowed = self._allowed(where)
-        if allowed is not None and not allowed:
-            return []
-        with self._lock:
-            live = self._hnsw.get_current_count() - len(self._hnsw_deleted)
-            k = min(k, live if allowed is None else min(live, len(allowed)))
-            if k <= 0:
-                return []
-            self._hnsw.set_ef(max(64, 2 * k))
-            flt = None if allowed is None else allowed.__contains__
-            labels, dist = self._hnsw.knn_query(np.asarray(vector, np.float32).reshape(1, -1), k=k, filter=flt)
-        pairs = [(int(i), 1.0 - float(d)) for i, d in zip(labels[0], dist[0], strict=True)]
-        return self._hits(pairs, "vector")
+        return await asyncio.to_thread(self._vector_search, vector, k, where)
 
     async def keyword_search(self, terms: list[str], k: int, where: dict[str, Any] | None) -> list[Hit]:
-        await self._current()
-        allowed = self._allowed(where)
-        if allowed is not None and not allowed:
+        return await asyncio.to_thread(self._keyword_search, terms, k, where)
+
+    def _vector_search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None) -> list[Hit]:
+        with self._lock:
+            self._refresh()
+            if self._hnsw is None or k <= 0:
+                return []
+            allowed = self._allowed(where)
+            q = np.asarray(vector, np.float32).reshape(-1)
+            live = self._hnsw.get_current_count() - len(self._hnsw_deleted)
+            if allowed is not None and len(allowed) <= _EXACT_BELOW:
+                pairs = self._exact(q, allowed, k)  # a small subset: exact, and no filtered graph walk
+            else:
+                k = min(k, live)
+                if k <= 0:
+                    return []
+                self._hnsw.set_ef(max(128, 2 * k))
+                try:
+                    labels, dist = self._hnsw.knn_query(q.reshape(1, -1), k=k,
+                                                        filter=None if allowed is None else allowed.__contains__)
+                    pairs = [(int(i), 1.0 - float(d)) for i, d in zip(labels[0], dist[0], strict=True)]
+                except RuntimeError:  # the filtered walk found fewer than k: fall back to exact
+                    pairs = self._exact(q, allowed if allowed is not None else self._live_ids(), k)
+            return self._hits(pairs, "vector")
+
+    def _exact(self, q: np.ndarray, ids: set[int], k: int) -> list[tuple[int, float]]:
+        if not ids:
             return []
-        mask = None if allowed is None else self._bm25.mask(allowed)
-        return self._hits(self._bm25.search(terms, k, mask), "keyword")
+        labels = sorted(ids)
+        sims = np.asarray(self._hnsw.get_items(labels), np.float32) @ q
+        top = np.argsort(-sims)[:k]
+        return [(labels[i], float(sims[i])) for i in top]
+
+    def _live_ids(self) -> set[int]:
+        return set().union(*self._by_source.values()) if self._by_source else set()
+
+    def _keyword_search(self, terms: list[str], k: int, where: dict[str, Any] | None) -> list[Hit]:
+        with self._lock:
+            self._refresh()
+            allowed = self._allowed(where)
+            if allowed is not None and not allowed:
+                return []
+            mask = None if allowed is None else self._bm25.mask(allowed)
+            return self._hits(self._bm25.search(terms, k, mask), "keyword")
 
     def _allowed(self, where: dict[str, Any] | None) -> set[int] | None:
         if not where:
@@ -279,13 +313,6 @@ class LocalStore:
         return out
 
     # --- keeping the in-memory indexes current -------------------------------------------------------
-
-    async def _current(self) -> None:
-        with self._lock:
-            gen = int(self._db.execute("SELECT value FROM meta WHERE key = 'gen'").fetchone()[0])
-        if gen != self._gen:
-            # A first load of a big knowledge base takes a while: off the event loop.
-            await asyncio.to_thread(self._refresh) if self._gen < 0 else self._refresh()
 
     def _refresh(self) -> None:
         with self._lock:
