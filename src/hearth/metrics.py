@@ -143,6 +143,8 @@ class GatewayMetrics:
         self.embeddings = r.counter("hearth_embedding_requests_total", "Embedding requests by model and outcome",
                                     ("api", "model", "status"))  # fmt: skip
         self.embedded_texts = r.counter("hearth_embedded_texts_total", "Texts embedded", ("model",))
+        self.rag_searches = r.counter("hearth_rag_searches_total", "Knowledge-base searches", ("kb", "mode"))
+        self.rag_search = r.histogram("hearth_rag_search_seconds", "Knowledge-base search latency (embedding included)")
         self.embedder = r.gauge("hearth_embedding_value", "Local embedding model: forward batches and texts run",
                                 ("model", "what"))  # fmt: skip
         self.cache = r.counter("hearth_cache_total", "Cache lookups by result (hit, semantic, miss)", ("result",))

@@ -61,6 +61,7 @@ def create_app(cfg: Config, registry: ModelRegistry | None = None) -> web.Applic
     for name, backend in registry.backends.items():
         if hasattr(backend, "on_route"):
             backend.on_route = functools.partial(_on_route, gateway.metrics, name)
+    registry.on_rag_search = functools.partial(_on_rag_search, gateway.metrics)
     if registry.cache is not None:
         m = gateway.metrics
         registry.cache.on_event = functools.partial(_on_cache, m)
@@ -71,6 +72,11 @@ def create_app(cfg: Config, registry: ModelRegistry | None = None) -> web.Applic
     for bname, breaker in registry.breakers.items():
         gateway.metrics.circuit.set_function((bname,), functools.partial(lambda b: float(b.state), breaker))
     return app
+
+
+def _on_rag_search(metrics: GatewayMetrics, kb: str, mode: str, seconds: float) -> None:
+    metrics.rag_searches.inc((kb, mode))
+    metrics.rag_search.observe((), seconds)
 
 
 def _attr(obj: Any, what: str) -> float:

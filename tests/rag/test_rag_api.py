@@ -163,3 +163,17 @@ def test_listing_removing_documents_and_dropping(docs_kb: Server) -> None:
     assert status == 200
     status, body = call(docs_kb.url + "/v1/rag/scratch", method="DELETE")
     assert status == 404 and body["error"]["code"] == "knowledge_base_not_found"
+
+
+def test_sources_fit_the_context_and_searches_are_counted(docs_kb: Server) -> None:
+    c = client(docs_kb)
+    q = [{"role": "user", "content": "vacation days, laptops and Beijing?"}]
+    roomy = c.chat.completions.create(model="rag:docs", messages=q, max_tokens=4)  # type: ignore[arg-type]
+    tight = c.chat.completions.create(model="rag:docs", messages=q, max_tokens=1880)  # type: ignore[arg-type]
+    # smol's context is 2048 tokens: an answer of 1880 leaves room for one short source at most.
+    assert len((roomy.model_extra or {})["sources"]) == 3
+    assert len((tight.model_extra or {})["sources"]) <= 1
+    with urllib.request.urlopen(docs_kb.url + "/metrics") as r:
+        body = r.read().decode()
+    assert 'hearth_rag_searches_total{kb="docs",mode="hybrid"}' in body
+    assert "hearth_rag_search_seconds_count" in body

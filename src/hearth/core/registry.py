@@ -45,6 +45,7 @@ class ModelRegistry:
         self.cache: Any = None  # hearth.cache.backend.ResponseCache when caching is on
         self.rag_config = RagConfig()
         self._rag: Any = None  # hearth.rag.service.RagService, made on first use
+        self.on_rag_search: Any = None  # set by the server: (kb, mode, seconds) -> None
 
     @classmethod
     def from_config(cls, cfg: Config) -> ModelRegistry:
@@ -154,6 +155,7 @@ class ModelRegistry:
                 return shared_minilm().count_tokens(texts)  # type: ignore[no-any-return]
 
             self._rag = RagService(c, catalog, embed, count)
+            self._rag.on_search = self.on_rag_search
         return self._rag
 
     def get(self, requested: str) -> Backend:

@@ -56,6 +56,7 @@ def chunk(
         sections = _rst_sections(text)
     else:
         sections = [_Section("", 0, len(text))]
+    sections = _merge_bare_headings(text, sections)
     line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
     pieces: list[Piece] = []
     for sec in sections:
@@ -169,6 +170,22 @@ def _rst_sections(text: str) -> list[_Section]:
         start = s
     if len(text) > start:
         out.append(_Section(title, start, len(text)))
+    return out
+
+
+def _merge_bare_headings(text: str, sections: list[_Section]) -> list[_Section]:
+    """A heading followed directly by a sub-heading ("# Guide" then "## Install") is no chunk of its own:
+    it joins the next section, which keeps the deeper title."""
+    out: list[_Section] = []
+    pending: int | None = None
+    for i, sec in enumerate(sections):
+        body = text[sec.start : sec.end].strip().split("\n", 1)
+        bare = sec.title and i + 1 < len(sections) and (len(body) == 1 or not body[1].strip(" \t\n=-~^\"'`#*+:."))
+        if bare:
+            pending = sec.start if pending is None else pending
+            continue
+        out.append(_Section(sec.title, pending if pending is not None else sec.start, sec.end))
+        pending = None
     return out
 
 

@@ -62,6 +62,7 @@ class RagService:
         self.catalog = catalog
         self._embed = embed
         self._count = count
+        self.on_search: Callable[[str, str, float], None] | None = None  # (kb, mode, seconds), for metrics
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return (self._count or chunking.approx_tokens)(texts)
@@ -169,6 +170,14 @@ class RagService:
         if mode not in ("hybrid", "vector", "keyword"):
             raise BadRequest("mode: one of hybrid, vector, keyword", param="mode")
         store = await self.catalog.open(kb)
+        t0 = time.perf_counter()
+        hits = await self._search(store, query, top_k, where, mode, fusion, vector_weight)
+        if self.on_search is not None:
+            self.on_search(kb, mode, time.perf_counter() - t0)
+        return hits
+
+    async def _search(self, store: KnowledgeStore, query: str, top_k: int | None, where: dict[str, Any] | None,
+                      mode: str, fusion: str | None, vector_weight: float | None) -> list[Hit]:  # fmt: skip
         k = top_k or self.cfg.top_k
         n = max(self.cfg.candidates, k)
         vec_hits: list[Hit] = []
