@@ -452,4 +452,8 @@ def describe_config(cfg: Config) -> str:
                 f"timeouts connect {m.timeouts.connect}s / first token {m.timeouts.first_token}s / "
                 f"total {m.timeouts.total}s{state}"
             )
+    r = cfg.rag
+    where = f"Chroma at {r.chroma_url}" if r.store == "chroma" else (r.path or "$HEARTH_HOME/rag")
+    out.append(f"rag: {where}, embeddings by {r.embedding_model}, chunks of {r.chunk_tokens} tokens, top {r.top_k}, "
+               f"{r.fusion} fusion" + (f", profiles: {', '.join(r.profiles)}" if r.profiles else ""))  # fmt: skip
     return "\n".join(out)

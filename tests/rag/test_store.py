@@ -123,3 +123,23 @@ def test_killed_ingest_leaves_each_document_whole(tmp_path: Path) -> None:
                            str(cfg)], capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"{len(docs_rows)} unchanged" in done.stdout and f"{30 - len(docs_rows)} added" in done.stdout
+
+
+def test_vector_width_is_fixed_by_the_first_write(tmp_path: Path) -> None:
+    """A knowledge base built with one embedding model refuses vectors of another width, with a reason."""
+    from hearth.core.errors import BadRequest
+    from hearth.rag.store import DocInfo, NewChunk
+
+    async def go() -> None:
+        store = await LocalCatalog(tmp_path).open("wide", create=True)
+        chunk = [NewChunk("some text", "", 1, 1, ["some", "text"])]
+        await store.replace(DocInfo("a.txt", "h1"), chunk, np.eye(1, 1536, dtype=np.float32))
+        other = await LocalCatalog(tmp_path).open("wide")  # another process sees the width too
+        assert [h.source for h in await other.vector_search(np.eye(1, 1536, dtype=np.float32)[0], 5, None)] == ["a.txt"]
+        with pytest.raises(BadRequest, match="1536-dimensional"):
+            await store.replace(DocInfo("b.txt", "h2"), chunk, np.eye(1, 384, dtype=np.float32))
+        with pytest.raises(BadRequest, match="1536-dimensional"):
+            await other.vector_search(np.eye(1, 384, dtype=np.float32)[0], 5, None)
+        assert list(await store.documents()) == ["a.txt"]
+
+    asyncio.run(go())

@@ -152,6 +152,9 @@ class LocalStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self.inode = (folder / "kb.sqlite").stat().st_ino
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'dims'").fetchone()
+        if row is not None:  # fixed by the first write: the embedding model's width
+            self.dims = int(row[0])
         self._lock = threading.RLock()  # one connection, used from the loop and from worker threads
         self._gen = -1  # generation the in-memory indexes reflect; -1: not loaded
         self._bm25 = BM25Index()
@@ -168,6 +171,8 @@ class LocalStore:
     def _replace(self, doc: DocInfo, chunks: list[NewChunk], vectors: np.ndarray) -> None:
         vecs = np.ascontiguousarray(vectors, np.float32)
         with self._lock, self._write() as (db, gen):
+            if len(vecs):
+                self._check_dims(db, vecs.shape[1])
             self._drop_chunks(db, doc.source, gen)
             db.executemany(
                 "INSERT INTO chunks (source, text, title, line_start, line_end, terms, vector, gen) "
@@ -190,6 +195,15 @@ class LocalStore:
                 n += db.execute("DELETE FROM documents WHERE source = ?", (s,)).rowcount
         self._refresh()
         return n
+
+    def _check_dims(self, db: sqlite3.Connection, dims: int) -> None:
+        row = db.execute("SELECT value FROM meta WHERE key = 'dims'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('dims', ?)", (str(dims),))
+            self.dims = dims
+        elif int(row[0]) != dims:
+            raise BadRequest(f"knowledge base {self.name!r} holds {row[0]}-dimensional vectors but the embedding "
+                             f"model gives {dims}: use a new knowledge base after changing rag.embedding_model")
 
     def _drop_chunks(self, db: sqlite3.Connection, source: str, gen: int) -> None:
         db.execute("INSERT OR REPLACE INTO removed SELECT id, ? FROM chunks WHERE source = ?", (gen, source))
@@ -246,6 +260,9 @@ class LocalStore:
                 return []
             allowed = self._allowed(where)
             q = np.asarray(vector, np.float32).reshape(-1)
+            if len(q) != self.dims:
+                raise BadRequest(f"knowledge base {self.name!r} holds {self.dims}-dimensional vectors but the "
+                                 f"embedding model gives {len(q)}: was rag.embedding_model changed?")  # fmt: skip
             live = self._hnsw.get_current_count() - len(self._hnsw_deleted)
             if allowed is not None and len(allowed) <= _EXACT_BELOW:
                 pairs = self._exact(q, allowed, k)  # a small subset: exact, and no filtered graph walk
@@ -319,6 +336,8 @@ class LocalStore:
             gen = int(self._db.execute("SELECT value FROM meta WHERE key = 'gen'").fetchone()[0])
             if gen == self._gen:
                 return
+            if self._hnsw is None and (row := self._db.execute("SELECT value FROM meta WHERE key = 'dims'").fetchone()):
+                self.dims = int(row[0])  # another process made the first write
             if self._gen < 0:
                 self._load_snapshot()
             since = self._gen
