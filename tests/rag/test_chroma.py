@@ -4,6 +4,7 @@ hearth replicas share it, and a half-written document version never shows."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,9 @@ def test_replicas_share_knowledge_bases_on_chroma(replicas: list[Server]) -> Non
     assert body["store"] == "chroma" and body["documents"] == 3 and body["chunks"] == 3
     _, body = call(a.url + "/v1/rag/team-docs/search", {"query": "how often do backups run?", "top_k": 1})
     assert "every hour" in body["results"][0]["text"]
+    time.sleep(1.1)  # replicas re-read the document registry at most once a second
+    _, body = call(b.url + "/v1/rag/team-docs/search", {"query": "backups hour nightly", "mode": "keyword"})
+    assert [r["text"] for r in body["results"] if r["source"] == "ops/backup.md"] == ["Backups now run every hour."]
     status, _ = call(a.url + "/v1/rag/team-docs", method="DELETE")
     assert status == 200
     status, body = call(b.url + "/v1/rag/team-docs/search", {"query": "backups"})

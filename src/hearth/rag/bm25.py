@@ -8,6 +8,7 @@ loop over every matching chunk. Rows of removed chunks are reused by later addit
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from typing import Any
 
@@ -22,7 +23,8 @@ class BM25Index:
         self._free: list[int] = []
         self._len = np.zeros(0, np.float32)
         self._total = 0
-        self._terms: dict[int, Counter[str]] = {}  # chunk id -> its term counts, to remove it later
+        # chunk id -> its distinct terms (interned, so shared with the postings' keys), to remove it later
+        self._terms: dict[int, tuple[str, ...]] = {}
         self._postings: dict[str, dict[int, int]] = {}  # term -> row -> tf
         self._arrays: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -40,8 +42,8 @@ class BM25Index:
         else:
             self._ids[row] = chunk_id
         self._row[chunk_id] = row
-        counts = Counter(terms)
-        self._terms[chunk_id] = counts
+        counts = Counter(map(sys.intern, terms))
+        self._terms[chunk_id] = tuple(counts)
         self._len[row] = len(terms)
         self._total += len(terms)
         for t, tf in counts.items():

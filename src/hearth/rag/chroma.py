@@ -8,8 +8,9 @@ upsert), delete the other versions' chunks. Searches drop hits whose version is 
 killed ingest shows the old or the new version, never a mix; its leftovers go at the next replace.
 
 Vector search runs in Chroma. Chroma has no BM25, so keyword search uses an in-process BM25 index
-built from the collection's terms and rebuilt when the registry changes (checked at most once per
-`refresh` seconds). Metadata filters are applied here, on oversampled results.
+built from the collection's terms; when the registry changes (checked at most once per `refresh`
+seconds) only the changed documents' chunks are fetched. Metadata filters are applied here, on
+oversampled results.
 """
 
 from __future__ import annotations
@@ -102,9 +103,10 @@ class ChromaStore:
         self._versions: dict[str, str] = {}
         self._checked = 0.0
         self._bm25 = BM25Index()
-        self._bm25_for: dict[str, str] = {}  # the versions the BM25 index was built for
-        self._ids: dict[str, int] = {}  # chunk id -> BM25 row id
-        self._names: list[str] = []
+        self._bm25_for: dict[str, str] = {}  # source -> the version the BM25 index holds
+        self._names: dict[int, str] = {}  # BM25 row -> chunk id
+        self._rows: dict[str, list[int]] = {}  # source -> its BM25 rows
+        self._next_row = 0
 
     async def documents(self) -> dict[str, DocInfo]:
         await self._registry(force=True)
@@ -185,7 +187,7 @@ class ChromaStore:
     async def keyword_search(self, terms: list[str], k: int, where: dict[str, Any] | None) -> list[Hit]:
         await self._registry()
         if self._bm25_for != self._versions:
-            await self._rebuild_bm25()
+            await self._sync_bm25()
         ranked = self._bm25.search(terms, k * (4 if where else 1))
         if not ranked:
             return []
@@ -202,15 +204,27 @@ class ChromaStore:
                 hits.append(h)
         return hits[:k]
 
-    async def _rebuild_bm25(self) -> None:
+    async def _sync_bm25(self) -> None:
+        """Bring the keyword index to the registry's versions: only documents that changed are fetched."""
         versions = dict(self._versions)
-        got = await self.c.get_all(self.chunks_id, None, ["metadatas"])
-        index, names = BM25Index(), list[str]()
-        for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
-            if versions.get(meta.get("source")) == meta.get("version"):
-                index.add(len(names), meta.get("terms", "").split())
-                names.append(cid)
-        self._bm25, self._names, self._bm25_for = index, names, versions
+        stale = [s for s, v in self._bm25_for.items() if versions.get(s) != v]
+        for source in stale:
+            for row in self._rows.pop(source, []):
+                self._bm25.remove(row)
+                del self._names[row]
+        fresh = [s for s, v in versions.items() if self._bm25_for.get(s) != v]
+        for a in range(0, len(fresh), 100):
+            part = fresh[a : a + 100]
+            got = await self.c.get_all(self.chunks_id, {"source": {"$in": part}}, ["metadatas"])
+            for cid, meta in zip(got["ids"], got["metadatas"], strict=True):
+                source = meta.get("source")
+                if versions.get(source) == meta.get("version"):
+                    row = self._next_row
+                    self._next_row += 1
+                    self._bm25.add(row, meta.get("terms", "").split())
+                    self._names[row] = cid
+                    self._rows.setdefault(source, []).append(row)
+        self._bm25_for = versions
 
     def _hit(self, cid: str, doc: str, meta: dict[str, Any], score: float) -> Hit:
         source = meta["source"]
