@@ -155,6 +155,13 @@ def test_listing_removing_documents_and_dropping(docs_kb: Server) -> None:
     call(docs_kb.url + "/v1/rag/scratch/documents", {"documents": [{"source": "s.txt", "text": "temporary note"}]})
     status, body = call(docs_kb.url + "/v1/rag/scratch")
     assert status == 200 and [d["source"] for d in body["documents_list"]] == ["s.txt"]
+    page = {"source": "page.html", "text": "<h1>Parking</h1><p>Visitors park in lot B.</p><script>x()</script>"}
+    call(docs_kb.url + "/v1/rag/scratch/documents", {"documents": [page]})
+    _, body = call(docs_kb.url + "/v1/rag/scratch/search", {"query": "where do visitors park?", "top_k": 1})
+    hit = body["results"][0]
+    assert hit["source"] == "page.html" and hit["title"] == "Parking" and "x()" not in hit["text"]
+    status, body = call(docs_kb.url + "/v1/rag/scratch/documents?source=page.html", method="DELETE")
+    assert status == 200 and body["removed"] == 1
     status, body = call(docs_kb.url + "/v1/rag/scratch/documents?source=s.txt", method="DELETE")
     assert status == 200 and body["removed"] == 1
     status, body = call(docs_kb.url + "/v1/rag/scratch/documents", method="DELETE")

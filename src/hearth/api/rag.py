@@ -31,7 +31,9 @@ class DocumentIn(_Body):
     source: str = Field(min_length=1, max_length=4096)
     text: str
     metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
-    kind: Literal["code", "markdown", "rst", "prose"] | None = None
+    kind: Literal["code", "markdown", "rst", "html", "prose"] | None = Field(
+        None, description="how to chunk; default: guessed from the source's suffix (.py, .md, .html...) and the text"
+    )
 
 
 class DocumentsBody(_Body):

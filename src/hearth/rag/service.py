@@ -137,6 +137,8 @@ class RagService:
         if old is not None and old.hash == digest:
             report.unchanged.append(source)
             return
+        if kind == "html" or (kind is None and source.lower().endswith((".html", ".htm")) and "<" in content):
+            content, kind = text.html_to_text(content), "markdown"  # text sent over HTTP arrives as markup
         kind = kind or text.kind_of(source, content)
         pieces = await asyncio.to_thread(chunking.chunk, content, kind, self._count, self.cfg.chunk_tokens,
                                          self.cfg.chunk_overlap)  # fmt: skip
