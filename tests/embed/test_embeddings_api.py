@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import time
 import urllib.request
 
 import numpy as np
@@ -111,3 +112,21 @@ def test_malformed_json_and_chat_with_an_embedding_model(gateway: Server) -> Non
         client(gateway).chat.completions.create(model="all-minilm", messages=[{"role": "user", "content": "hi"}])
     got, _ = call(gateway.url + "/v1/embeddings", {"model": "all-minilm", "input": ["x" * 300_000]})
     assert got == 413
+
+
+def test_a_query_is_not_queued_behind_a_big_ingest(gateway: Server) -> None:
+    big = [f"Paragraph {i} of a long handbook about travel expenses, receipts and approvals. " * 6 for i in range(160)]
+    finished: dict[str, float] = {}
+
+    def embed(name: str, texts: list[str]) -> None:
+        client(gateway).embeddings.create(model="all-minilm", input=texts, encoding_format="float")
+        finished[name] = time.monotonic()
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        ingest = pool.submit(embed, "ingest", big)
+        time.sleep(0.5)  # the big request is being embedded now
+        t0 = time.monotonic()
+        pool.submit(embed, "query", ["where do I send receipts?"]).result()
+        ingest.result()
+    assert finished["query"] < finished["ingest"]
+    assert finished["query"] - t0 < 2.0  # one round of the big job at most, not all of it
