@@ -142,6 +142,7 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
             print("hearth ready", file=sys.stderr, flush=True)
             if ready_event:
                 ready_event.set()
+            await registry.warm_rag()
         except Exception as e:
             log.error("failed to start models: %s", e)
             code = 1

@@ -108,6 +108,9 @@ class ChromaStore:
         self._rows: dict[str, list[int]] = {}  # source -> its BM25 rows
         self._next_row = 0
 
+    async def warm(self) -> None:
+        await self._registry(force=True)
+
     async def documents(self) -> dict[str, DocInfo]:
         await self._registry(force=True)
         return dict(self._docs)

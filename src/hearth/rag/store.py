@@ -97,6 +97,9 @@ class KnowledgeStore(Protocol):
 
     async def stats(self) -> dict[str, Any]: ...
 
+    async def warm(self) -> None:
+        """Load what searches need, ahead of the first one."""
+
 
 class Catalog(Protocol):
     async def names(self) -> list[str]: ...
@@ -249,6 +252,9 @@ class LocalStore:
 
     async def vector_search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None) -> list[Hit]:
         return await asyncio.to_thread(self._vector_search, vector, k, where)
+
+    async def warm(self) -> None:
+        await asyncio.to_thread(self._refresh)
 
     async def keyword_search(self, terms: list[str], k: int, where: dict[str, Any] | None) -> list[Hit]:
         return await asyncio.to_thread(self._keyword_search, terms, k, where)
