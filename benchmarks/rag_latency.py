@@ -118,6 +118,10 @@ async def run(n_chunks: int, n_queries: int) -> None:
             print(f"{name:<44} {pct(xs, 0.5):>8.2f} {pct(xs, 0.99):>8.2f}")
         print(f"HNSW recall@10 vs exact: {agree / (10 * n):.3f}; vector part vs exact: "
               f"{pct(vec_only, 0.5) / pct(exact, 0.5):.2f}x the time")  # fmt: skip
+        import resource
+
+        print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+              "(two stores were open at once, plus the anchor's 150 MB matrix)")  # fmt: skip
         await svc.catalog.close()
 
 
