@@ -120,8 +120,8 @@ async def run(n_chunks: int, n_queries: int) -> None:
               f"{pct(vec_only, 0.5) / pct(exact, 0.5):.2f}x the time")  # fmt: skip
         import resource
 
-        print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
-              "(two stores were open at once, plus the anchor's 150 MB matrix)")  # fmt: skip
+        print(f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
+              "(with the anchor's 150 MB matrix and the writer's copies)")  # fmt: skip
         await svc.catalog.close()
 
 

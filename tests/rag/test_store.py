@@ -143,3 +143,22 @@ def test_vector_width_is_fixed_by_the_first_write(tmp_path: Path) -> None:
         assert list(await store.documents()) == ["a.txt"]
 
     asyncio.run(go())
+
+
+def test_an_edited_section_is_the_only_one_embedded_again(tmp_path: Path) -> None:
+    async def go() -> None:
+        svc = service(tmp_path)
+        sections = [f"## Part {i}\n\n" + f"Facts about subject {i}. " * 30 for i in range(4)]
+        doc = "# Manual\n\n" + "\n\n".join(sections)
+        first = await svc.ingest_documents("manual", [TextDocument("manual.md", doc)])
+        assert first.embedded == first.chunks >= 4
+        edited = doc.replace("Facts about subject 2.", "Changed facts about subject 2.", 1)
+        second = await svc.ingest_documents("manual", [TextDocument("manual.md", edited)])
+        assert second.updated == ["manual.md"] and second.embedded == 1 < second.chunks
+        hit = (await svc.search("manual", "changed facts about subject 2", top_k=1))[0]
+        assert hit.title == "Manual > Part 2" and "Changed facts" in hit.text
+        fresh = (await svc.search("manual", "facts about subject 3", top_k=1, mode="vector"))[0]
+        assert fresh.title == "Manual > Part 3" and (fresh.vector_score or 0) > 0.5  # reused vectors still match
+        await svc.catalog.close()
+
+    asyncio.run(go())

@@ -148,6 +148,16 @@ class ChromaStore:
                           {"where": {"$and": [{"source": doc.source}, {"version": {"$ne": version}}]}})  # fmt: skip
         self._checked = 0.0
 
+    async def chunk_vectors(self, source: str) -> dict[str, np.ndarray]:
+        await self._registry(force=True)
+        version = self._versions.get(source)
+        if version is None:
+            return {}
+        where = {"$and": [{"source": source}, {"version": version}]}
+        got = await self.c.get_all(self.chunks_id, where, ["documents", "metadatas", "embeddings"])
+        return {(f"{m.get('title')}\n{d}" if m.get("title") else d): np.asarray(e, np.float32)
+                for d, m, e in zip(got["documents"], got["metadatas"], got["embeddings"], strict=True)}  # fmt: skip
+
     async def remove(self, sources: list[str]) -> int:
         await self._registry(force=True)
         n = 0

@@ -47,12 +47,13 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     chunks: int = 0
+    embedded: int = 0  # chunks that needed the embedding model (the others kept their vectors)
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         rate = self.chunks / self.seconds if self.seconds > 0 else 0.0
         return {"kb": self.kb, "added": self.added, "updated": self.updated, "unchanged": len(self.unchanged),
-                "removed": self.removed, "skipped": self.skipped, "chunks": self.chunks,
+                "removed": self.removed, "skipped": self.skipped, "chunks": self.chunks, "embedded": self.embedded,
                 "seconds": round(self.seconds, 3), "chunks_per_second": round(rate, 1)}  # fmt: skip
 
 
@@ -132,7 +133,9 @@ class RagService:
     async def _ingest_one(self, store: KnowledgeStore, source: str, content: str, metadata: dict[str, Any],
                           kind: str | None, known: dict[str, DocInfo], report: IngestReport) -> None:  # fmt: skip
         meta_sig = repr(sorted(metadata.items()))
-        digest = hashlib.sha256(f"{self._params()}|{meta_sig}|".encode() + content.encode()).hexdigest()
+        # "<params>:<content>": a changed document whose params prefix is unchanged may reuse its old vectors.
+        params = hashlib.sha256(self._params().encode()).hexdigest()[:12]
+        digest = params + ":" + hashlib.sha256(f"{meta_sig}|".encode() + content.encode()).hexdigest()
         old = known.get(source)
         if old is not None and old.hash == digest:
             report.unchanged.append(source)
@@ -146,7 +149,19 @@ class RagService:
             report.skipped.append({"source": source, "reason": "no text"})
             return
         embedded = [f"{p.title}\n{p.text}" if p.title else p.text for p in pieces]
-        vectors = await self._embed(embedded) if pieces else np.zeros((0, 384), np.float32)
+        reuse: dict[str, np.ndarray] = {}
+        if old is not None and old.hash.split(":")[0] == params:
+            reuse = await store.chunk_vectors(source)  # an edit to one section re-embeds that section only
+        need = [i for i, e in enumerate(embedded) if e not in reuse]
+        fresh = await self._embed([embedded[i] for i in need]) if need else None
+        width = fresh.shape[1] if fresh is not None else len(next(iter(reuse.values())))
+        vectors = np.zeros((len(pieces), width), np.float32)
+        if fresh is not None:
+            vectors[need] = fresh
+        for i, e in enumerate(embedded):
+            if e in reuse:
+                vectors[i] = reuse[e]
+        report.embedded += len(need)
         chunks = [NewChunk(p.text, p.title, p.line_start, p.line_end, text.terms(e))
                   for p, e in zip(pieces, embedded, strict=True)]  # fmt: skip
         await store.replace(DocInfo(source, digest, len(chunks), len(content), metadata=metadata), chunks, vectors)

@@ -91,6 +91,10 @@ class KnowledgeStore(Protocol):
 
     async def remove(self, sources: list[str]) -> int: ...
 
+    async def chunk_vectors(self, source: str) -> dict[str, np.ndarray]:
+        """The current vectors of a document's chunks, by embedded text ("title\ntext")."""
+        ...
+
     async def vector_search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None) -> list[Hit]: ...
 
     async def keyword_search(self, terms: list[str], k: int, where: dict[str, Any] | None) -> list[Hit]: ...
@@ -189,6 +193,14 @@ class LocalStore:
 
     async def remove(self, sources: list[str]) -> int:
         return await asyncio.to_thread(self._remove, sources)
+
+    async def chunk_vectors(self, source: str) -> dict[str, np.ndarray]:
+        def read() -> dict[str, np.ndarray]:
+            with self._lock:
+                rows = self._db.execute("SELECT title, text, vector FROM chunks WHERE source = ?", (source,)).fetchall()
+            return {f"{t}\n{x}" if t else x: np.frombuffer(v, np.float32) for t, x, v in rows}
+
+        return await asyncio.to_thread(read)
 
     def _remove(self, sources: list[str]) -> int:
         n = 0
