@@ -94,8 +94,8 @@ async def _ingest(args: argparse.Namespace, svc: Any) -> int:
         print(json.dumps(d, ensure_ascii=False, indent=2))
     else:
         print(f"{args.kb}: {len(d['added'])} added, {len(d['updated'])} updated, {d['unchanged']} unchanged, "
-              f"{len(d['removed'])} removed, {len(d['skipped'])} skipped; {d['chunks']} chunks ({d['embedded']} embedded, "
-              f"the rest kept their vectors) in {d['seconds']} s ({d['chunks_per_second']} chunks/s)")  # fmt: skip
+              f"{len(d['removed'])} removed, {len(d['skipped'])} skipped; {d['chunks']} chunks "
+              f"({d['embedded']} embedded) in {d['seconds']} s ({d['chunks_per_second']} chunks/s)")  # fmt: skip
         for s in d["skipped"]:
             print(f"  skipped {s['source']}: {s['reason']}")
     store = await svc.catalog.open(args.kb)
