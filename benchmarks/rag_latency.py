@@ -31,8 +31,9 @@ from _data import boolq
 from hearth.config import RagConfig
 from hearth.embed.local import shared_minilm
 from hearth.rag.service import RagService, fuse
-from hearth.rag.store import DocInfo, LocalCatalog, LocalStore, NewChunk
+from hearth.rag.store import LocalCatalog, LocalStore
 from hearth.rag.text import terms
+from hearth.rag.types import DocInfo, NewChunk
 
 
 def pct(xs: list[float], q: float) -> float:

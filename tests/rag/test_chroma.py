@@ -15,7 +15,7 @@ from hearth.config import RagConfig
 from hearth.embed.local import shared_minilm
 from hearth.rag.chroma import ChromaCatalog
 from hearth.rag.service import RagService, TextDocument
-from hearth.rag.store import NewChunk
+from hearth.rag.types import NewChunk
 from tests.conftest import Server, start_hearth
 from tests.support.httpcall import call
 
@@ -104,8 +104,8 @@ def test_half_written_versions_stay_invisible(chroma: str, tmp_path: Path) -> No
 
 
 async def _doc(svc: RagService, source: str, text: str) -> tuple[object, list[NewChunk], np.ndarray]:
-    from hearth.rag.store import DocInfo
     from hearth.rag.text import terms
+    from hearth.rag.types import DocInfo
 
     vec = await svc._embed([text])
     return DocInfo(source, "h" * 64, 1, len(text)), [NewChunk(text, "", 1, 1, terms(text))], vec

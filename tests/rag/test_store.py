@@ -128,7 +128,7 @@ def test_killed_ingest_leaves_each_document_whole(tmp_path: Path) -> None:
 def test_vector_width_is_fixed_by_the_first_write(tmp_path: Path) -> None:
     """A knowledge base built with one embedding model refuses vectors of another width, with a reason."""
     from hearth.core.errors import BadRequest
-    from hearth.rag.store import DocInfo, NewChunk
+    from hearth.rag.types import DocInfo, NewChunk
 
     async def go() -> None:
         store = await LocalCatalog(tmp_path).open("wide", create=True)

@@ -20,7 +20,7 @@ from hearth.api.common import GATEWAY, guarded, json_response, read_body
 from hearth.api.openai import render_error
 from hearth.api.schemas import parse
 from hearth.core.errors import BadRequest
-from hearth.rag.store import KnowledgeBaseNotFound, check_name
+from hearth.rag.types import KnowledgeBaseNotFound, check_name
 
 
 class _Body(BaseModel):

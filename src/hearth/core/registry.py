@@ -133,7 +133,7 @@ class ModelRegistry:
         and opens the store."""
         if self._rag is None:
             from hearth.rag.service import RagService
-            from hearth.rag.store import Catalog
+            from hearth.rag.types import Catalog
 
             c = self.rag_config
             catalog: Catalog

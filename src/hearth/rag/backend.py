@@ -15,7 +15,7 @@ from typing import Any
 from hearth.core.errors import BadRequest
 from hearth.core.types import Backend, ChatRequest, Chunk, Message, ModelInfo, SourcesInfo
 from hearth.rag.service import RagService
-from hearth.rag.store import Hit
+from hearth.rag.types import Hit
 
 INSTRUCTIONS = (
     "Answer the question using only the numbered sources below. Cite the sources you use inline as [1], [2]. "

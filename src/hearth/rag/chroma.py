@@ -26,7 +26,7 @@ import orjson
 
 from hearth.core.errors import HearthError, UpstreamError
 from hearth.rag.bm25 import BM25Index
-from hearth.rag.store import DocInfo, Hit, KnowledgeBaseNotFound, NewChunk, check_name, matches
+from hearth.rag.types import DocInfo, Hit, KnowledgeBaseNotFound, NewChunk, check_name, matches
 
 _PREFIX = "hearth-"
 _PAGE = 1000

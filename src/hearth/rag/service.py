@@ -22,7 +22,7 @@ import numpy as np
 from hearth.config import RagConfig
 from hearth.core.errors import BadRequest
 from hearth.rag import chunking, text
-from hearth.rag.store import Catalog, DocInfo, Hit, KnowledgeStore, NewChunk
+from hearth.rag.types import Catalog, DocInfo, Hit, KnowledgeStore, NewChunk
 
 EmbedFn = Callable[[list[str]], Awaitable[np.ndarray]]
 CountFn = Callable[[list[str]], list[int]]

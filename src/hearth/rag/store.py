@@ -1,4 +1,4 @@
-"""Knowledge-base storage: the interface, and the embedded default (SQLite + in-memory indexes).
+"""The embedded knowledge-base store (SQLite + in-memory indexes), the default; the interface is in types.py.
 
 A knowledge base holds documents (one per source path) cut into chunks, each with its text, title
 path, line range, embedding and BM25 terms. Replacing a document is one SQLite transaction, so a
@@ -16,121 +16,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from hearth.core.errors import BadRequest, HearthError
+from hearth.core.errors import BadRequest
 from hearth.rag.bm25 import BM25Index
+from hearth.rag.types import DocInfo, Hit, KnowledgeBaseNotFound, KnowledgeStore, NewChunk, check_name, matches
 
 _EXACT_BELOW = 2000  # filtered vector searches over fewer chunks than this are exact (a dot product each)
-
-NAME = re.compile(r"^(?!.*\.\.)[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")  # also a valid Chroma name part
-
-
-class KnowledgeBaseNotFound(HearthError):
-    status = 404
-    type = "invalid_request_error"
-    code = "knowledge_base_not_found"
-
-
-def check_name(name: str) -> str:
-    if not NAME.match(name):
-        raise BadRequest(f"knowledge base name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
-                         "starting and ending with a letter or digit", param="kb")  # fmt: skip
-    return name
-
-
-@dataclass(slots=True)
-class DocInfo:
-    source: str
-    hash: str
-    chunks: int = 0
-    size: int = 0
-    updated: float = 0.0
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class NewChunk:
-    text: str
-    title: str
-    line_start: int
-    line_end: int
-    terms: list[str]
-
-
-@dataclass(slots=True)
-class Hit:
-    id: str
-    text: str
-    source: str
-    title: str
-    line_start: int
-    line_end: int
-    metadata: dict[str, Any]
-    score: float = 0.0
-    vector_score: float | None = None
-    keyword_score: float | None = None
-
-
-class KnowledgeStore(Protocol):
-    """One knowledge base. Writes are per document and atomic; searches return hits best first."""
-
-    name: str
-
-    async def documents(self) -> dict[str, DocInfo]: ...
-
-    async def replace(self, doc: DocInfo, chunks: list[NewChunk], vectors: np.ndarray) -> None: ...
-
-    async def remove(self, sources: list[str]) -> int: ...
-
-    async def chunk_vectors(self, source: str) -> dict[str, np.ndarray]:
-        """The current vectors of a document's chunks, by embedded text ("title\ntext")."""
-        ...
-
-    async def vector_search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None) -> list[Hit]: ...
-
-    async def keyword_search(self, terms: list[str], k: int, where: dict[str, Any] | None) -> list[Hit]: ...
-
-    async def stats(self) -> dict[str, Any]: ...
-
-    async def warm(self) -> None:
-        """Load what searches need, ahead of the first one."""
-
-
-class Catalog(Protocol):
-    async def names(self) -> list[str]: ...
-
-    async def open(self, name: str, *, create: bool = False) -> KnowledgeStore: ...
-
-    async def drop(self, name: str) -> bool: ...
-
-    async def close(self) -> None: ...
-
-
-def matches(source: str, metadata: dict[str, Any], where: dict[str, Any]) -> bool:
-    """Filters: `source` (a path or list of paths), `source_prefix`, and any document metadata key
-    (a value or a list of accepted values)."""
-    for key, want in where.items():
-        if key == "source_prefix":
-            if not source.startswith(str(want)):
-                return False
-            continue
-        have = source if key == "source" else metadata.get(key)
-        if isinstance(want, list):
-            if have not in want:
-                return False
-        elif have != want:
-            return False
-    return True
-
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
