@@ -8,6 +8,7 @@ prompt the cache sees, so a changed knowledge base is never answered from an old
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -52,7 +53,7 @@ class RagBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         query = _question(request)
         hits = await self.service.search(self.kb, query, top_k=self.top_k, where=self.where)
-        hits = self._within_budget(request, hits)
+        hits = await asyncio.to_thread(self._within_budget, request, hits)  # the tokenizer may load on first use
         block = _sources_block(hits)
         req = dataclasses.replace(request, model=self.inner_name)
         if request.prompt is not None:
