@@ -1,10 +1,11 @@
 """The local embedding model as a backend: one dedicated thread, micro-batching concurrent requests.
 
-Requests put their texts on a queue; the thread takes everything queued (optionally waiting
-`batch_window_ms` for more), sorts the texts by length so padding stays small, and runs one forward
-pass per group of similar length. A lone request pays nothing for this; sixteen concurrent ones share
-a few matrix products instead of queuing for sixteen. The model loads on first use, so a gateway that
-never embeds never pays its ~150 MB.
+Requests put their texts on a queue. The thread works in rounds: each takes everything queued
+(optionally waiting `batch_window_ms` for more), serves the requests with the fewest texts left first
+(a query does not wait behind a big ingest, which proceeds a round at a time), and runs the round's
+texts sorted by length in forward passes of a few hundred padded tokens (`MiniLM.encode_tokenized`).
+A lone request pays nothing for this; sixteen concurrent queries share a few passes. The model loads on
+first use, so a gateway that never embeds never pays its ~150 MB.
 """
 
 from __future__ import annotations
