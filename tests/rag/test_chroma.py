@@ -52,8 +52,17 @@ def test_replicas_share_knowledge_bases_on_chroma(replicas: list[Server]) -> Non
     assert status == 200 and body["results"][0]["source"] == "ops/backup.md"
     _, body = call(b.url + "/v1/rag/team-docs/search", {"query": "北京办公室谁负责", "top_k": 1, "mode": "keyword"})
     assert body["results"][0]["source"] == "people/经理.txt"
-    _, body = call(b.url + "/v1/rag/team-docs/search", {"query": "deploys", "filter": {"team": "people"}})
-    assert {r["source"] for r in body["results"]} <= {"people/经理.txt"}
+    noise = {"documents": [{"source": f"ops/deploy-{i}.md", "text": f"Deploy note {i}: deploys happen on Thursdays.",
+                            "metadata": {"team": "ops"}} for i in range(40)]}  # fmt: skip
+    call(a.url + "/v1/rag/team-docs/documents", noise)
+    time.sleep(1.1)  # replicas re-read the document registry at most once a second
+    for mode in ("hybrid", "vector", "keyword"):  # a selective filter still finds its one document
+        _, body = call(b.url + "/v1/rag/team-docs/search", {"query": "Thursday deploys office", "mode": mode,
+                                                            "filter": {"team": "people"}})  # fmt: skip
+        assert [r["source"] for r in body["results"]][:1] == (["people/经理.txt"] if mode != "keyword" else [])
+    _, body = call(b.url + "/v1/rag/team-docs/search", {"query": "办公室", "filter": {"source_prefix": "people/"}})
+    assert [r["source"] for r in body["results"]] == ["people/经理.txt"]
+    call(a.url + "/v1/rag/team-docs/documents", {"documents": DOCS["documents"], "replace_all": True})
     _, report = call(b.url + "/v1/rag/team-docs/documents", DOCS)
     assert report["unchanged"] == 3  # the document registry lives in Chroma, not in a replica
     changed = {"documents": [{"source": "ops/backup.md", "text": "Backups now run every hour.",

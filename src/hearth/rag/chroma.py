@@ -9,8 +9,8 @@ killed ingest shows the old or the new version, never a mix; its leftovers go at
 
 Vector search runs in Chroma. Chroma has no BM25, so keyword search uses an in-process BM25 index
 built from the collection's terms; when the registry changes (checked at most once per `refresh`
-seconds) only the changed documents' chunks are fetched. Metadata filters are applied here, on
-oversampled results.
+seconds) only the changed documents' chunks are fetched. Filters are resolved to the matching
+documents through the registry and applied inside both searches.
 """
 
 from __future__ import annotations
@@ -175,6 +175,11 @@ class ChromaStore:
         return {"name": self.name, "documents": len(self._docs), "chunks": int(count), "store": "chroma",
                 "url": self.c.url}  # fmt: skip
 
+    def _matching(self, where: dict[str, Any]) -> list[str]:
+        """Filters are resolved against the document registry (it holds every document's metadata), then
+        sent to Chroma as a `source` condition: exact, however selective the filter."""
+        return sorted(s for s, d in self._docs.items() if matches(s, d.metadata, where))
+
     def _live(self, meta: dict[str, Any], where: dict[str, Any] | None) -> bool:
         source = meta.get("source", "")
         if self._versions.get(source) != meta.get("version"):
@@ -185,8 +190,13 @@ class ChromaStore:
         await self._registry()
         if not self._docs or k <= 0:
             return []
-        body = {"query_embeddings": [np.asarray(vector, np.float32).tolist()], "n_results": k * (4 if where else 2),
-                "include": ["documents", "metadatas", "distances"]}  # fmt: skip
+        body: dict[str, Any] = {"query_embeddings": [np.asarray(vector, np.float32).tolist()], "n_results": k * 2,
+                                "include": ["documents", "metadatas", "distances"]}  # fmt: skip
+        if where:
+            sources = self._matching(where)
+            if not sources:
+                return []
+            body["where"] = {"source": sources[0]} if len(sources) == 1 else {"source": {"$in": sources}}
         res = await self.c.call("POST", f"/collections/{self.chunks_id}/query", body)
         hits = []
         for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0],
@@ -201,7 +211,10 @@ class ChromaStore:
         await self._registry()
         if self._bm25_for != self._versions:
             await self._sync_bm25()
-        ranked = self._bm25.search(terms, k * (4 if where else 1))
+        mask = None
+        if where:
+            mask = self._bm25.mask({r for s in self._matching(where) for r in self._rows.get(s, [])})
+        ranked = self._bm25.search(terms, k, mask)
         if not ranked:
             return []
         ids = [self._names[r] for r, _ in ranked]
