@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hearth.core.errors import BadRequest, HearthError
+
+if TYPE_CHECKING:  # the HTTP layer imports this module; numpy loads only when a knowledge base is used
+    import numpy as np
 
 NAME = re.compile(r"^(?!.*\.\.)[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,62}[A-Za-z0-9])?$")  # also a valid Chroma name part
 
