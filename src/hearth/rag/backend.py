@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from hearth.core.errors import BadRequest
-from hearth.core.types import Backend, ChatRequest, Chunk, Message, ModelInfo, SourcesInfo
+from hearth.core.types import Backend, ChatRequest, Chunk, Message, SourcesInfo
+from hearth.core.wrapper import WrappingBackend
 from hearth.rag.service import RagService
 from hearth.rag.types import Hit
 
@@ -26,29 +27,24 @@ _RESERVED_ANSWER = 512  # completion tokens assumed when the request sets no max
 _MARGIN = 64
 
 
-class RagBackend:
+class RagBackend(WrappingBackend):
+    """Made per request around a registry model (readiness and model info are the inner model's)."""
+
     def __init__(self, service: RagService, inner: Backend, inner_name: str, kb: str, *, top_k: int | None = None,
                  where: dict[str, Any] | None = None) -> None:  # fmt: skip
+        super().__init__(inner)
         self.name = f"rag:{kb}"
         self.service = service
-        self.inner = inner
         self.inner_name = inner_name
         self.kb = kb
         self.top_k = top_k
         self.where = where
 
-    @property
-    def ready(self) -> bool:
-        return self.inner.ready
-
     async def start(self) -> None:
-        return None
+        return None  # the inner model belongs to the registry, which starts and closes it
 
     async def close(self) -> None:
         return None
-
-    def info(self) -> ModelInfo:
-        return self.inner.info()
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         query = _question(request)

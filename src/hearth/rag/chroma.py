@@ -180,11 +180,9 @@ class ChromaStore:
         sent to Chroma as a `source` condition: exact, however selective the filter."""
         return sorted(s for s, d in self._docs.items() if matches(s, d.metadata, where))
 
-    def _live(self, meta: dict[str, Any], where: dict[str, Any] | None) -> bool:
-        source = meta.get("source", "")
-        if self._versions.get(source) != meta.get("version"):
-            return False  # an old version, or a half-written new one
-        return not where or matches(source, self._docs[source].metadata, where)
+    def _live(self, meta: dict[str, Any]) -> bool:
+        """False for an old version's chunk, or a half-written new one's (filters were applied in the search)."""
+        return bool(self._versions.get(meta.get("source", "")) == meta.get("version"))
 
     async def vector_search(self, vector: np.ndarray, k: int, where: dict[str, Any] | None) -> list[Hit]:
         await self._registry()
@@ -201,7 +199,7 @@ class ChromaStore:
         hits = []
         for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0],
                                         strict=True):  # fmt: skip
-            if self._live(meta, where):
+            if self._live(meta):
                 h = self._hit(cid, doc, meta, 1.0 - float(dist))
                 h.vector_score = h.score
                 hits.append(h)
@@ -224,7 +222,7 @@ class ChromaStore:
                                                              strict=True)}  # fmt: skip
         hits = []
         for (_, score), cid in zip(ranked, ids, strict=True):
-            if cid in by_id and self._live(by_id[cid][1], where):
+            if cid in by_id and self._live(by_id[cid][1]):
                 h = self._hit(cid, by_id[cid][0], by_id[cid][1], score)
                 h.keyword_score = score
                 hits.append(h)

@@ -111,26 +111,23 @@ _SKIP = frozenset("script style noscript template svg head".split())
 
 
 class _HtmlText(HTMLParser):
-    _BLOCK = _BLOCK
-    _SKIP = _SKIP
-
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
         self.skip = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._SKIP:
+        if tag in _SKIP:
             self.skip += 1
         elif re.fullmatch(r"h[1-6]", tag):
             self.out.append("\n\n" + "#" * int(tag[1]) + " ")
-        elif tag in self._BLOCK:
+        elif tag in _BLOCK:
             self.out.append("\n")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self._SKIP:
+        if tag in _SKIP:
             self.skip = max(0, self.skip - 1)
-        elif re.fullmatch(r"h[1-6]", tag) or tag in self._BLOCK:
+        elif re.fullmatch(r"h[1-6]", tag) or tag in _BLOCK:
             self.out.append("\n")
 
     def handle_data(self, data: str) -> None:
