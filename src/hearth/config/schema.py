@@ -1,12 +1,10 @@
-"""All configuration in one typed place: a YAML file, then `HEARTH_*` environment overrides.
+"""The shape of a hearth config: pydantic models, their defaults and the checks one field can make alone.
 
-With no file at all the defaults serve the built-in local model under its short name and the alias
-`local`. Validation errors name the file, the line and the field, because a gateway that refuses to
-start must say exactly why.
-
-Environment overrides use `__` between levels: `HEARTH_SERVER__PORT=9000`,
-`HEARTH_MODELS__LOCAL__N_CTX=8192` (model names match case-insensitively, `-`/`.` read as `_`).
-Values are parsed as YAML scalars, so `true`, `8`, `[a, b]` work.
+Backends, the router, the cache and RAG are configured by these types alone; how a file and the
+environment become a `Config` is load.py's job, so the types stay readable as the reference of every
+option. A model checks what it sees by itself (ranges, regular expressions, repeated entries, unique
+model names); references from one model to another are checked afterwards in checks.py, which returns
+paths that load.py turns into file lines.
 """
 
 from __future__ import annotations
@@ -14,15 +12,21 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_PORT = 8434
 DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b"
 DEFAULT_EMBEDDING_MODEL = "all-minilm"
-_RESERVED_ENV = {"HEARTH_HOME", "HEARTH_CONFIG", "HEARTH_LOG_LEVEL"}
+
+FallbackCriterion = Literal[
+    "upstream", "timeout", "rate_limit", "overloaded", "connection", "server_error", "context_length", "empty",
+    "invalid_json",
+]  # fmt: skip
+DEFAULT_FALLBACK_ON: tuple[FallbackCriterion, ...] = (
+    "upstream", "timeout", "rate_limit", "overloaded", "connection", "server_error", "context_length",
+)  # fmt: skip
 
 
 class _Strict(BaseModel):
@@ -143,6 +147,12 @@ class RouterModel(_Strict):
         description="model -> the models to try after it, in order; chains are not followed further, so "
         "mutual fallbacks (local -> remote, remote -> local) are fine and no request loops",
     )
+    fallback_on: list[FallbackCriterion] = Field(
+        default_factory=lambda: list(DEFAULT_FALLBACK_ON),
+        description="what makes the router try the next backend in the chain: errors another backend may not "
+        "share (upstream, timeout, rate_limit, overloaded, connection, server_error, context_length) and, opt-in, "
+        "bad answers: empty (no text and no tool call) and invalid_json (a JSON-mode answer that does not parse)",
+    )
     max_local_prompt_tokens: int | None = Field(None, ge=1, description="longer prompts skip local models")
     long_prompt_target: str | None = None
     ttft_deadline: float | None = Field(None, gt=0, description="no first token by then: start the next in chain")
@@ -156,6 +166,14 @@ class RouterModel(_Strict):
     escalation: EscalationConfig | None = None
     health_interval: float | None = Field(30.0, gt=0, description="seconds between health checks of remotes")
 
+    @field_validator("fallback_on")
+    @classmethod
+    def _no_repeats(cls, v: list[FallbackCriterion]) -> list[FallbackCriterion]:
+        dupes = sorted({c for c in v if v.count(c) > 1})
+        if dupes:
+            raise ValueError(f"{', '.join(dupes)} listed twice")
+        return v
+
 
 ModelConfig = Annotated[
     LocalModel | EmbeddingModel | OpenAIModel | OllamaModel | RouterModel, Field(discriminator="kind")
@@ -166,7 +184,6 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
-    log_prompts: bool = Field(False, description="log prompt text (off: prompts may hold personal data)")
 
 
 class SemanticCacheConfig(_Strict):
@@ -246,218 +263,5 @@ class Config(_Strict):
 _EMBEDDING_ALIASES = ("all-minilm:l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 
 
-class ConfigError(Exception):
-    pass
-
-
 def home_dir() -> Path:
     return Path(os.environ.get("HEARTH_HOME") or Path.home() / ".cache" / "hearth")
-
-
-def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None) -> Config:
-    """Load the YAML file (flag, else $HEARTH_CONFIG, else none), apply env overrides, validate."""
-    env = dict(os.environ if env is None else env)
-    path = path or env.get("HEARTH_CONFIG") or None
-    raw: dict[str, Any] = {}
-    lines: dict[tuple[str, ...], int] = {}
-    source = "<defaults>"
-    if path:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"{source}: cannot read config: {e.strerror or e}") from e
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{source}: invalid YAML: {e}") from e
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{source}: line 1: the top level must be a mapping (server:, models:)")
-        raw = loaded or {}
-        if node is not None:
-            _record_lines(node, (), lines)
-        missing: list[str] = []
-        raw = _interpolate(raw, env, (), missing)
-        if missing:
-            unset = [f"{source}:{lines.get(tuple(p.split('.')[:-1]), '?')}: {p}" for p in missing]
-            raise ConfigError("invalid config: environment variable not set (and no ${VAR:-default}):\n  "
-                              + "\n  ".join(unset))  # fmt: skip
-    _apply_env(raw, env)
-    try:
-        cfg = Config.model_validate(raw)
-    except ValidationError as e:
-        raise ConfigError(_describe(e, source, lines)) from None
-    problems = check_references(cfg)
-    if problems:
-        msgs = []
-        for where_path, msg in problems:
-            n = next((n for n in range(len(where_path), -1, -1) if where_path[:n] in lines), None)
-            where = f"{source}:{lines[where_path[:n]]}" if n is not None else source
-            msgs.append(f"{where}: {'.'.join(where_path)}: {msg}")
-        raise ConfigError("invalid config:\n  " + "\n  ".join(msgs))
-    cfg.source = source
-    return cfg
-
-
-def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
-    """Routers may only name models (or their own groups) that exist, and fallbacks may not loop."""
-    problems: list[tuple[tuple[str, ...], str]] = []
-    for name, m in cfg.models.items():
-        if not isinstance(m, RouterModel):
-            continue
-        base = ("models", name)
-        leaves = {n for n, c in cfg.models.items() if not isinstance(c, RouterModel | EmbeddingModel)}
-        targets = leaves | set(m.groups)
-
-        def need(path: tuple[str, ...], target: str, allowed: set[str], base: tuple[str, ...] = base) -> None:
-            if target not in allowed:
-                problems.append((base + path, f"unknown target {target!r}; known: {', '.join(sorted(allowed))}"))
-
-        for g, members in m.groups.items():
-            if not members:
-                problems.append(((*base, "groups", g), "a group needs at least one model"))
-            for member, weight in members.items():
-                need(("groups", g, member), member, leaves)
-                if weight < 0:
-                    problems.append(((*base, "groups", g, member), "weights must be >= 0"))
-        for i, r in enumerate(m.rules):
-            need(("rules", str(i), "target"), r.target, targets)
-        last = -1.0
-        for i, t in enumerate(m.tiers):
-            need(("tiers", str(i), "target"), t.target, targets)
-            if t.max_score <= last:
-                problems.append(((*base, "tiers", str(i), "max_score"), "tiers must have ascending max_score"))
-            last = t.max_score
-        need(("default",), m.default, targets)
-        if m.long_prompt_target:
-            need(("long_prompt_target",), m.long_prompt_target, targets)
-        for src, chain in m.fallbacks.items():
-            need(("fallbacks", src), src, leaves)
-            for i, dst in enumerate(chain):
-                need(("fallbacks", src, str(i)), dst, leaves)
-            if src in chain:
-                problems.append(((*base, "fallbacks", src), f"fallbacks form a cycle: {src} -> {src}"))
-            dupes = sorted({d for d in chain if chain.count(d) > 1})
-            if dupes:
-                problems.append(((*base, "fallbacks", src), f"{', '.join(dupes)} listed twice"))
-    names = {n: m for name, m in cfg.models.items() for n in (name, *m.aliases)}
-    chat = sorted(n for n, m in names.items() if not isinstance(m, EmbeddingModel))
-    if cfg.rag.embedding_model not in names:
-        problems.append((("rag", "embedding_model"), f"unknown model {cfg.rag.embedding_model!r}"))
-    refs: list[tuple[tuple[str, ...], str | None]] = [(("rag", "chat_model"), cfg.rag.chat_model)]
-    refs += [(("rag", "profiles", p, "model"), prof.model) for p, prof in cfg.rag.profiles.items()]
-    for path, ref in refs:
-        if ref is not None and ref not in chat:
-            problems.append((path, f"unknown chat model {ref!r}; known: {', '.join(chat)}"))
-    return problems
-
-
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _interpolate(value: Any, env: dict[str, str], path: tuple[str, ...], missing: list[str]) -> Any:
-    """Replace ${VAR} and ${VAR:-default} in string values (not keys) from the environment."""
-    if isinstance(value, dict):
-        return {k: _interpolate(v, env, (*path, str(k)), missing) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, env, (*path, str(i)), missing) for i, v in enumerate(value)]
-    if isinstance(value, str) and "${" in value:
-
-        def repl(m: re.Match[str]) -> str:
-            if m.group(1) in env and env[m.group(1)] != "":
-                return env[m.group(1)]
-            if m.group(2) is not None:
-                return m.group(2)
-            missing.append(f"{'.'.join(path)}.${{{m.group(1)}}}")
-            return ""
-
-        return _VAR.sub(repl, value)
-    return value
-
-
-def _record_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, ...], int]) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = str(k.value)
-            out[(*path, key)] = k.start_mark.line + 1
-            _record_lines(v, (*path, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _record_lines(v, (*path, str(i)), out)
-
-
-def _describe(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
-    msgs = []
-    for err in e.errors():
-        # Drop the discriminator tags pydantic adds ("openai", "llamacpp") to get the YAML path.
-        loc = [str(p) for p in err["loc"] if p not in ("llamacpp", "embedding", "openai", "ollama", "router")]
-        field = ".".join(loc) or "(top level)"
-        line = None
-        for n in range(len(loc), -1, -1):
-            if tuple(loc[:n]) in lines:
-                line = lines[tuple(loc[:n])]
-                break
-        where = f"{source}:{line}" if line else source
-        msgs.append(f"{where}: {field}: {err['msg']}")
-    return "invalid config:\n  " + "\n  ".join(msgs)
-
-
-def _apply_env(raw: dict[str, Any], env: dict[str, str]) -> None:
-    for key, value in sorted(env.items()):
-        if not key.startswith("HEARTH_") or key in _RESERVED_ENV or "__" not in key:
-            continue
-        parts = [p.lower() for p in key[len("HEARTH_") :].split("__")]
-        node: dict[str, Any] = raw
-        for i, part in enumerate(parts):
-            last = i == len(parts) - 1
-            existing = _match_key(node, part)
-            if last:
-                node[existing or part] = yaml.safe_load(value) if value != "" else None
-            else:
-                child = node.get(existing or part)
-                if not isinstance(child, dict):
-                    child = {}
-                    node[existing or part] = child
-                node = child
-
-
-def _match_key(node: dict[str, Any], part: str) -> str | None:
-    norm = part.replace("-", "_").replace(".", "_")
-    for k in node:
-        if str(k).lower().replace("-", "_").replace(".", "_") == norm:
-            return str(k)
-    return None
-
-
-def describe_config(cfg: Config) -> str:
-    """Human summary for `hearth config check`."""
-    out = [f"config: {cfg.source}", f"server: http://{cfg.server.host}:{cfg.server.port}"]
-    for name, m in cfg.models.items():
-        aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""
-        if isinstance(m, LocalModel):
-            out.append(f"model {name}{aliases}: local llama.cpp, {m.path}, n_ctx {m.n_ctx}")
-        elif isinstance(m, EmbeddingModel):
-            out.append(f"model {name}{aliases}: local embeddings, {m.path}, loaded on first use")
-        elif isinstance(m, RouterModel):
-            out.append(
-                f"model {name}{aliases}: router, {len(m.rules)} rules, {len(m.tiers)} score tiers, default {m.default}"
-                + (f", fallbacks {m.fallbacks}" if m.fallbacks else "")
-                + (f", first-token deadline {m.ttft_deadline}s" if m.ttft_deadline else "")
-            )
-        else:
-            key = f", key from ${m.api_key_env}" if m.api_key_env else ""
-            state = ""
-            if m.api_key_env and not os.environ.get(m.api_key_env):
-                state = f" [warning: ${m.api_key_env} is not set]"
-            out.append(
-                f"model {name}{aliases}: {m.kind} at {m.base_url} as {m.model or name}{key}, "
-                f"timeouts connect {m.timeouts.connect}s / first token {m.timeouts.first_token}s / "
-                f"total {m.timeouts.total}s{state}"
-            )
-    r = cfg.rag
-    where = f"Chroma at {r.chroma_url}" if r.store == "chroma" else (r.path or "$HEARTH_HOME/rag")
-    out.append(f"rag: {where}, embeddings by {r.embedding_model}, chunks of {r.chunk_tokens} tokens, top {r.top_k}, "
-               f"{r.fusion} fusion" + (f", profiles: {', '.join(r.profiles)}" if r.profiles else ""))  # fmt: skip
-    return "\n".join(out)

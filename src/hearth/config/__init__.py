@@ -1,0 +1,74 @@
+"""All configuration in one typed place: a YAML file, then `HEARTH_*` environment overrides.
+
+With no file at all the defaults serve the built-in local model under its short name and the alias
+`local`. Validation errors name the file, the line and the field, because a gateway that refuses to
+start must say exactly why.
+
+The package is split by job, because one module doing five of them made each hard to find and to test:
+schema.py holds the models every other part of hearth is configured by; load.py turns a file into a
+`Config` (YAML line recording, `${VAR}` interpolation, error messages); env.py applies `HEARTH_*`
+overrides; checks.py checks references between models; describe.py prints the summary of
+`hearth config check`. Import from `hearth.config`, which re-exports every public name; the modules are
+an internal layout.
+"""
+
+from __future__ import annotations
+
+from hearth.config.checks import check_references
+from hearth.config.describe import describe_config
+from hearth.config.load import ConfigError, load_config
+from hearth.config.schema import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_FALLBACK_ON,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PORT,
+    BreakerConfig,
+    CacheConfig,
+    Config,
+    EmbeddingModel,
+    EscalationConfig,
+    FallbackCriterion,
+    LocalModel,
+    ModelConfig,
+    OllamaModel,
+    OpenAIModel,
+    RagConfig,
+    RagProfile,
+    RouterModel,
+    RuleConfig,
+    SemanticCacheConfig,
+    ServerConfig,
+    TierConfig,
+    Timeouts,
+    home_dir,
+)
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "DEFAULT_FALLBACK_ON",
+    "DEFAULT_MODEL_NAME",
+    "DEFAULT_PORT",
+    "BreakerConfig",
+    "CacheConfig",
+    "Config",
+    "ConfigError",
+    "EmbeddingModel",
+    "EscalationConfig",
+    "FallbackCriterion",
+    "LocalModel",
+    "ModelConfig",
+    "OllamaModel",
+    "OpenAIModel",
+    "RagConfig",
+    "RagProfile",
+    "RouterModel",
+    "RuleConfig",
+    "SemanticCacheConfig",
+    "ServerConfig",
+    "TierConfig",
+    "Timeouts",
+    "check_references",
+    "describe_config",
+    "home_dir",
+    "load_config",
+]

@@ -1,0 +1,35 @@
+"""Schema checks one model makes alone: the router's `fallback_on` criteria."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from hearth.config import DEFAULT_FALLBACK_ON, ConfigError, RouterModel, load_config
+
+
+def _router(tmp_path: Path, fallback_on: str = "") -> Path:
+    f = tmp_path / "c.yaml"
+    f.write_text("models:\n  local: {kind: llamacpp}\n  auto:\n    kind: router\n    default: local\n" + fallback_on)
+    return f
+
+
+def test_fallback_on_defaults_to_errors_only(tmp_path: Path) -> None:
+    r = load_config(_router(tmp_path), env={}).models["auto"]
+    assert isinstance(r, RouterModel) and r.fallback_on == list(DEFAULT_FALLBACK_ON)
+    assert "empty" not in r.fallback_on and "invalid_json" not in r.fallback_on
+    r = load_config(_router(tmp_path, "    fallback_on: [timeout, empty, invalid_json]\n"), env={}).models["auto"]
+    assert isinstance(r, RouterModel) and r.fallback_on == ["timeout", "empty", "invalid_json"]
+
+
+def test_fallback_on_rejects_unknown_and_repeated_criteria(tmp_path: Path) -> None:
+    f = _router(tmp_path, "    fallback_on: [timeout, slow]\n")
+    with pytest.raises(
+        ConfigError, match=rf"{re.escape(str(f))}:6: models\.auto\.fallback_on\.1: Input should be 'upstream'"
+    ):
+        load_config(f, env={})
+    f = _router(tmp_path, "    fallback_on: [timeout, empty, timeout]\n")
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(f))}:6: models\.auto\.fallback_on: .*timeout listed twice"):
+        load_config(f, env={})
