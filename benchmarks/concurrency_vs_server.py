@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--targets", default="hearth,server,server-noint,server-cache")
     ap.add_argument("--conc", default="1,4,8")
     a = ap.parse_args()
-    from hearth.models_store import resolve_model_path
+    from hearth.model_files import resolve_model_path
 
     model = str(resolve_model_path("builtin:qwen2.5-coder-0.5b"))
     concs = [int(c) for c in a.conc.split(",")]

@@ -138,7 +138,7 @@ def main() -> None:
     if a.side:  # child process: one side, JSON on stdout
         print(json.dumps(run_side(a.side, a.model, a.reps, a.prefix_reps)))
         return
-    from hearth.models_store import resolve_model_path
+    from hearth.model_files import resolve_model_path
 
     model = str(resolve_model_path("builtin:qwen2.5-coder-0.5b"))
     out = {}

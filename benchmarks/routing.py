@@ -83,7 +83,7 @@ def main() -> None:
         subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "bad_upstream.py"), str(bad_port)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
     ]  # fmt: skip
-    from hearth.models_store import resolve_model_path
+    from hearth.model_files import resolve_model_path
 
     model = resolve_model_path("builtin:qwen2.5-coder-0.5b")
     routes = (ROOT / "examples" / "hybrid.yaml").read_text().split("    rules:\n", 1)[1].split("    tiers:")[0]

@@ -90,7 +90,7 @@ def main() -> None:
     ap.add_argument("--schemas", default=",".join(SCHEMAS))
     a = ap.parse_args()
     sections = {int(x) for x in a.sections.split(",")}
-    from hearth.models_store import resolve_model_path
+    from hearth.model_files import resolve_model_path
 
     cfg = Path(tempfile.mkdtemp()) / "c.yaml"
     cfg.write_text(f"models:\n  m:\n    kind: llamacpp\n    path: {resolve_model_path('builtin:qwen2.5-coder-0.5b')}\n"

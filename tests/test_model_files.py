@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth.models_store import BuiltinModel, ModelFileError, _join, resolve_model_path
+from hearth.model_files import BuiltinModel, ModelFileError, _join, resolve_model_path
 
 
 def _spec(data: bytes, sha: str | None) -> BuiltinModel:

@@ -56,8 +56,15 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     cfg = _load(args)
+    from hearth.config import EmbeddingModel, LocalModel, OllamaModel, OpenAIModel
+
     for name, m in cfg.models.items():  # type: ignore[attr-defined]
-        where = getattr(m, "path", None) or f"{m.kind} {getattr(m, 'base_url', '')}".strip()
+        if isinstance(m, LocalModel | EmbeddingModel):
+            where = m.path
+        elif isinstance(m, OpenAIModel | OllamaModel):
+            where = f"{m.kind} {m.base_url}"
+        else:
+            where = m.kind
         aliases = f" (aliases: {', '.join(m.aliases)})" if m.aliases else ""
         print(f"{name}{aliases}\t{where}")
     return 0
@@ -79,7 +86,7 @@ def cmd_route_explain(args: argparse.Namespace) -> int:
     if name not in routers:
         print(f"hearth: no router named {name!r}; routers: {', '.join(routers)}", file=sys.stderr)
         return 2
-    local = {n for n, m in cfg.models.items() if getattr(m, "kind", "") == "llamacpp"}
+    local = {n for n, m in cfg.models.items() if m.kind == "llamacpp"}
     policy = RoutingPolicy(routers[name], is_local=lambda n: n in local)
     d = policy.decide(ChatRequest(model=name, messages=[Message("user", args.prompt)]))
     if args.json:

@@ -154,3 +154,25 @@ class GatewayMetrics:
         self.cache_size = r.gauge("hearth_cache_value", "Cache size and health", ("what",))
         self.engine = r.gauge("hearth_engine_value", "Local engine state (queue, slots, prefix cache)",
                               ("model", "what"))  # fmt: skip
+
+    # --- hooks the composition root passes to the stages as constructor arguments -----------------
+
+    def route_decided(self, router: str, target: str, reason: str, moved_from: str) -> None:
+        """A router chose `target` (or moved to it from `moved_from`, a fallback)."""
+        if moved_from:
+            self.fallbacks.inc((router, moved_from, target, reason))
+        else:
+            self.routes.inc((router, target, reason))
+
+    def cache_event(self, kind: str, value: float | str) -> None:
+        """The cache looked up (value: seconds), refused a near-match (value: the guard), or counted a result."""
+        if kind == "lookup":
+            self.cache_lookup.observe((), float(value))
+        elif kind == "guard":
+            self.cache_guard.inc((str(value),))
+        else:
+            self.cache.inc((kind,))
+
+    def rag_searched(self, kb: str, mode: str, seconds: float) -> None:
+        self.rag_searches.inc((kb, mode))
+        self.rag_search.observe((), seconds)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from hearth.cache.keys import exact_key, guard_features, guard_rejects, semantic_namespace, uncacheable_reason
-from hearth.cache.stores import MemoryLRU
+from hearth.cache.tiers import MemoryLRU
 from hearth.core.types import ChatRequest, Message, Sampling
 
 

@@ -1,52 +1,20 @@
-"""The pipeline's Stream with a scripted in-memory backend: early errors, metrics, closing."""
+"""The pipeline's Stream with the packaged scripted backend: early errors, metrics, closing."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
 from hearth.core.errors import ModelNotFound, UpstreamError
 from hearth.core.pipeline import Gateway
 from hearth.core.registry import ModelRegistry
-from hearth.core.types import ChatRequest, Chunk, Finish, Message, ModelInfo, TextDelta, Usage
-
-
-class ScriptedBackend:
-    """Plays a list of chunks (an exception in the list is raised at that point)."""
-
-    def __init__(self, name: str, script: list[Chunk | Exception]) -> None:
-        self.name = name
-        self.script = script
-        self.closed = False
-
-    @property
-    def ready(self) -> bool:
-        return True
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def info(self) -> ModelInfo:
-        return ModelInfo(name=self.name, backend="scripted")
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        try:
-            for item in self.script:
-                await asyncio.sleep(0)
-                if isinstance(item, Exception):
-                    raise item
-                yield item
-        finally:
-            self.closed = True
+from hearth.core.types import ChatRequest, Chunk, Finish, Message, TextDelta, Usage
+from hearth.testing import ScriptedBackend
 
 
 def gateway(*backends: ScriptedBackend) -> Gateway:
-    return Gateway(ModelRegistry({b.name: b for b in backends}, {"alias": backends[0].name}))
+    return Gateway(ModelRegistry({b.name: b for b in backends}, aliases={"alias": backends[0].name}))
 
 
 def req(model: str) -> ChatRequest:
@@ -74,16 +42,16 @@ def test_chunks_flow_and_metrics_are_recorded() -> None:
     assert 'hearth_requests_total{api="openai",model="m",backend="m",status="ok"} 1' in text
     assert 'hearth_prompt_tokens_total{model="m",backend="m"} 3' in text
     assert 'hearth_time_to_first_token_seconds_count{model="m",backend="m"} 1' in text
-    assert b.closed
+    assert b.closed == 1
 
 
 def test_failure_before_first_chunk_raises_from_open() -> None:
-    b = ScriptedBackend("m", [UpstreamError("provider down")])
+    b = ScriptedBackend("m", UpstreamError("provider down"))
     gw = gateway(b)
     with pytest.raises(UpstreamError):
         run(gw.open("openai", req("m")))
     assert 'code="upstream_error"' in gw.metrics.registry.render()
-    assert b.closed
+    assert b.closed == 1
 
 
 def test_failure_mid_stream_raises_from_iteration() -> None:
@@ -119,4 +87,4 @@ def test_closing_early_closes_the_backend() -> None:
         await s.aclose()
 
     run(go())
-    assert b.closed
+    assert b.closed == 1

@@ -210,3 +210,20 @@ def test_low_confidence_escalates_and_high_confidence_stays(rgw: Server) -> None
     assert status == 200 and h["x-hearth-backend"] == "good" and h["x-hearth-route"] == "escalation"
     status, h, _ = chat(rgw, "r-keep", "What is 2+2?", stream=True)
     assert status == 200 and h["x-hearth-backend"] == "smol" and h["x-hearth-route"] == "default"
+
+
+def test_hybrid_example_with_the_cache_on_counts_route_decisions(tmp_session: Path, upstream: Server) -> None:
+    """examples/hybrid.yaml as shipped (cache on): the router's metrics hook reaches the router, not the cache."""
+    text = (Path(__file__).parents[2] / "examples" / "hybrid.yaml").read_text()
+    env = {"HEARTH_REMOTE_BASE_URL": f"{upstream.url}/v1", "HEARTH_REMOTE_MODEL": "smol"}
+    gw = start_hearth(text, tmp_session, "hybrid-example", env=env)
+    try:
+        status, headers, _ = chat(gw, "auto", "hello there", max_tokens=4)
+        assert status == 200 and headers["x-hearth-cache"] == "miss", headers
+        decided = 'hearth_route_decisions_total{router="auto",target="qwen2.5-coder-0.5b",reason="rule"} 1'
+        assert decided in metrics(gw)
+        status, headers, _ = chat(gw, "auto", "hello there", max_tokens=4)
+        assert (status, headers["x-hearth-cache"], headers["x-hearth-backend"]) == (200, "hit", "cache")
+        assert decided in metrics(gw)  # a hit costs no routing
+    finally:
+        gw.stop()

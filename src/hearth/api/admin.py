@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from hearth.api.common import GATEWAY, json_response
+from hearth.api.common import ASSEMBLY, GATEWAY, json_response
 
 
 async def root(request: web.Request) -> web.Response:
@@ -12,10 +12,10 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    reg = request.app[GATEWAY].registry
-    models = {name: ("ready" if b.ready else "loading") for name, b in reg.backends.items()}
+    assembly = request.app[ASSEMBLY]
+    models = {name: ("ready" if ready else "loading") for name, ready in assembly.registry.states().items()}
     ready = all(state == "ready" for state in models.values())
-    circuits = {name: b.state.name.lower().replace("_", "-") for name, b in reg.breakers.items()}
+    circuits = {name: b.state.name.lower().replace("_", "-") for name, b in assembly.breakers.items()}
     if circuits:
         return json_response({"status": "ready" if ready else "loading", "models": models, "circuits": circuits},
                              status=200 if ready else 503)  # fmt: skip
@@ -30,12 +30,12 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def cache_stats(request: web.Request) -> web.Response:
-    cache = request.app[GATEWAY].registry.cache
+    cache = request.app[ASSEMBLY].cache
     return json_response(cache.stats() if cache is not None else {"enabled": False})
 
 
 async def cache_clear(request: web.Request) -> web.Response:
-    cache = request.app[GATEWAY].registry.cache
+    cache = request.app[ASSEMBLY].cache
     return json_response({"cleared": await cache.clear()} if cache is not None else {"enabled": False})
 
 

@@ -9,12 +9,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hearth.assemble import Assembly
 from hearth.core.errors import BadRequest, HearthError, PayloadTooLarge
 from hearth.core.pipeline import Gateway, Stream
 
 log = logging.getLogger("hearth")
 
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+ASSEMBLY: web.AppKey[Assembly] = web.AppKey("assembly", Assembly)  # the cache, breakers, knowledge bases
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,7 +89,7 @@ def cache_control(request: web.Request, ext: dict[str, Any] | None) -> dict[str,
 
 def route_headers(stream: Stream) -> dict[str, str]:
     """How the response was produced: the backend, and for routed models the route and its reason."""
-    h = {"x-hearth-backend": stream.backend}
+    h = {"x-hearth-backend": stream.served_by}
     if stream.sources is not None:
         h["x-hearth-rag-sources"] = str(len(stream.sources))
     if stream.cache is not None:

@@ -22,6 +22,7 @@ from hearth.api.schemas import (
     ollama_options,
     parse,
 )
+from hearth.core.collect import Collected, collect
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.pipeline import Stream
 from hearth.core.types import (
@@ -91,10 +92,9 @@ def _done_reason(f: Finish | None) -> str:
     return "length" if f is not None and f.reason == "length" else "stop"
 
 
-def _tool_calls(calls: dict[int, ToolCallDelta]) -> list[dict[str, Any]]:
+def _tool_calls(calls: list[ToolCallDelta]) -> list[dict[str, Any]]:
     out = []
-    for i in sorted(calls):
-        c = calls[i]
+    for c in calls:
         try:
             args = orjson.loads(c.arguments or "{}")
         except orjson.JSONDecodeError:
@@ -107,7 +107,7 @@ def _tool_calls(calls: dict[int, ToolCallDelta]) -> list[dict[str, Any]]:
 async def chat(request: web.Request) -> web.StreamResponse:
     body = parse(OllamaChatBody, await read_body(request))
     if not body.messages:  # Ollama loads the model and answers at once
-        request.app[GATEWAY].registry.get(body.model)
+        request.app[GATEWAY].registry.canonical(body.model)
         loaded = {"role": "assistant", "content": ""}
         return json_response(
             {"model": body.model, "created_at": _now(), "message": loaded, "done": True, "done_reason": "load"}
@@ -130,7 +130,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 async def generate(request: web.Request) -> web.StreamResponse:
     body = parse(OllamaGenerateBody, await read_body(request))
     if not body.prompt and not body.images:
-        request.app[GATEWAY].registry.get(body.model)
+        request.app[GATEWAY].registry.canonical(body.model)
         return json_response({"model": body.model, "created_at": _now(), "response": "", "done": True,
                               "done_reason": "load"})  # fmt: skip
     if body.template:
@@ -152,34 +152,19 @@ async def _respond(request: web.Request, req: ChatRequest, *, chat: bool) -> web
     headers = route_headers(stream)
     try:
         if not req.stream:
-            parts: list[str] = []
-            calls: dict[int, ToolCallDelta] = {}
-            async for c in stream:
-                if type(c) is TextDelta:
-                    parts.append(c.text)
-                elif type(c) is ToolCallDelta:
-                    _merge(calls, c)
+            answer = await collect(stream)
             out: dict[str, Any] = {"model": req.model, "created_at": _now()}
             if chat:
-                out["message"] = {"role": "assistant", "content": "".join(parts)}
-                if calls:
-                    out["message"]["tool_calls"] = _tool_calls(calls)
+                out["message"] = {"role": "assistant", "content": answer.text}
+                if answer.tool_calls:
+                    out["message"]["tool_calls"] = _tool_calls(answer.tool_calls)
             else:
-                out["response"] = "".join(parts)
+                out["response"] = answer.text
             out.update(_final_fields(stream, _done_reason(stream.finish)))
             return json_response(out, headers=headers)
         return await _ndjson(request, stream, req, chat, headers)
     finally:
         await stream.aclose()
-
-
-def _merge(calls: dict[int, ToolCallDelta], c: ToolCallDelta) -> None:
-    have = calls.get(c.index)
-    if have is None:
-        calls[c.index] = ToolCallDelta(c.index, c.id, c.name, c.arguments)
-    else:
-        have.name = have.name or c.name
-        have.arguments += c.arguments
 
 
 async def _ndjson(
@@ -196,18 +181,18 @@ async def _ndjson(
     else:
         pre = b'{"model":' + model + b',"created_at":' + created + b',"response":'
         post = b',"done":false}\n'
-    calls: dict[int, ToolCallDelta] = {}
+    calls = Collected()  # Ollama sends tool calls whole, at the end, not as fragments
     try:
         async for c in stream:
             if type(c) is TextDelta:
                 await write(pre + orjson.dumps(c.text) + post)
             elif type(c) is ToolCallDelta:
-                _merge(calls, c)
+                calls.add(c)
         final: dict[str, Any] = {"model": req.model, "created_at": _now()}
         if chat:
             final["message"] = {"role": "assistant", "content": ""}
-            if calls:  # Ollama sends tool calls whole, not as fragments
-                final["message"]["tool_calls"] = _tool_calls(calls)
+            if calls.tool_calls:
+                final["message"]["tool_calls"] = _tool_calls(calls.tool_calls)
         else:
             final["response"] = ""
             final["context"] = []
@@ -227,7 +212,7 @@ async def _ndjson(
 
 def _details(info: ModelInfo) -> dict[str, Any]:
     return {
-        "parent_model": "", "format": "gguf" if info.backend == "llamacpp" else info.backend,
+        "parent_model": "", "format": "gguf" if info.kind == "llamacpp" else info.kind,
         "family": info.family, "families": [info.family] if info.family else None,
         "parameter_size": info.parameter_size, "quantization_level": info.quantization,
     }  # fmt: skip
@@ -242,16 +227,16 @@ def _tag(name: str, info: ModelInfo) -> dict[str, Any]:
 
 async def tags(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
-    return json_response({"models": [_tag(n, reg.get(n).info()) for n in reg.names()]})
+    return json_response({"models": [_tag(n, reg.info(n)) for n in reg.names()]})
 
 
 async def ps(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
     expires = (datetime.now(UTC) + timedelta(days=3650)).isoformat().replace("+00:00", "Z")
     models = []
-    for name, backend in reg.backends.items():
-        info = backend.info()
-        if info.backend == "llamacpp" and info.loaded:
+    for name in reg.served_names():
+        info = reg.info(name)
+        if info.kind == "llamacpp" and info.loaded:
             models.append({**_tag(name, info), "expires_at": expires, "size_vram": 0})
     return json_response({"models": models})
 
@@ -262,15 +247,15 @@ async def show(request: web.Request) -> web.Response:
     name = body.model or body.name
     if not name:
         raise BadRequest("model: field required", param="model")
-    info = request.app[GATEWAY].registry.get(name).info()
-    model_info: dict[str, Any] = {"general.architecture": info.family or info.backend}
+    info = request.app[GATEWAY].registry.info(name)
+    model_info: dict[str, Any] = {"general.architecture": info.family or info.kind}
     if info.context_length:
-        model_info[f"{info.family or info.backend}.context_length"] = info.context_length
+        model_info[f"{info.family or info.kind}.context_length"] = info.context_length
     source = info.extra.get("path") or info.extra.get("upstream_model", name)
     return json_response({
-        "modelfile": f"# served by hearth ({info.backend})\nFROM {source}\n",
+        "modelfile": f"# served by hearth ({info.kind})\nFROM {source}\n",
         "parameters": "", "template": info.template, "details": _details(info), "model_info": model_info,
-        "capabilities": ["embedding"] if info.backend == "embedding" else ["completion", "tools"],
+        "capabilities": ["embedding"] if info.kind == "embedding" else ["completion", "tools"],
         "modified_at": "2025-01-01T00:00:00Z",
     })  # fmt: skip
 

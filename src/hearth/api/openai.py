@@ -15,6 +15,7 @@ from aiohttp import web
 
 from hearth.api.common import GATEWAY, cache_control, error_headers, guarded, json_response, read_body, route_headers
 from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, parse
+from hearth.core.collect import collect
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.pipeline import Stream
 from hearth.core.types import (
@@ -101,22 +102,9 @@ def _usage_json(u: Usage | None) -> dict[str, Any]:
     return out
 
 
-async def _collect(stream: Stream) -> tuple[str, list[dict[str, Any]], str]:
-    parts: list[str] = []
-    calls: dict[int, dict[str, Any]] = {}
-    reason = "stop"
-    async for c in stream:
-        if type(c) is TextDelta:
-            parts.append(c.text)
-        elif type(c) is ToolCallDelta:
-            call = calls.setdefault(c.index, {"id": c.id or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                                              "function": {"name": "", "arguments": ""}})  # fmt: skip
-            if c.name:
-                call["function"]["name"] += c.name
-            call["function"]["arguments"] += c.arguments
-        elif type(c) is Finish:
-            reason = c.reason
-    return "".join(parts), [calls[i] for i in sorted(calls)], reason
+def _openai_calls(calls: list[ToolCallDelta]) -> list[dict[str, Any]]:
+    return [{"id": c.id or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+             "function": {"name": c.name or "", "arguments": c.arguments}} for c in calls]  # fmt: skip
 
 
 def _headers(stream: Stream) -> dict[str, str]:
@@ -137,7 +125,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         cid = f"chatcmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if not req.stream:
-            text, calls, reason = await _collect(stream)
+            answer = await collect(stream)
+            text, calls, reason = answer.text, _openai_calls(answer.tool_calls), answer.reason
             msg: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
             if calls:
                 msg["tool_calls"] = calls
@@ -172,7 +161,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
         cid = f"cmpl-{uuid.uuid4().hex}"
         created = int(time.time())
         if not req.stream:
-            text, _, reason = await _collect(stream)
+            answer = await collect(stream)
+            text, reason = answer.text, answer.reason
             if body.echo:
                 text = prompt + text
             out = {
@@ -261,7 +251,7 @@ async def list_models(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
     data = []
     for name in reg.names():
-        info = reg.get(name).info()
+        info = reg.info(name)
         data.append(_model_entry(name, info.owned_by))
     return json_response({"object": "list", "data": data})
 
@@ -270,7 +260,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
     name = request.match_info["id"]
-    info = reg.get(name).info()
+    info = reg.info(name)
     return json_response(_model_entry(name, info.owned_by))
 
 

@@ -11,16 +11,19 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hearth.api.common import GATEWAY, guarded, json_response, read_body
+from hearth.api.common import ASSEMBLY, guarded, json_response, read_body
 from hearth.api.openai import render_error
 from hearth.api.schemas import parse
 from hearth.core.errors import BadRequest
 from hearth.rag.types import KnowledgeBaseNotFound, check_name
+
+if TYPE_CHECKING:
+    from hearth.rag.service import RagService
 
 
 class _Body(BaseModel):
@@ -50,8 +53,8 @@ class SearchBody(_Body):
     vector_weight: float | None = Field(None, ge=0, le=1)
 
 
-def _service(request: web.Request) -> Any:
-    return request.app[GATEWAY].registry.rag()
+def _service(request: web.Request) -> RagService:
+    return request.app[ASSEMBLY].rag.service()
 
 
 def _kb(request: web.Request) -> str:

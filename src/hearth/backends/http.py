@@ -1,9 +1,9 @@
-"""What every remote backend shares: one pooled aiohttp session per provider, timeouts, and the
-mapping of transport failures to errors that name the provider.
+"""What every remote backend shares: one transport per provider (pooled aiohttp unless another is
+injected), and the mapping of failures to errors that name the provider.
 
-Timeouts: `connect` bounds opening a connection; `first_token` bounds the wait for the first byte
-of the answer and also any silence mid-stream (a stalled stream fails instead of hanging); `total`
-bounds the whole response.
+Timeouts (enforced by the transport): `connect` bounds opening a connection; `first_token` bounds the
+wait for the first byte of the answer and also any silence mid-stream (a stalled stream fails instead
+of hanging); `total` bounds the whole response.
 """
 
 from __future__ import annotations
@@ -11,86 +11,81 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar
 
-import aiohttp
 import orjson
 
+from hearth.backends.transport import (
+    AiohttpTransport,
+    ConnectFailed,
+    ConnectionBroken,
+    Response,
+    Transport,
+    TransportError,
+    TransportTimeout,
+)
 from hearth.config import OllamaModel, OpenAIModel
 from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, UpstreamError, UpstreamTimeout
-from hearth.core.types import ModelInfo
+from hearth.core.types import LocalEngine, ModelInfo
 
 
 class HttpProvider:
-    def __init__(self, name: str, cfg: OpenAIModel | OllamaModel) -> None:
+    """One provider's endpoint: sends JSON, hands back successful replies, and turns everything else
+    (HTTP error statuses, transport failures, also those raised while the caller reads a stream) into
+    a HearthError that names the provider."""
+
+    def __init__(self, name: str, cfg: OpenAIModel | OllamaModel, transport: Transport | None = None) -> None:
         self.name = name
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
         self.upstream_model = cfg.model or name
-        self._session: aiohttp.ClientSession | None = None
         t = cfg.timeouts
-        self.timeout = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.first_token)
+        self.transport = transport or AiohttpTransport(connect=t.connect, read=t.first_token, total=t.total)
         self.headers = {"Content-Type": "application/json", **cfg.headers}
         if cfg.api_key_env and os.environ.get(cfg.api_key_env):
             self.headers["Authorization"] = f"Bearer {os.environ[cfg.api_key_env]}"
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # keep-alive shorter than common upstream idle timeouts would be wasteful; longer risks reusing
-            # sockets the server already closed, which aiohttp retries once for idempotent requests only.
-            conn = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=conn,
-                timeout=self.timeout,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                auto_decompress=True,
-            )
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.transport.close()
 
     def where(self) -> str:
         return f"provider {self.name!r} ({self.base_url})"
 
     @asynccontextmanager
-    async def post(self, path: str, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
-        """POST and yield a 200 response; any failure becomes a HearthError naming the provider."""
-        url = self.base_url + path
+    async def post(self, path: str, body: dict[str, Any]) -> AsyncIterator[Response]:
+        """POST and yield a 200 response; any failure, including one while the caller reads the body
+        inside the `async with`, becomes a HearthError naming the provider."""
         try:
-            async with self.session.post(url, data=orjson.dumps(body), headers=self.headers) as resp:
+            async with self.transport.post(self.base_url + path, orjson.dumps(body), self.headers) as resp:
                 if resp.status >= 400:
                     raise await self._http_error(resp)
                 yield resp
         except HearthError:
             raise
-        except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-            raise UpstreamTimeout(f"{self.where()} timed out ({e or 'no answer in time'})") from e
-        except aiohttp.ClientConnectorError as e:
-            raise UpstreamError(f"{self.where()} is unreachable: {e.os_error or e}") from e
-        except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+        except (TransportTimeout, TimeoutError) as e:
+            raise UpstreamTimeout(f"{self.where()} timed out ({str(e) or 'no answer in time'})") from e
+        except ConnectFailed as e:
+            raise UpstreamError(f"{self.where()} is unreachable: {e.reason}") from e
+        except ConnectionBroken as e:
             raise UpstreamError(f"{self.where()} broke the connection: {e}") from e
-        except aiohttp.ClientError as e:
+        except TransportError as e:
             raise UpstreamError(f"{self.where()} failed: {e}") from e
 
     async def get_json(self, path: str) -> Any:
         try:
-            async with self.session.get(self.base_url + path, headers=self.headers) as resp:
+            async with self.transport.get(self.base_url + path, self.headers) as resp:
                 if resp.status >= 400:
                     raise await self._http_error(resp)
                 return orjson.loads(await resp.read())
         except HearthError:
             raise
-        except (TimeoutError, aiohttp.ClientError, ValueError) as e:
+        except (TransportError, TimeoutError, ValueError) as e:
             raise UpstreamError(f"{self.where()} failed: {e}") from e
 
-    async def _http_error(self, resp: aiohttp.ClientResponse) -> HearthError:
+    async def _http_error(self, resp: Response) -> HearthError:
         try:
-            raw = await resp.content.read(64 * 1024)
-        except (TimeoutError, aiohttp.ClientError):
+            raw = await resp.read(64 * 1024)
+        except (TransportError, TimeoutError):
             raw = b""
         message, code = _error_text(raw)
         text = f"{self.where()} answered {resp.status}: {message or resp.reason}"
@@ -109,18 +104,35 @@ class HttpProvider:
 
 class RemoteBackend:
     """What the remote backends share: a pooled provider connection and a model description; they differ
-    only in the wire format of `stream`."""
+    only in the wire format of `stream` and `embed`, and in the path of their model list.
 
-    kind = "remote"
+    `transport` replaces the network (`hearth.testing.MockTransport` in tests); by default each backend
+    pools its own aiohttp connections.
+    """
 
-    def __init__(self, name: str, cfg: OpenAIModel | OllamaModel) -> None:
+    kind: ClassVar[str]  # ModelInfo.kind: "openai" or "ollama"
+
+    def __init__(self, name: str, cfg: OpenAIModel | OllamaModel, *, transport: Transport | None = None) -> None:
         self.name = name
         self.cfg = cfg
-        self.http = HttpProvider(name, cfg)
+        self.http = HttpProvider(name, cfg, transport)
 
     @property
     def ready(self) -> bool:
         return True
+
+    @property
+    def local(self) -> LocalEngine | None:
+        return None
+
+    async def list_models(self) -> list[str]:
+        """The provider's model names (the router's health loop and `check_health` call it)."""
+        raise NotImplementedError
+
+    async def check_health(self) -> None:
+        """Lists the provider's models: free on every provider, and it raises the UpstreamError a
+        completion would get when the provider is down, unreachable or refuses the key."""
+        await self.list_models()
 
     async def start(self) -> None:
         return None
@@ -130,7 +142,7 @@ class RemoteBackend:
 
     def info(self) -> ModelInfo:
         return ModelInfo(
-            name=self.name, backend=self.kind, owned_by=self.http.base_url,
+            name=self.name, kind=self.kind, owned_by=self.http.base_url,
             context_length=self.cfg.context_length, extra={"upstream_model": self.http.upstream_model},
         )  # fmt: skip
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from hearth.config import LocalModel
 from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, NotReady
-from hearth.core.types import ChatRequest, Chunk, Finish, Message, ModelInfo, TextDelta, Usage
-from hearth.engine.llama_engine import GenJob, LlamaEngine
-from hearth.models_store import builtin_for, resolve_model_path
+from hearth.core.types import ChatRequest, Chunk, Finish, LocalEngine, Message, ModelInfo, TextDelta, Usage
+from hearth.engine.llama_engine import EngineItem, GenJob, LlamaEngine
+from hearth.model_files import builtin_for, resolve_model_path
 
 
 class LlamaCppBackend:
@@ -84,12 +84,19 @@ class LlamaCppBackend:
         b = builtin_for(self.cfg.path)
         size = self.path.stat().st_size if self.path and self.path.exists() else 0
         return ModelInfo(
-            name=self.name, backend="llamacpp", context_length=self.cfg.n_ctx, size_bytes=size,
+            name=self.name, kind="llamacpp", context_length=self.cfg.n_ctx, size_bytes=size,
             family=b.family if b else "", parameter_size=b.parameter_size if b else "",
             quantization=b.quantization if b else "", digest=b.sha256 or "" if b else "",
             template=(self.cfg.chat_template or (self.engine.chat_template if self.engine else "") or ""),
             loaded=self._ready, extra={"path": str(self.path or self.cfg.path)},
         )  # fmt: skip
+
+    @property
+    def local(self) -> LocalEngine:
+        return self  # the backend itself reports the engine's queue and counters (zero until loaded)
+
+    async def check_health(self) -> None:
+        return None
 
     def queue_depth(self) -> int:
         """Requests waiting for a sequence slot (a router sheds to another model when this is high)."""
@@ -161,10 +168,10 @@ class LlamaCppBackend:
         want = request.sampling.max_tokens
         max_new = room if want is None else min(want, room)
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
+        queue: asyncio.Queue[EngineItem] = asyncio.Queue()
         put = queue.put_nowait
 
-        def emit(item: Any) -> None:
+        def emit(item: EngineItem) -> None:
             loop.call_soon_threadsafe(put, item)
 
         job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs, grammar=request.grammar)
@@ -173,11 +180,7 @@ class LlamaCppBackend:
         try:
             while True:
                 item = await queue.get()
-                if type(item) is str:
-                    yield TextDelta(item)
-                elif type(item) is tuple:
-                    yield TextDelta(item[0], item[1])
-                elif type(item) is Usage:
+                if type(item) is TextDelta or type(item) is Usage:
                     yield item
                 elif type(item) is Finish:
                     finished = True
@@ -186,9 +189,6 @@ class LlamaCppBackend:
                 elif isinstance(item, HearthError):
                     finished = True
                     raise item
-                elif isinstance(item, BaseException):
-                    finished = True
-                    raise HearthError(f"local engine failed: {item}") from item
         finally:
             if not finished:
                 eng.cancel(job)

@@ -81,7 +81,7 @@ class OllamaBackend(RemoteBackend):
                     yield chunk
                 return
             done = False
-            async for line in resp.content:
+            async for line in resp.lines():
                 line = line.strip()
                 if not line:
                     continue

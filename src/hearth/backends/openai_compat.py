@@ -103,7 +103,7 @@ class OpenAICompatBackend(RemoteBackend):
                 yield Finish(reason if reason in _FINISH else "stop")
                 return
             pending: Finish | None = None
-            async for raw in resp.content:
+            async for raw in resp.lines():
                 line = raw.strip()
                 if not line.startswith(b"data:"):
                     continue  # blank separators, comments (": ping"), event: lines
@@ -138,8 +138,7 @@ class OpenAICompatBackend(RemoteBackend):
                 raise UpstreamError(f"{self.http.where()} ended the stream before it finished")
             # Read to EOF (normally just [DONE] and the chunked terminator, already sent) so that the
             # connection goes back to the pool instead of being closed.
-            while await resp.content.readany():
-                pass
+            await resp.drain()
             yield pending
 
     async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:

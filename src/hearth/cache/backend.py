@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from hearth.cache.keys import exact_key, last_user_text, semantic_namespace, uncacheable_reason
 from hearth.cache.semantic import SemanticIndex, decode_answer, encode_answer
-from hearth.cache.stores import MemoryLRU, RedisStore
+from hearth.cache.tiers import MemoryLRU, RedisStore
 from hearth.config import CacheConfig
+from hearth.core.collect import Collected
 from hearth.core.types import (
     Backend,
     CacheInfo,
@@ -31,6 +32,7 @@ from hearth.core.types import (
 from hearth.core.wrapper import WrappingBackend
 
 log = logging.getLogger("hearth.cache")
+CacheEvent = Callable[[str, Any], None]
 _PIECES = re.compile(r"\S{1,16}\s*|\s+")  # a word (or 16 characters of a long one) per replayed chunk
 
 
@@ -56,7 +58,7 @@ class CacheControl:
 class ResponseCache:
     """Shared by every model's CacheBackend: the stores, the semantic index, and counters."""
 
-    def __init__(self, cfg: CacheConfig) -> None:
+    def __init__(self, cfg: CacheConfig, on_event: CacheEvent | None = None) -> None:
         self.cfg = cfg
         self.l1 = MemoryLRU(cfg.memory_bytes)
         self.redis = RedisStore(cfg.redis_url, cfg.redis_timeout) if cfg.redis_url else None
@@ -66,7 +68,8 @@ class ResponseCache:
             else None
         )
         self.counts = {"hit": 0, "semantic": 0, "miss": 0, "stored": 0}
-        self.on_event: Any = lambda kind, value: None
+        # (kind, value): "lookup" with seconds, "guard" with the refusing guard, or a result with 1 (metrics)
+        self.on_event: CacheEvent = on_event or (lambda kind, value: None)
 
     async def start(self) -> None:
         if self.semantic is not None:
@@ -148,22 +151,14 @@ class CacheBackend(WrappingBackend):
         cache.counts["miss"] += 1
         cache.on_event("miss", 1)
         yield CacheInfo("miss")
-        parts: list[str] = []
-        calls: dict[int, ToolCallDelta] = {}
-        usage: Usage | None = None
+        answer = Collected()
         async for c in self.inner.stream(req):
-            tc = type(c)
-            if tc is TextDelta:
-                parts.append(c.text)  # type: ignore[union-attr]
-            elif tc is ToolCallDelta:
-                have = calls.setdefault(c.index, ToolCallDelta(c.index, c.id, c.name, ""))  # type: ignore[union-attr]
-                have.name = have.name or c.name  # type: ignore[union-attr]
-                have.arguments += c.arguments  # type: ignore[union-attr]
-            elif tc is Usage:
-                usage = c  # type: ignore[assignment]
-            elif tc is Finish and not ctl.no_store and c.reason in ("stop", "length", "tool_calls"):  # type: ignore[union-attr]
-                value = encode_answer("".join(parts), [(x.id or "", x.name or "", x.arguments) for x in calls.values()],
-                                      c.reason, (usage.prompt_tokens, usage.completion_tokens) if usage else None)  # type: ignore[union-attr]  # fmt: skip
+            answer.add(c)
+            if type(c) is Finish and not ctl.no_store and c.reason in ("stop", "length", "tool_calls"):
+                u = answer.usage
+                calls = [(x.id or "", x.name or "", x.arguments) for x in answer.tool_calls]
+                tokens = (u.prompt_tokens, u.completion_tokens) if u else None
+                value = encode_answer(answer.text, calls, c.reason, tokens)
                 await cache.put(key, value, ctl.ttl or cache.cfg.ttl)
                 cache.counts["stored"] += 1
                 if sem is not None and text:

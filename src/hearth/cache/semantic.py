@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from hearth.cache.keys import guard_features, guard_rejects
-from hearth.cache.stores import RedisStore
+from hearth.cache.tiers import RedisStore
 
 log = logging.getLogger("hearth.cache")
 STREAM = "semantic"

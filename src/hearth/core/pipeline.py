@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from hearth.core.errors import HearthError
@@ -42,11 +42,11 @@ class Stream:
         "_metrics",
         "_pending",
         "api",
-        "backend",
         "cache",
         "finish",
         "model",
         "route",
+        "served_by",
         "sources",
         "status",
         "t0",
@@ -54,11 +54,12 @@ class Stream:
         "usage",
     )  # fmt: skip
 
-    def __init__(self, api: str, model: str, backend: str, it: AsyncIterator[Chunk], metrics: GatewayMetrics):
-        self.api, self.model, self.backend = api, model, backend
+    def __init__(self, api: str, model: str, served_by: str, it: AsyncIterator[Chunk], metrics: GatewayMetrics):
+        # `served_by`: the model that produced the answer: the requested one, the router's pick, or "cache".
+        self.api, self.model, self.served_by = api, model, served_by
         self._it = it
         self._metrics = metrics
-        self._labels = (model, backend)
+        self._labels = (model, served_by)
         self._pending: Chunk | None = None
         self._done = False
         self.t0 = time.perf_counter()
@@ -82,7 +83,7 @@ class Stream:
                 else:
                     self.cache = c  # type: ignore[assignment]
                     if c.status != "miss":  # type: ignore[union-attr]
-                        self.backend = "cache"
+                        self.served_by = "cache"
                         self._labels = (self.model, "cache")
                 c = await self._it.__anext__()
             self._pending = c
@@ -125,7 +126,7 @@ class Stream:
 
     def _routed(self, r: RouteInfo) -> None:
         self.route = r
-        self.backend = r.backend
+        self.served_by = r.backend
         self._labels = (self.model, r.backend)
 
     def _failed(self, e: BaseException) -> None:
@@ -133,22 +134,21 @@ class Stream:
             code = e.code or e.type
         elif isinstance(e, Exception):
             code = "internal_error"
-            log.error("internal error in %s backend %s: %r", self.api, self.backend, e, exc_info=e)
+            log.error("internal error in %s backend %s: %r", self.api, self.served_by, e, exc_info=e)
         else:
             code = "cancelled"
         self.status = code
-        self._metrics.errors.inc((self.model, self.backend, code))
+        self._metrics.errors.inc((self.model, self.served_by, code))
 
     async def aclose(self) -> None:
         try:
-            aclose = getattr(self._it, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            if isinstance(self._it, AsyncGenerator):
+                await self._it.aclose()
         finally:
             if self._labels is not None:
                 m = self._metrics
                 m.latency.observe(self._labels, time.perf_counter() - self.t0)
-                m.requests.inc((self.api, self.model, self.backend, self.status))
+                m.requests.inc((self.api, self.model, self.served_by, self.status))
                 if self.usage is not None:
                     m.tokens_in.inc(self._labels, self.usage.prompt_tokens)
                     m.tokens_out.inc(self._labels, self.usage.completion_tokens)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol
 
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
@@ -146,7 +146,7 @@ class ModelInfo:
     """What the model-listing endpoints say about a model."""
 
     name: str
-    backend: str  # "llamacpp", "openai", "ollama"
+    kind: str  # "llamacpp", "openai", "ollama", "router", "embedding": what serves it
     owned_by: str = "hearth"
     context_length: int | None = None
     size_bytes: int = 0
@@ -159,14 +159,68 @@ class ModelInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@runtime_checkable
+class LocalEngine(Protocol):
+    """What a backend that runs on this machine's cores tells the stages above it.
+
+    The router sheds load from a local model whose queue is long and escalates only local answers;
+    structured output constrains local decoding with a grammar instead of validating afterwards; the
+    metrics export the engine's counters. A remote provider has none of this (`Backend.local` is None).
+    """
+
+    def queue_depth(self) -> int:
+        """Requests waiting for a sequence slot (being tokenized or queued)."""
+        ...
+
+    def stats(self) -> dict[str, float]:
+        """Engine counters, keyed by the names in `ENGINE_STATS`."""
+        ...
+
+
+ENGINE_STATS = (
+    "queue_depth", "active_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
+    "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens",
+)  # fmt: skip
+
+
 class Backend(Protocol):
     """Anything that turns a ChatRequest into a stream of chunks: an engine, a remote provider, or a
-    wrapper (cache, router) around other backends."""
+    stage (cache, router, structured output, RAG) around other backends.
+
+    Every capability a stage needs from another is declared here, so a wrapper forwards it explicitly
+    and nothing is discovered by probing attributes.
+    """
 
     name: str
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]: ...
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def info(self) -> ModelInfo: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def local(self) -> LocalEngine | None:
+        """The in-process engine behind this backend, or None for a remote provider or a router."""
+        ...
+
+    async def check_health(self) -> None:
+        """A cheap probe (a remote provider's model list) that raises when the backend cannot serve;
+        returns at once where there is nothing to probe (local engines, routers)."""
+        ...
+
+
+class Embedder(Protocol):
+    """A model that turns texts into vectors: the local embedding model, or a remote provider's."""
+
+    name: str
+
+    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:
+        ...
 
     async def start(self) -> None: ...
 

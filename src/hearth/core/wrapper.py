@@ -1,14 +1,15 @@
 """The base of every stage between the dialect and a model: a Backend that delegates to another one.
 
-Anything a wrapper does not define (queue_depth, stats, list_models...) is looked up on the backend it
-wraps, so outer stages (the router, the server's metrics) see through the onion.
+Each member of the `Backend` protocol is forwarded explicitly (no `__getattr__`): a stage that needs a
+capability of the backend below it (is it local, how long is its queue) asks through the protocol, and
+mypy checks that every stage still provides it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
 
-from hearth.core.types import Backend, ModelInfo
+from hearth.core.types import Backend, ChatRequest, Chunk, LocalEngine, ModelInfo
 
 
 class WrappingBackend:
@@ -16,12 +17,19 @@ class WrappingBackend:
         self.inner = inner
         self.name = inner.name
 
-    def __getattr__(self, attr: str) -> Any:
-        return getattr(self.inner, attr)
+    def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        return self.inner.stream(request)
 
     @property
     def ready(self) -> bool:
         return self.inner.ready
+
+    @property
+    def local(self) -> LocalEngine | None:
+        return self.inner.local
+
+    async def check_health(self) -> None:
+        await self.inner.check_health()
 
     async def start(self) -> None:
         await self.inner.start()

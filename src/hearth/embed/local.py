@@ -16,13 +16,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.config import EmbeddingModel
 from hearth.core.errors import BadRequest, HearthError
-from hearth.core.types import ChatRequest, Chunk, Embeddings, ModelInfo
+from hearth.core.types import Embeddings, ModelInfo
 
 log = logging.getLogger("hearth")
 
@@ -57,9 +56,7 @@ class _Job:
 
 
 class LocalEmbedder:
-    """A Backend for an embedding-only model: `embed()` works, `stream()` (chat) is a clear 400."""
-
-    kind = "embedding"
+    """An `Embedder` for a local sentence-embedding model (no chat)."""
 
     def __init__(self, name: str, cfg: EmbeddingModel) -> None:
         self.name = name
@@ -87,13 +84,8 @@ class LocalEmbedder:
             self._thread = None
 
     def info(self) -> ModelInfo:
-        return ModelInfo(name=self.name, backend="embedding", context_length=self.max_tokens, family="bert",
+        return ModelInfo(name=self.name, kind="embedding", context_length=self.max_tokens, family="bert",
                          parameter_size="22M", quantization="F32", extra={"embedding_length": self.dims})  # fmt: skip
-
-    async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        raise BadRequest(f"model {self.name!r} is an embedding model; use /v1/embeddings or /api/embed",
-                         param="model", code="model_not_chat")  # fmt: skip
-        yield  # pragma: no cover  (makes this an async generator)
 
     async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:
         if dimensions is not None and dimensions != self.dims:

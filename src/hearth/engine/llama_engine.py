@@ -23,12 +23,14 @@ from collections.abc import Callable
 from typing import Any
 
 from hearth.core.errors import BadRequest, HearthError, Overloaded
-from hearth.core.types import Finish, FinishReason, Sampling, Usage
+from hearth.core.types import Finish, FinishReason, Sampling, TextDelta, Usage
 from hearth.engine.slots import SlotTable
 
 log = logging.getLogger("hearth.engine")
 
-Emit = Callable[[Any], None]
+# What the engine thread hands the event loop for a job: chunks, and at most one error that ends it.
+EngineItem = TextDelta | Usage | Finish | HearthError
+Emit = Callable[[EngineItem], None]
 
 DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
 
@@ -47,7 +49,7 @@ class GenJob:
     ) -> None:  # fmt: skip
         self.prompt = prompt
         self.grammar = grammar
-        self.logprobs = logprobs  # emit (text, logprob) pairs instead of text
+        self.logprobs = logprobs  # attach each token's log-probability to its text
         self.logprob = 0.0
         self.sampling = sampling
         self.max_new = max_new
@@ -241,7 +243,7 @@ class LlamaEngine:
                 try:
                     self._seat(job)
                 except BaseException as e:
-                    job.emit(e if isinstance(e, Exception) else HearthError(str(e)))
+                    job.emit(e if isinstance(e, HearthError) else HearthError(f"local engine failed: {e}"))
                     continue
                 self._active.append(job)
             for job in [j for j in self._active if j.cancelled]:
@@ -410,14 +412,14 @@ class LlamaEngine:
                     hit = i
             if hit >= 0:
                 if hit:
-                    job.emit((text[:hit], job.logprob) if job.logprobs else text[:hit])
+                    job.emit(TextDelta(text[:hit], job.logprob if job.logprobs else None))
                 self._finish(job, "stop", flush=False)
                 return
             keep = _stop_prefix_len(text, job.stops)
             if keep:
                 text, job.held = text[:-keep], text[-keep:]
         if text:
-            job.emit((text, job.logprob) if job.logprobs else text)
+            job.emit(TextDelta(text, job.logprob if job.logprobs else None))
         if job.n_gen >= job.max_new or job.pos + 1 >= self.n_ctx:
             self._finish(job, "length")
             return
@@ -427,7 +429,7 @@ class LlamaEngine:
         if flush:
             rest = job.held + job.decoder.decode(b"", True)
             if rest:
-                job.emit(rest)
+                job.emit(TextDelta(rest))
         now = time.perf_counter()
         t_first = job.t_first or now
         job.emit(Usage(

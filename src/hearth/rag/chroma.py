@@ -111,6 +111,9 @@ class ChromaStore:
     async def warm(self) -> None:
         await self._registry(force=True)
 
+    def save(self) -> None:
+        return None  # the Chroma server persists; the keyword index is rebuilt from it
+
     async def documents(self) -> dict[str, DocInfo]:
         await self._registry(force=True)
         return dict(self._docs)

@@ -51,19 +51,19 @@ def add_parser(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:
 
 
 def _run(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> int:
-    from hearth.core.registry import ModelRegistry
+    from hearth.assemble import assemble
 
     cfg = args.load(args)
 
     async def go() -> int:
-        reg = ModelRegistry.from_config(cfg)
+        assembly = assemble(cfg)
         try:
-            return await fn(args, reg.rag())
+            return await fn(args, assembly.rag.service())
         except HearthError as e:
             print(f"hearth: {e.message}", file=sys.stderr)
             return 1
         finally:
-            await reg.close()
+            await assembly.close()
 
     return asyncio.run(go())
 
@@ -99,9 +99,7 @@ async def _ingest(args: argparse.Namespace, svc: Any) -> int:
         for s in d["skipped"]:
             print(f"  skipped {s['source']}: {s['reason']}")
     store = await svc.catalog.open(args.kb)
-    save = getattr(store, "save", None)
-    if save is not None:
-        save()  # the server starts from the saved vector index instead of rebuilding it
+    store.save()  # the server starts from the saved vector index instead of rebuilding it
     return 0
 
 

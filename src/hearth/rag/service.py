@@ -58,12 +58,13 @@ class IngestReport:
 
 
 class RagService:
-    def __init__(self, cfg: RagConfig, catalog: Catalog, embed: EmbedFn, count: CountFn | None = None) -> None:
+    def __init__(self, cfg: RagConfig, catalog: Catalog, embed: EmbedFn, count: CountFn | None = None, *,
+                 on_search: Callable[[str, str, float], None] | None = None) -> None:  # fmt: skip
         self.cfg = cfg
         self.catalog = catalog
         self._embed = embed
         self._count = count
-        self.on_search: Callable[[str, str, float], None] | None = None  # (kb, mode, seconds), for metrics
+        self.on_search = on_search  # (kb, mode, seconds), for metrics
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return (self._count or chunking.approx_tokens)(texts)

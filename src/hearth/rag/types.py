@@ -84,6 +84,9 @@ class KnowledgeStore(Protocol):
     async def warm(self) -> None:
         """Load what searches need, ahead of the first one."""
 
+    def save(self) -> None:
+        """Persist in-process indexes so the next process starts from them (after an ingest from the CLI)."""
+
 
 class Catalog(Protocol):
     async def names(self) -> list[str]: ...

@@ -11,18 +11,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import re
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
 
 from hearth.config import RouterModel
-from hearth.core.errors import ContextLengthExceeded, HearthError, Overloaded, UpstreamError, UpstreamTimeout
-from hearth.core.types import Backend, ChatRequest, Chunk, Finish, ModelInfo, RouteInfo, TextDelta
+from hearth.core.errors import UpstreamTimeout
+from hearth.core.types import (
+    Backend,
+    ChatRequest,
+    Chunk,
+    Finish,
+    LocalEngine,
+    ModelInfo,
+    RouteInfo,
+    TextDelta,
+    ToolCallDelta,
+)
+from hearth.routing.attempts import Attempts, Opened, aclose
 from hearth.routing.breaker import CircuitBreaker
-from hearth.routing.policy import Decision, RoutingPolicy
+from hearth.routing.criteria import Criteria
+from hearth.routing.policy import RoutingPolicy
 
 log = logging.getLogger("hearth.router")
 
@@ -32,36 +42,14 @@ _REFUSAL = re.compile(
     re.IGNORECASE,
 )
 
-Attempt = tuple[AsyncIterator[Chunk], Chunk]
-
-
-async def _close(it: AsyncIterator[Chunk]) -> None:
-    aclose = getattr(it, "aclose", None)
-    if aclose is not None:
-        with contextlib.suppress(BaseException):
-            await aclose()
-
-
-def _fallback_ok(e: BaseException) -> bool:
-    """Errors another backend might not have. A request that is itself wrong fails everywhere."""
-    if isinstance(e, ContextLengthExceeded):
-        return True  # the next model may have a longer context
-    if isinstance(e, HearthError):
-        return e.status not in (400, 404, 413, 422) or isinstance(e, UpstreamError)
-    return isinstance(e, (OSError, asyncio.TimeoutError, StopAsyncIteration))
-
-
-def _retryable(e: BaseException) -> bool:
-    """Transient provider failures worth trying again on the same backend."""
-    return isinstance(e, UpstreamError) and e.code != "upstream_auth_failed" and e.status in (429, 502, 503, 504)
-
-
-def _counts_against_health(e: BaseException) -> bool:
-    return isinstance(e, UpstreamError) and e.status != 429
+RouteHook = Callable[[str, str, str, str], None]  # (router, target, reason, moved from)
 
 
 class RouterBackend:
-    def __init__(self, name: str, cfg: RouterModel, backends: dict[str, Backend], breakers: dict[str, CircuitBreaker]):
+    def __init__(
+        self, name: str, cfg: RouterModel, backends: dict[str, Backend], breakers: dict[str, CircuitBreaker],
+        on_route: RouteHook | None = None,
+    ) -> None:  # fmt: skip
         self.name = name
         self.cfg = cfg
         self.backends = backends
@@ -71,7 +59,8 @@ class RouterBackend:
                 bc = cfg.breaker
                 breakers[b] = CircuitBreaker(b, bc.failures, bc.error_rate, bc.min_requests, bc.window, bc.cooldown)
         self.policy = RoutingPolicy(cfg, is_local=self.is_local, available=lambda n: self.breakers[n].available())
-        self.on_route: Callable[[str, str, str], None] = lambda target, reason, frm: None
+        self.criteria = Criteria(cfg.fallback_on)
+        self._on_route = on_route
         self._health_task: asyncio.Task[None] | None = None
 
     def _members(self) -> set[str]:
@@ -86,11 +75,26 @@ class RouterBackend:
         return {n for n in names if n not in c.groups}
 
     def is_local(self, name: str) -> bool:
-        return hasattr(self.backends.get(name), "queue_depth")
+        backend = self.backends.get(name)
+        return backend is not None and backend.local is not None
+
+    def on_route(self, target: str, reason: str, moved_from: str) -> None:
+        if self._on_route is not None:
+            self._on_route(self.name, target, reason, moved_from)
+
+    def wants_logprobs(self, name: str) -> bool:
+        return self.cfg.escalation is not None and self.is_local(name)
 
     @property
     def ready(self) -> bool:
         return True
+
+    @property
+    def local(self) -> LocalEngine | None:
+        return None  # a router is not one engine; its members declare their own
+
+    async def check_health(self) -> None:
+        return None  # its members are probed by its own health loop
 
     async def start(self) -> None:
         if self.cfg.health_interval:
@@ -103,11 +107,8 @@ class RouterBackend:
                 await self._health_task
 
     def info(self) -> ModelInfo:
-        return ModelInfo(name=self.name, backend="router", owned_by="hearth",
+        return ModelInfo(name=self.name, kind="router", owned_by="hearth",
                          extra={"members": sorted(self._members())})  # fmt: skip
-
-    def decide(self, request: ChatRequest) -> Decision:
-        return self.policy.decide(request)
 
     # --- serving ---------------------------------------------------------------------------------
 
@@ -116,196 +117,72 @@ class RouterBackend:
         deadline = loop.time() + self.cfg.total_deadline if self.cfg.total_deadline else None
         decision = self.policy.decide(request)
         plan: deque[tuple[str, int]] = deque((n, 0) for n in decision.chain)
-        name, reason, it, first = await self._open(request, plan, decision.reason, deadline)
+        opened = await Attempts(self, request, plan, decision.reason, deadline).run()
         esc = self.cfg.escalation
-        if esc is not None and self.is_local(name) and plan:
-            buffered, judged = await self._judge(it, first, esc.window)
+        if esc is not None and self.is_local(opened.name) and plan:
+            judged = await self._judge(opened, esc.window)
             if judged is not None:
-                await _close(it)
-                log.info("router %s: escalating from %s (%s)", self.name, name, judged)
-                local = name
+                await aclose(opened.it)
+                log.info("router %s: escalating from %s (%s)", self.name, opened.name, judged)
+                local = opened.name
                 remote_plan = deque((n, 0) for n, _ in plan if not self.is_local(n))
-                name, reason, it, first = await self._open(request, remote_plan, "escalation", deadline)
-                self.on_route(name, "escalation", local)
-                buffered = [first]
-            reason_detail = decision.detail if reason == decision.reason else reason
-        else:
-            buffered = [first]
-            reason_detail = decision.detail if reason == decision.reason else reason
-        self.on_route(name, reason, "")
-        yield RouteInfo(name, reason, reason_detail)
+                opened = await Attempts(self, request, remote_plan, "escalation", deadline).run()
+                self.on_route(opened.name, "escalation", local)
+        detail = decision.detail if opened.reason == decision.reason else opened.reason
+        if opened.rejected:
+            detail = f"{detail}; served although {opened.rejected}: every candidate's answer was rejected"
+        self.on_route(opened.name, opened.reason, "")
+        yield RouteInfo(opened.name, opened.reason, detail)
+        it = opened.it
         try:
-            for c in buffered:
+            for c in opened.head:
                 yield c
             async for c in it:
                 if deadline is not None and loop.time() > deadline:
                     raise UpstreamTimeout(f"router {self.name!r}: total deadline of {self.cfg.total_deadline}s passed")
                 yield c
         finally:
-            await _close(it)
+            await aclose(it)
 
-    async def _judge(self, it: AsyncIterator[Chunk], first: Chunk, window: int) -> tuple[list[Chunk], str | None]:
-        """Read up to `window` tokens of a local answer; say why to escalate, or None to keep it."""
+    async def _judge(self, opened: Opened, window: int) -> str | None:
+        """Read up to `window` tokens of a local answer into its head; say why to escalate, or None to keep it."""
         esc = self.cfg.escalation
         assert esc is not None
-        buffered = [first]
-        while sum(1 for c in buffered if type(c) is TextDelta) < window and type(buffered[-1]) is not Finish:
+        head = opened.head
+        while sum(1 for c in head if type(c) is TextDelta) < window and type(head[-1]) is not Finish:
             try:
-                buffered.append(await it.__anext__())
+                head.append(await opened.it.__anext__())
             except StopAsyncIteration:
                 break
-        texts = [c for c in buffered if type(c) is TextDelta]
+        texts = [c for c in head if type(c) is TextDelta]
         text = "".join(c.text for c in texts)
-        if esc.on_refusal and not text.strip() and not any(type(c).__name__ == "ToolCallDelta" for c in buffered):
-            return buffered, "empty answer"
+        if esc.on_refusal and not text.strip() and not any(type(c) is ToolCallDelta for c in head):
+            return "empty answer"
         if esc.on_refusal and _REFUSAL.search(text):
-            return buffered, "refusal"
+            return "refusal"
         lps = [c.logprob for c in texts if c.logprob is not None]
         if lps and sum(lps) / len(lps) < esc.min_mean_logprob:
-            return buffered, f"mean log-probability {sum(lps) / len(lps):.2f} < {esc.min_mean_logprob}"
-        return buffered, None
-
-    async def _open(
-        self, request: ChatRequest, plan: deque[tuple[str, int]], reason: str, deadline: float | None
-    ) -> tuple[str, str, AsyncIterator[Chunk], Chunk]:
-        """Start candidates until one yields a first chunk; return it with the reason it was chosen."""
-        loop = asyncio.get_running_loop()
-        active: dict[asyncio.Task[Attempt], tuple[str, int, str]] = {}
-        errors: list[str] = []
-        last_error: BaseException | None = None
-        next_reason = reason
-        hedge_at: float | None = None
-
-        def launch(why: str) -> bool:
-            nonlocal hedge_at
-            skipped = ""
-            while plan:
-                name, tries = plan.popleft()
-                backend = self.backends[name]
-                if not self.breakers[name].allow():
-                    errors.append(f"{name}: circuit open")
-                    why, skipped = "fallback", name
-                    continue
-                depth = getattr(backend, "queue_depth", None)
-                limit = self.cfg.shed_queue_depth
-                if depth is not None and limit is not None and plan and depth() >= limit:
-                    errors.append(f"{name}: {depth()} requests waiting (shed)")
-                    self.breakers[name].probing = False
-                    why, skipped = "shed", name
-                    continue
-                if skipped:
-                    self.on_route(name, why, skipped)
-                delay = 0.0
-                if tries:
-                    delay = min(self.cfg.retry_backoff * (2 ** (tries - 1)), 5.0)
-                    retry_after = getattr(last_error, "retry_after", None)
-                    if retry_after:
-                        delay = min(float(retry_after), 5.0)
-                req = dataclasses.replace(request, logprobs=True) if self._wants_logprobs(name) else request
-                task = asyncio.ensure_future(self._attempt(backend, req, delay))
-                active[task] = (name, tries, why)
-                if self.cfg.ttft_deadline:
-                    hedge_at = loop.time() + delay + self.cfg.ttft_deadline
-                return True
-            return False
-
-        launch(next_reason)
-        try:
-            while True:
-                if not active:
-                    raise self._exhausted(errors, last_error)
-                now = loop.time()
-                waits = [t - now for t in (hedge_at if plan else None, deadline) if t is not None]
-                timeout = max(0.0, min(waits)) if waits else None
-                done, _ = await asyncio.wait(active.keys(), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if not done:
-                    if deadline is not None and loop.time() >= deadline:
-                        raise UpstreamTimeout(
-                            f"router {self.name!r}: no backend answered within {self.cfg.total_deadline}s "
-                            f"({'; '.join(errors) or 'still waiting'})"
-                        )
-                    hedge_at = None
-                    self.on_route(plan[0][0] if plan else "", "deadline", next(iter(active.values()))[0])
-                    launch("deadline")  # the first backend missed its first-token deadline: race a second
-                    continue
-                for task in done:
-                    name, tries, why = active.pop(task)
-                    exc = task.exception()
-                    if exc is None:
-                        it, first = task.result()
-                        self.breakers[name].record(True)
-                        return name, why, it, first
-                    last_error = exc
-                    errors.append(f"{name}: {getattr(exc, 'message', None) or exc!r}")
-                    if _counts_against_health(exc):
-                        self.breakers[name].record(False)
-                    else:
-                        self.breakers[name].probing = False
-                    if not _fallback_ok(exc):
-                        raise exc
-                    if _retryable(exc) and tries < self.cfg.retries:
-                        plan.appendleft((name, tries + 1))
-                    elif plan:
-                        self.on_route(plan[0][0], "fallback", name)
-                    if not active:
-                        launch("fallback" if why != "deadline" else why)
-        finally:
-            for task, (name, _, _) in active.items():
-                task.cancel()
-                self.breakers[name].probing = False
-            for task in active:
-                with contextlib.suppress(BaseException):
-                    result = await task
-                    await _close(result[0])
-
-    def _wants_logprobs(self, name: str) -> bool:
-        return self.cfg.escalation is not None and self.is_local(name)
-
-    @staticmethod
-    async def _attempt(backend: Backend, request: ChatRequest, delay: float) -> Attempt:
-        if delay:
-            await asyncio.sleep(delay)
-        it = backend.stream(request)
-        try:
-            first = await it.__anext__()
-        except StopAsyncIteration:
-            raise UpstreamError(f"backend {backend.name!r} returned an empty stream") from None
-        except BaseException:
-            await _close(it)
-            raise
-        return it, first
-
-    def _exhausted(self, errors: list[str], last: BaseException | None) -> HearthError:
-        detail = "; ".join(errors) or "no candidate"
-        if isinstance(last, HearthError) and not isinstance(last, Overloaded) and len(errors) <= 1:
-            return last
-        status = last.status if isinstance(last, HearthError) else 503
-        err: HearthError = UpstreamError(f"router {self.name!r}: every backend failed: {detail}", status=status or 503)
-        if isinstance(last, UpstreamTimeout):
-            err = UpstreamTimeout(f"router {self.name!r}: every backend failed: {detail}")
-        if isinstance(last, Overloaded):
-            err = Overloaded(f"router {self.name!r}: every backend is busy or failed: {detail}", retry_after=1.0)
-        return err
+            return f"mean log-probability {sum(lps) / len(lps):.2f} < {esc.min_mean_logprob}"
+        return None
 
     # --- health ----------------------------------------------------------------------------------
 
     async def _health_loop(self, interval: float) -> None:
         while True:
             await asyncio.sleep(interval)
-            await self.check_health()
+            await self.probe_members()
 
-    async def check_health(self) -> None:
+    async def probe_members(self) -> None:
         """Ping each remote member's model list (free on every provider). Failures open the circuit;
         a success closes a circuit that is open or half-open; a healthy closed circuit is left alone,
         so a /models that works never hides completions that fail."""
         for name in sorted(self._members()):
-            backend: Any = self.backends.get(name)
-            lister = getattr(backend, "list_models", None)
-            if lister is None:
-                continue
+            backend = self.backends.get(name)
+            if backend is None or backend.local is not None:
+                continue  # a local engine is alive while the process is
             br = self.breakers[name]
             try:
-                await asyncio.wait_for(lister(), timeout=5.0)
+                await asyncio.wait_for(backend.check_health(), timeout=5.0)
                 ok = True
             except Exception:
                 ok = False

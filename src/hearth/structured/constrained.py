@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 
+from hearth.core.collect import collect
 from hearth.core.errors import BadRequest, UpstreamError
-from hearth.core.types import Backend, ChatRequest, Chunk, Finish, Message, TextDelta, ToolCallDelta, Usage
+from hearth.core.types import Backend, ChatRequest, Chunk, Finish, Message, TextDelta, ToolCallDelta
 from hearth.core.wrapper import WrappingBackend
 from hearth.structured.schema import (
     SchemaError,
@@ -57,12 +58,12 @@ class ConstrainedBackend(WrappingBackend):
     def __init__(self, inner: Backend, max_repairs: int = 2) -> None:
         super().__init__(inner)
         self.max_repairs = max_repairs
-        self.local = hasattr(inner, "queue_depth")
+        self.constrain_locally = inner.local is not None  # an engine we drive takes a grammar
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         if not request.response_format and not request.tools:
             return self.inner.stream(request)
-        return self._local(request) if self.local else self._remote(request)
+        return self._local(request) if self.constrain_locally else self._remote(request)
 
     # --- local: constrained decoding -------------------------------------------------------------
 
@@ -115,31 +116,17 @@ class ConstrainedBackend(WrappingBackend):
         problem = ""
         for attempt in range(self.max_repairs + 1):
             attempt_req = dataclasses.replace(req, messages=messages, stream=False)
-            text_parts: list[str] = []
-            calls: dict[int, ToolCallDelta] = {}
-            usage: Usage | None = None
-            finish: Finish | None = None
-            async for c in self.inner.stream(attempt_req):
-                if type(c) is TextDelta:
-                    text_parts.append(c.text)
-                elif type(c) is ToolCallDelta:
-                    have = calls.setdefault(c.index, ToolCallDelta(c.index, c.id, c.name, ""))
-                    have.name = have.name or c.name
-                    have.arguments += c.arguments
-                elif type(c) is Usage:
-                    usage = c
-                elif type(c) is Finish:
-                    finish = c
-            text = "".join(text_parts)
-            text, problem = self._check(text, kind, schema, calls, fn_schemas)
+            answer = await collect(self.inner.stream(attempt_req))
+            calls = answer.tool_calls
+            text, problem = self._check(answer.text, kind, schema, calls, fn_schemas)
             if not problem:
                 if text:
                     yield TextDelta(text)
-                for i in sorted(calls):
-                    yield calls[i]
-                if usage is not None:
-                    yield usage
-                yield finish or Finish("tool_calls" if calls else "stop")
+                for call in calls:
+                    yield call
+                if answer.usage is not None:
+                    yield answer.usage
+                yield answer.finish or Finish("tool_calls" if calls else "stop")
                 return
             if attempt < self.max_repairs:  # ask again, showing the model what was wrong
                 messages = [*messages, Message("assistant", text),
@@ -149,10 +136,10 @@ class ConstrainedBackend(WrappingBackend):
                             f"{self.max_repairs + 1} attempts: {problem}", code="invalid_output")  # fmt: skip
 
     @staticmethod
-    def _check(text: str, kind: str, schema: Any, calls: dict[int, ToolCallDelta],
+    def _check(text: str, kind: str, schema: Any, calls: list[ToolCallDelta],
                fn_schemas: dict[str, Any]) -> tuple[str, str]:  # fmt: skip
         """(possibly repaired text, problem or '')."""
-        for c in calls.values():
+        for c in calls:
             if c.name not in fn_schemas:
                 return text, f"called unknown function {c.name!r}"
             try:

@@ -1,0 +1,240 @@
+"""The composition root: the one place that builds every backend and stacks the stages around them.
+
+A request flows one way: the API dialect parses it into a `ChatRequest`, then it goes through the
+stages in `STAGES`, outermost first, down to a leaf (the in-process engine or a remote provider), and
+the leaf's chunks flow back up. The order is declared once, here, in the list below; `core/` knows no
+stage, and no stage knows which stage is around it. Hooks (metrics) reach the stages as constructor
+arguments.
+
+Providers (the leaves) are registered by config `kind` through `register_provider`, the same call a
+plugin would make; the built-in ones below use it too.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hearth.config import Config, RouterModel
+from hearth.core.registry import ModelRegistry
+from hearth.core.types import ENGINE_STATS, Backend, Embedder
+from hearth.metrics import GatewayMetrics
+from hearth.rag.stage import RagStage
+
+if TYPE_CHECKING:
+    from hearth.cache.backend import ResponseCache
+    from hearth.embed.local import LocalEmbedder
+    from hearth.routing.breaker import CircuitBreaker
+
+
+# --- providers: config kind -> leaf -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """What a provider built for one configured model: a chat leaf, an embedder, or one object that is both
+    (a remote provider chats and embeds over one connection pool)."""
+
+    chat: Backend | None = None
+    embedder: Embedder | None = None
+
+
+ProviderFactory = Callable[[str, Any], Made]
+_PROVIDERS: dict[str, ProviderFactory] = {}
+
+
+def register_provider(kind: str, factory: ProviderFactory) -> None:
+    """Make `kind:` in a model's config build its backend with `factory(name, model_config)`."""
+    _PROVIDERS[kind] = factory
+
+
+# Imports are inside the factories, so a gateway with only remote models never imports the engine.
+def _llamacpp(name: str, cfg: Any) -> Made:
+    from hearth.backends.llamacpp import LlamaCppBackend
+
+    return Made(chat=LlamaCppBackend(name, cfg))
+
+
+def _openai(name: str, cfg: Any) -> Made:
+    from hearth.backends.openai_compat import OpenAICompatBackend
+
+    b = OpenAICompatBackend(name, cfg)
+    return Made(chat=b, embedder=b)
+
+
+def _ollama(name: str, cfg: Any) -> Made:
+    from hearth.backends.ollama import OllamaBackend
+
+    b = OllamaBackend(name, cfg)
+    return Made(chat=b, embedder=b)
+
+
+def _embedding(name: str, cfg: Any) -> Made:
+    from hearth.embed.local import LocalEmbedder
+
+    return Made(embedder=LocalEmbedder(name, cfg))
+
+
+register_provider("llamacpp", _llamacpp)
+register_provider("openai", _openai)
+register_provider("ollama", _ollama)
+register_provider("embedding", _embedding)
+
+
+# --- the stages -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Build:
+    cfg: Config
+    metrics: GatewayMetrics
+    registry: ModelRegistry
+    served: dict[str, Backend]  # model name -> its backend as wrapped so far
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    cache: ResponseCache | None = None
+    rag: RagStage | None = None
+
+
+def _rag(b: _Build) -> None:
+    """Per request, around whichever model answers: retrieved text is part of the prompt the cache sees,
+    so a changed knowledge base is never answered from an old cache entry."""
+    b.rag = RagStage(b.cfg.rag, b.registry, on_search=b.metrics.rag_searched)
+    b.registry.resolvers.append(b.rag)
+
+
+def _cache(b: _Build) -> None:
+    """Around every chat model, routers included: a hit costs no routing, no engine, no provider."""
+    if not b.cfg.cache.enabled:
+        return
+    from hearth.cache.backend import CacheBackend, ResponseCache
+
+    b.cache = ResponseCache(b.cfg.cache, on_event=b.metrics.cache_event)
+    b.served = {name: CacheBackend(backend, b.cache) for name, backend in b.served.items()}
+
+
+def _router(b: _Build) -> None:
+    """Router models over the models below: each member is itself constrained, so a fallback from a local
+    model to a remote one keeps the requested format."""
+    routers = {n: m for n, m in b.cfg.models.items() if isinstance(m, RouterModel)}
+    if not routers:
+        return
+    from hearth.routing.router import RouterBackend
+
+    members = dict(b.served)
+    for name, m in routers.items():
+        b.served[name] = RouterBackend(name, m, members, b.breakers, on_route=b.metrics.route_decided)
+
+
+def _structured(b: _Build) -> None:
+    """Around every leaf: JSON schema and tools, as a grammar for local engines, validated and repaired for
+    remote providers; requests without either pass straight through."""
+    from hearth.structured.constrained import ConstrainedBackend
+
+    b.served = {name: ConstrainedBackend(backend) for name, backend in b.served.items()}
+
+
+# Outermost first. Each stage wraps everything below it; the leaves are innermost.
+STAGES: list[tuple[str, Callable[[_Build], None]]] = [
+    ("rag", _rag),
+    ("cache", _cache),
+    ("router", _router),
+    ("structured", _structured),
+]
+
+
+# --- the assembly -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Assembly:
+    """Everything one gateway process serves with, and its lifecycle."""
+
+    registry: ModelRegistry
+    metrics: GatewayMetrics
+    rag: RagStage
+    leaves: dict[str, Backend]
+    cache: ResponseCache | None = None
+    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+
+    async def start(self) -> None:
+        await self.registry.start()
+        if self.cache is not None:
+            await self.cache.start()
+
+    async def warm(self) -> None:
+        """Work that may follow readiness: preloading knowledge-base indexes."""
+        await self.rag.warm()
+
+    async def close(self) -> None:
+        await self.registry.close()
+        await self.rag.close()
+        if self.cache is not None:
+            await self.cache.close()
+
+
+def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
+             leaves: Mapping[str, Backend] | None = None) -> Assembly:  # fmt: skip
+    """Build the gateway for `cfg`. `leaves` replaces the provider of the named models (test doubles such
+    as `hearth.testing.ScriptedBackend`); every stage is still built around them as configured."""
+    metrics = metrics or GatewayMetrics()
+    chat: dict[str, Backend] = {}
+    embedders: dict[str, Embedder] = {}
+    aliases: dict[str, str] = {}
+    for name, m in cfg.models.items():
+        for a in m.aliases:
+            aliases[a] = name
+        if isinstance(m, RouterModel):
+            continue
+        made = Made(chat=leaves[name]) if leaves and name in leaves else _PROVIDERS[m.kind](name, m)
+        if made.chat is not None:
+            chat[name] = made.chat
+        if made.embedder is not None:
+            embedders[name] = made.embedder
+    registry = ModelRegistry({}, embedders, aliases)
+    build = _Build(cfg, metrics, registry, dict(chat))
+    for _, stage in reversed(STAGES):  # innermost first
+        stage(build)
+    # Routers were added among the models; keep the config's order for listings.
+    registry.chat.update({n: build.served[n] for n in cfg.models if n in build.served})
+    assert build.rag is not None
+    assembly = Assembly(registry, metrics, build.rag, chat, build.cache, build.breakers)
+    _instrument(assembly)
+    return assembly
+
+
+def _instrument(a: Assembly) -> None:
+    """Gauges read at scrape time from the parts that own the numbers."""
+    m = a.metrics
+    for name, leaf in a.leaves.items():
+        engine = leaf.local
+        if engine is not None:
+            for key in ENGINE_STATS:
+                m.engine.set_function((name, key), _stat(engine.stats, key))
+    from hearth.embed.local import LocalEmbedder
+
+    for name, embedder in a.registry.embedders.items():
+        if isinstance(embedder, LocalEmbedder):
+            m.embedder.set_function((name, "batches"), functools.partial(_embedder_count, embedder, "batches"))
+            m.embedder.set_function((name, "texts"), functools.partial(_embedder_count, embedder, "texts"))
+    if a.cache is not None:
+        cache = a.cache
+        for what in ("memory_entries", "memory_bytes", "memory_evictions", "redis_errors"):
+            m.cache_size.set_function((what,), _stat(cache.stats, what))
+        if cache.semantic is not None:
+            m.cache_size.set_function(("semantic_entries",), cache.semantic.size)
+    for bname, breaker in a.breakers.items():
+        m.circuit.set_function((bname,), functools.partial(_circuit, breaker))
+
+
+def _stat(stats: Callable[[], Mapping[str, Any]], key: str) -> Callable[[], float]:
+    return lambda: float(stats().get(key, 0))
+
+
+def _embedder_count(e: LocalEmbedder, what: str) -> float:
+    return float(e.batches if what == "batches" else e.texts)
+
+
+def _circuit(breaker: CircuitBreaker) -> float:
+    return float(breaker.state)

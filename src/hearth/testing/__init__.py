@@ -1,0 +1,33 @@
+"""Test doubles shipped with hearth, in the spirit of pydantic-ai's `FunctionModel`: they let users test
+code built on hearth, and our own fast tests run, without a provider, a server or a model.
+
+`MockTransport` replaces the network under the remote backends (pass `transport=` to
+`OpenAICompatBackend` / `OllamaBackend`): a handler plays the provider, and the helpers build its
+answers in OpenAI's SSE and Ollama's NDJSON formats. `ScriptedBackend` and `FunctionBackend` replace a
+whole model: pass them to `hearth.assemble.assemble(cfg, leaves={...})` and every stage is built around
+them as the config says.
+"""
+
+from hearth.testing.backends import FunctionBackend, Reply, ScriptedBackend
+from hearth.testing.transport import (
+    MockReply,
+    MockRequest,
+    MockTransport,
+    ollama_ndjson,
+    openai_completion,
+    openai_sse,
+    sse,
+)
+
+__all__ = [
+    "FunctionBackend",
+    "MockReply",
+    "MockRequest",
+    "MockTransport",
+    "Reply",
+    "ScriptedBackend",
+    "ollama_ndjson",
+    "openai_completion",
+    "openai_sse",
+    "sse",
+]
