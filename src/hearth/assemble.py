@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hearth.config import Config, RouterModel
+from hearth.config import Config, EmbeddingModel, RouterModel
 from hearth.core.registry import ModelRegistry
 from hearth.core.types import ENGINE_STATS, Backend, Embedder
 from hearth.metrics import GatewayMetrics
@@ -104,6 +104,20 @@ def _rag(b: _Build) -> None:
     b.registry.resolvers.append(b.rag)
 
 
+def _speech(b: _Build) -> None:
+    """Around every chat model, outside the cache and routers: cache replays and remote answers are cut into
+    TTS segments and measured like local ones; the pace reaches the local engine's scheduler through the
+    request."""
+    from hearth.speech.backend import SpeechBackend
+
+    for name, backend in b.served.items():
+        m = b.cfg.models[name]
+        assert not isinstance(m, EmbeddingModel)
+        b.served[name] = SpeechBackend(backend, pace=m.speech_pace(), segments=m.segments,
+                                       on_first_segment=b.metrics.first_segment_out,
+                                       on_underrun=b.metrics.pace_underrun)  # fmt: skip
+
+
 def _cache(b: _Build) -> None:
     """Around every chat model, routers included: a hit costs no routing, no engine, no provider."""
     if not b.cfg.cache.enabled:
@@ -138,6 +152,7 @@ def _structured(b: _Build) -> None:
 # Outermost first. Each stage wraps everything below it; the leaves are innermost.
 STAGES: list[tuple[str, Callable[[_Build], None]]] = [
     ("rag", _rag),
+    ("speech", _speech),
     ("cache", _cache),
     ("router", _router),
     ("structured", _structured),

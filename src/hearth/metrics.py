@@ -152,6 +152,15 @@ class GatewayMetrics:
                                      "Semantic near-matches refused by a guard", ("reason",))  # fmt: skip
         self.cache_lookup = r.histogram("hearth_cache_lookup_seconds", "Cache lookup latency (exact + semantic)")
         self.cache_size = r.gauge("hearth_cache_value", "Cache size and health", ("what",))
+        self.first_segment = r.histogram("hearth_time_to_first_segment_seconds",
+                                         "Time to the first speakable segment (paced or segmented requests)",
+                                         ("model",))  # fmt: skip
+        self.underruns = r.counter("hearth_pace_underruns_total",
+                                   "Segments that reached a paced listener after its audio ran out",
+                                   ("model",))  # fmt: skip
+        self.underrun_lag = r.counter("hearth_pace_lag_seconds_total",
+                                      "Seconds paced listeners spent waiting in silence mid-answer",
+                                      ("model",))  # fmt: skip
         self.engine = r.gauge("hearth_engine_value", "Local engine state (queue, slots, prefix cache)",
                               ("model", "what"))  # fmt: skip
 
@@ -172,6 +181,13 @@ class GatewayMetrics:
             self.cache_guard.inc((str(value),))
         else:
             self.cache.inc((kind,))
+
+    def first_segment_out(self, model: str, seconds: float) -> None:
+        self.first_segment.observe((model,), seconds)
+
+    def pace_underrun(self, model: str, lag: float) -> None:
+        self.underruns.inc((model,))
+        self.underrun_lag.inc((model,), lag)
 
     def rag_searched(self, kb: str, mode: str, seconds: float) -> None:
         self.rag_searches.inc((kb, mode))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hearth.config import ConfigError, LocalModel, load_config
+from hearth.config import Config, ConfigError, LocalModel, RouterModel, load_config
 
 
 def test_defaults_without_a_file() -> None:
@@ -44,3 +44,17 @@ def test_duplicate_alias_rejected(tmp_path: Path) -> None:
     f.write_text("models:\n  a: {kind: llamacpp, aliases: [local]}\n  b: {kind: llamacpp, aliases: [local]}\n")
     with pytest.raises(ConfigError, match="'local' is used by both"):
         load_config(f, env={})
+
+
+def test_the_shipped_examples_load() -> None:
+    examples = Path(__file__).parents[2] / "examples"
+    for name in ("hybrid.yaml", "voice.yaml"):
+        cfg = load_config(examples / name, env={})
+        assert any(isinstance(m, RouterModel) for m in cfg.models.values()), name
+    voice = load_config(examples / "voice.yaml", env={}).models["voice"]
+    assert isinstance(voice, RouterModel) and voice.segments and voice.pace == "speech"
+
+
+def test_the_default_config_serves_voice() -> None:
+    voice = Config().models["voice"]
+    assert isinstance(voice, RouterModel) and voice.segments and voice.speech_pace() is not None

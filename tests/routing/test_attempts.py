@@ -18,6 +18,7 @@ from hearth.core.collect import collect
 from hearth.core.errors import BadRequest, ContextLengthExceeded, Overloaded, UpstreamError, UpstreamTimeout
 from hearth.core.pipeline import Gateway, Stream
 from hearth.core.types import Backend, ChatRequest, Message, Sampling
+from hearth.core.wrapper import WrappingBackend
 from hearth.routing.router import RouterBackend
 from hearth.testing import Reply, ScriptedBackend
 
@@ -136,7 +137,9 @@ def test_breaker_opens_skips_the_backend_and_is_exported() -> None:
 def test_health_probe_opens_and_closes_a_remote_circuit() -> None:
     remote = ScriptedBackend("remote")
     a = build({"remote": remote, "other": ScriptedBackend("other")}, breaker={"failures": 1, "cooldown": 60})
-    router = a.registry.chat["auto"]  # cache off: the router itself
+    served = a.registry.chat["auto"]  # cache off: the speech stage, then the router
+    assert isinstance(served, WrappingBackend)
+    router = served.inner
     assert isinstance(router, RouterBackend)
     probe = router.probe_members
     remote.healthy = False

@@ -63,9 +63,10 @@ def guarded(render_error: ErrorRenderer) -> Callable[[Handler], Handler]:
     return wrap
 
 
-def cache_control(request: web.Request, ext: dict[str, Any] | None) -> dict[str, Any]:
-    """Per-request cache control: `Cache-Control: no-cache | no-store | max-age=N`, `x-hearth-cache-namespace`,
-    or the body extension `"hearth": {"cache": {...}}` for clients that cannot set headers."""
+def request_options(request: web.Request, ext: dict[str, Any] | None) -> dict[str, Any]:
+    """Per-request options from headers, merged into the body extension `"hearth": {...}` (for clients that
+    cannot set headers): cache control (`Cache-Control: no-cache | no-store | max-age=N`,
+    `x-hearth-cache-namespace`) and speech (`x-hearth-pace`, `x-hearth-segments`)."""
     ext = dict(ext or {})
     c = dict(ext.get("cache") or {}) if isinstance(ext.get("cache"), dict) else {}
     cc = request.headers.get("Cache-Control", "").lower()
@@ -84,6 +85,11 @@ def cache_control(request: web.Request, ext: dict[str, Any] | None) -> dict[str,
         c["namespace"] = ns
     if c:
         ext["cache"] = c
+    # Speech options (validated by the speech stage, which names the field): headers win over the body.
+    if (pace := request.headers.get("x-hearth-pace")) is not None:
+        ext["pace"] = pace
+    if (segments := request.headers.get("x-hearth-segments")) is not None:
+        ext["segments"] = segments
     return ext
 
 

@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from hearth import __version__
-from hearth.api.common import GATEWAY, cache_control, error_headers, guarded, json_response, read_body, route_headers
+from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body, request_options, route_headers
 from hearth.api.schemas import (
     OllamaChatBody,
     OllamaGenerateBody,
@@ -147,7 +147,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 
 
 async def _respond(request: web.Request, req: ChatRequest, *, chat: bool) -> web.StreamResponse:
-    req.extensions = cache_control(request, req.extensions)
+    req.extensions = request_options(request, req.extensions)
     stream = await request.app[GATEWAY].open("ollama", req)
     headers = route_headers(stream)
     try:

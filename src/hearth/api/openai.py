@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hearth.api.common import GATEWAY, cache_control, error_headers, guarded, json_response, read_body, route_headers
+from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body, request_options, route_headers
 from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, parse
 from hearth.core.collect import collect
 from hearth.core.errors import BadRequest, HearthError
@@ -119,7 +119,7 @@ async def _open(request: web.Request, req: ChatRequest) -> Stream:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = parse(ChatCompletionBody, await read_body(request))
     req = chat_request(body)
-    req.extensions = cache_control(request, req.extensions)
+    req.extensions = request_options(request, req.extensions)
     stream = await _open(request, req)
     try:
         cid = f"chatcmpl-{uuid.uuid4().hex}"
@@ -155,7 +155,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
             raise BadRequest("prompt: only a single prompt per request is supported", param="prompt")
         prompt = prompt[0]
     req = ChatRequest(model=body.model, prompt=prompt, sampling=_sampling(body, body.max_tokens or 16),
-                      stream=body.stream, extensions=cache_control(request, body.hearth))  # fmt: skip
+                      stream=body.stream, extensions=request_options(request, body.hearth))  # fmt: skip
     stream = await _open(request, req)
     try:
         cid = f"cmpl-{uuid.uuid4().hex}"

@@ -18,7 +18,8 @@ from typing import Any
 from hearth.config import LocalModel
 from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, NotReady
 from hearth.core.types import ChatRequest, Chunk, Finish, LocalEngine, Message, ModelInfo, TextDelta, Usage
-from hearth.engine.llama_engine import EngineItem, GenJob, LlamaEngine
+from hearth.engine.job import EngineItem, GenJob
+from hearth.engine.llama_engine import LlamaEngine
 from hearth.model_files import builtin_for, resolve_model_path
 
 
@@ -108,10 +109,11 @@ class LlamaCppBackend:
             return {}
         s = e.stats
         return {
-            "queue_depth": e.queue_depth(), "active_sequences": e.active_count(),
+            "queue_depth": e.queue_depth(), "active_sequences": e.active_count(), "parked_sequences": e.parked_count(),
             "prefix_hits": s.prefix_hits, "prefix_misses": s.prefix_misses, "reused_tokens": s.reused_tokens,
             "prefilled_tokens": s.prefilled_tokens, "generated_tokens": s.generated_tokens,
-            "evictions": s.evictions, "cached_prefix_tokens": e.slots.cached_tokens(),
+            "evictions": s.evictions, "cached_prefix_tokens": e.slots.cached_tokens(), "sat_out": s.sat_out,
+            "parked": s.parked,
         }  # fmt: skip
 
     # --- generation -----------------------------------------------------------------------------
@@ -174,7 +176,8 @@ class LlamaCppBackend:
         def emit(item: EngineItem) -> None:
             loop.call_soon_threadsafe(put, item)
 
-        job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs, grammar=request.grammar)
+        job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs, grammar=request.grammar,
+                     pace=request.pace)  # fmt: skip
         eng.submit(job)  # raises Overloaded when the wait queue is full
         finished = False
         try:

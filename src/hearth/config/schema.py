@@ -16,6 +16,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hearth.core.errors import BadRequest
+from hearth.core.pace import Pace, parse_pace
+
 DEFAULT_PORT = 8434
 DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b"
 DEFAULT_EMBEDDING_MODEL = "all-minilm"
@@ -33,13 +36,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class _Speech(_Strict):
+    """Defaults for the speech stage, per chat model; a request's own `pace` / `segments` win."""
+
+    pace: str | float | None = Field(
+        None, description="how fast clients take this model's text: speech, reading, characters per second, or none; "
+        "the local engine schedules paced streams by how far ahead of their listener they are",
+    )
+    segments: bool = Field(False, description="stream one TTS segment per chunk (first at a comma, then sentences)")
+
+    @field_validator("pace")
+    @classmethod
+    def _known_pace(cls, v: str | float | None) -> str | float | None:
+        try:
+            parse_pace(v, "pace")
+        except BadRequest as e:
+            raise ValueError(e.message.removeprefix("pace: ")) from None
+        return v
+
+    def speech_pace(self) -> Pace | None:
+        return parse_pace(self.pace, "pace")
+
+
 class Timeouts(_Strict):
     connect: float = Field(5.0, gt=0, description="seconds to open a connection")
     first_token: float = Field(60.0, gt=0, description="seconds until the first token (or whole body)")
     total: float = Field(600.0, gt=0, description="seconds for the whole response")
 
 
-class LocalModel(_Strict):
+class LocalModel(_Speech):
     kind: Literal["llamacpp"] = "llamacpp"
     path: str = Field(
         "builtin:qwen2.5-coder-0.5b",
@@ -54,7 +79,10 @@ class LocalModel(_Strict):
     prefill_chunk: int = Field(
         64, ge=1, description="prompt tokens per step while others decode: smaller keeps their streams moving"
     )
-    max_sequences: int = Field(4, ge=1, le=64, description="sequences decoded together in one batch")
+    max_sequences: int = Field(
+        8, ge=1, le=32, description="sequences that hold a place at once (decoded together, or sitting out a step "
+        "while ahead of their listener); as many paced streams again may be parked",
+    )
     kv_cache_tokens: int | None = Field(
         None, ge=64, description="KV cells shared by all sequences and cached prefixes; default 4 x n_ctx"
     )
@@ -75,7 +103,7 @@ class EmbeddingModel(_Strict):
     )
 
 
-class OpenAIModel(_Strict):
+class OpenAIModel(_Speech):
     kind: Literal["openai"]
     base_url: str = Field(description="e.g. https://api.openai.com/v1")
     model: str | None = Field(None, description="the provider's model name; default: this entry's name")
@@ -87,7 +115,7 @@ class OpenAIModel(_Strict):
     context_length: int | None = None
 
 
-class OllamaModel(_Strict):
+class OllamaModel(_Speech):
     kind: Literal["ollama"]
     base_url: str = "http://127.0.0.1:11434"
     model: str | None = None
@@ -133,7 +161,7 @@ class EscalationConfig(_Strict):
     on_refusal: bool = Field(True, description="escalate empty answers and refusals")
 
 
-class RouterModel(_Strict):
+class RouterModel(_Speech):
     kind: Literal["router"]
     aliases: list[str] = Field(default_factory=list)
     default: str = Field(description="target when no rule, tier or length limit decides")
@@ -245,7 +273,13 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _defaults_and_unique_names(self) -> Config:
         if not self.models:
-            self.models = {DEFAULT_MODEL_NAME: LocalModel(aliases=["local"])}
+            # `voice`: the same local model, paced for speech and cut into TTS segments, for voice servers that
+            # can set only a base URL and a model name.
+            self.models = {
+                DEFAULT_MODEL_NAME: LocalModel(aliases=["local"]),
+                "voice": RouterModel(kind="router", default=DEFAULT_MODEL_NAME, pace="speech", segments=True,
+                                     health_interval=None),
+            }
         if not any(isinstance(m, EmbeddingModel) for m in self.models.values()) and all(
             n not in self.models for n in (DEFAULT_EMBEDDING_MODEL, *_EMBEDDING_ALIASES)
         ):

@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from hearth.core.pace import Pace
+
 Role = Literal["system", "user", "assistant", "tool", "developer"]
 FinishReason = Literal["stop", "length", "tool_calls", "content_filter", "error", "cancelled"]
 
@@ -73,6 +75,9 @@ class ChatRequest:
     logprobs: bool = False
     # Internal: a GBNF grammar the local engine must follow (set by the structured-output wrapper).
     grammar: str | None = None
+    # Internal: how fast the consumer takes the text (set by the speech stage); the local engine schedules
+    # by how far each stream is ahead of it. None: as fast as possible.
+    pace: Pace | None = None
 
 
 # --- chunks -------------------------------------------------------------------------------------
@@ -177,8 +182,8 @@ class LocalEngine(Protocol):
 
 
 ENGINE_STATS = (
-    "queue_depth", "active_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
-    "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens",
+    "queue_depth", "active_sequences", "parked_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
+    "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens", "sat_out", "parked",
 )  # fmt: skip
 
 

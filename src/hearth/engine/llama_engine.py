@@ -13,71 +13,21 @@ streams decode for little more than the cost of one (decoding on a CPU is memory
 
 from __future__ import annotations
 
-import codecs
 import ctypes
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from typing import Any
 
-from hearth.core.errors import BadRequest, HearthError, Overloaded
+from hearth.core.errors import HearthError, Overloaded
 from hearth.core.types import Finish, FinishReason, Sampling, TextDelta, Usage
+from hearth.engine.job import EngineStats, GenJob
+from hearth.engine.sampler import make_sampler
+from hearth.engine.schedule import URGENT_LEAD, park_candidate, plan_step, resume_order
 from hearth.engine.slots import SlotTable
 
 log = logging.getLogger("hearth.engine")
-
-# What the engine thread hands the event loop for a job: chunks, and at most one error that ends it.
-EngineItem = TextDelta | Usage | Finish | HearthError
-Emit = Callable[[EngineItem], None]
-
-DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.95, "min_p": 0.05}
-
-
-class GenJob:
-    """One generation. Created on the event loop, then owned by the engine thread."""
-
-    __slots__ = (
-        "cached", "cancelled", "decoder", "emit", "grammar", "held", "last_token", "logprob", "logprobs", "max_new",
-        "n_gen", "pos", "prompt", "sampler", "sampling", "slot", "stops", "t_admit", "t_first", "todo",
-    )  # fmt: skip
-
-    def __init__(
-        self, prompt: list[int], sampling: Sampling, max_new: int, emit: Emit, logprobs: bool = False,
-        grammar: str | None = None,
-    ) -> None:  # fmt: skip
-        self.prompt = prompt
-        self.grammar = grammar
-        self.logprobs = logprobs  # attach each token's log-probability to its text
-        self.logprob = 0.0
-        self.sampling = sampling
-        self.max_new = max_new
-        self.stops = [s for s in sampling.stop if s]
-        self.emit = emit
-        self.cancelled = False
-        self.slot: Any = None
-        self.sampler: Any = None
-        self.todo: list[int] = []
-        self.pos = 0
-        self.cached = 0
-        self.n_gen = 0
-        self.last_token = -1
-        self.held = ""  # text withheld because it may be the start of a stop string
-        self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self.t_admit = 0.0
-        self.t_first = 0.0
-
-
-class EngineStats:
-    def __init__(self) -> None:
-        self.prefix_hits = 0
-        self.prefix_misses = 0
-        self.reused_tokens = 0
-        self.prefilled_tokens = 0
-        self.generated_tokens = 0
-        self.evictions = 0
-
 
 class LlamaEngine:
     def __init__(
@@ -92,10 +42,12 @@ class LlamaEngine:
         self.max_sequences = max_sequences
         self.kv_tokens = kv_tokens
         self.max_queue = max_queue
-        self.slots = SlotTable(max(n_slots, max_sequences + 1))
+        # Room for every place, as many parked streams, and one idle slot to seat a new turn in.
+        self.slots = SlotTable(max(n_slots, 2 * max_sequences + 1))
         self.stats = EngineStats()
         self._inbox: deque[GenJob] = deque()
-        self._active: list[GenJob] = []
+        self._active: list[GenJob] = []  # seated jobs holding a place: the scheduler picks among them
+        self._parked: list[GenJob] = []  # seated jobs (KV and sampler kept) that gave their place away
         self._cv = threading.Condition()
         self._stop = False
         self._loaded = threading.Event()
@@ -139,6 +91,8 @@ class LlamaEngine:
     def cancel(self, job: GenJob) -> None:
         with self._cv:
             job.cancelled = True
+            if job in self._inbox:  # frees its place in the queue now, not when the engine gets to it
+                self._inbox.remove(job)
             self._cv.notify()
 
     def stop(self) -> None:
@@ -155,6 +109,9 @@ class LlamaEngine:
 
     def active_count(self) -> int:
         return len(self._active)
+
+    def parked_count(self) -> int:
+        return len(self._parked)
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
         """Thread-safe (the vocab is read-only) and OpenMP-free, so callers may use any thread."""
@@ -230,24 +187,27 @@ class LlamaEngine:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._stop and not self._inbox and not self._active:
+                while not self._stop and not self._inbox and not self._active and not self._parked:
                     self._cv.wait()
                 if self._stop:
                     return
-                admitted: list[GenJob] = []
-                while self._inbox and len(self._active) + len(admitted) < self.max_sequences:
-                    admitted.append(self._inbox.popleft())
-            for job in admitted:
+                admitted = self._admit(time.perf_counter())
+            for job in [j for j in self._active + self._parked if j.cancelled]:
+                self._release(job)
+            for i, job in enumerate(admitted):
                 if job.cancelled:
                     continue
                 try:
-                    self._seat(job)
+                    seated = self._seat(job)
                 except BaseException as e:
                     job.emit(e if isinstance(e, HearthError) else HearthError(f"local engine failed: {e}"))
                     continue
+                if not seated:  # every slot is held: wait for one to free
+                    with self._cv:
+                        self._inbox.extendleft(reversed(admitted[i:]))
+                    break
                 self._active.append(job)
-            for job in [j for j in self._active if j.cancelled]:
-                self._release(job)
+            self._resume()
             if self._active:
                 try:
                     self._step()
@@ -257,11 +217,46 @@ class LlamaEngine:
                         job.emit(HearthError(f"local engine failed: {e}"))
                         self._release(job)
 
-    def _seat(self, job: GenJob) -> None:
+    def _admit(self, now: float) -> list[GenJob]:
+        """Take new jobs from the inbox (under the lock) while there are places, parking a paced stream that is
+        far ahead of its listener when there are none."""
+        admitted: list[GenJob] = []
+        while self._inbox:
+            if len(self._active) + len(admitted) >= self.max_sequences:
+                victim = park_candidate(self._active, now) if len(self._parked) < self.max_sequences else None
+                if victim is None:
+                    break
+                self._active.remove(victim)
+                self._parked.append(victim)
+                self.stats.parked += 1
+            admitted.append(self._inbox.popleft())
+        return admitted
+
+    def _resume(self) -> None:
+        """Parked streams take free places back, the closest to running dry first; one about to run dry trades
+        places with the playing stream furthest ahead."""
+        now = time.perf_counter()
+        for job in resume_order(self._parked, now):
+            if len(self._active) < self.max_sequences:
+                self._parked.remove(job)
+                self._active.append(job)
+                continue
+            if job.lead(now) >= URGENT_LEAD:
+                break  # the rest are further ahead still: they wait for a free place
+            victim = park_candidate(self._active, now)
+            if victim is None:
+                break
+            self._active.remove(victim)
+            self._parked.remove(job)
+            self._active.append(job)
+            self._parked.append(victim)
+
+    def _seat(self, job: GenJob) -> bool:
         L = self._L
 
         plan = self.slots.plan(job.prompt)
-        assert plan is not None, "more active sequences than slots"
+        if plan is None or not self._kv_room(job, plan.reuse):
+            return False
         slot, reuse = plan.slot, plan.reuse
         if plan.copy_from is not None:
             L.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
@@ -287,40 +282,17 @@ class LlamaEngine:
             st.reused_tokens += reuse
         else:
             st.prefix_misses += 1
+        return True
+
+    def _kv_room(self, job: GenJob, reuse: int) -> bool:
+        """Whether the KV cache can take this job beside the running ones (their cells are not evictable; idle
+        cached prefixes are). With nothing running, any job that fits the context is tried."""
+        held = sum(len(s.tokens) for s in self.slots.slots if s.busy)  # shared prefixes count twice: cautious
+        need = len(job.prompt) - reuse + min(job.max_new, 256)
+        return not held or held + need <= self.kv_tokens
 
     def _make_sampler(self, s: Sampling, grammar: str | None = None) -> Any:
-        L = self._L
-
-        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
-        add = L.llama_sampler_chain_add
-        if grammar:  # first: it masks every token the grammar forbids, before any other sampler looks
-            g = L.llama_sampler_init_grammar(self.vocab, grammar.encode("utf-8"), b"root")
-            if not g:
-                L.llama_sampler_free(chain)
-                raise BadRequest("the output grammar could not be parsed by llama.cpp")
-            add(chain, g)
-        if s.logit_bias:
-            arr = (L.llama_logit_bias * len(s.logit_bias))()
-            for i, (tok, bias) in enumerate(s.logit_bias.items()):
-                arr[i].token, arr[i].bias = int(tok), float(bias)
-            add(chain, L.llama_sampler_init_logit_bias(self.n_vocab, len(s.logit_bias), arr))
-        rp = s.repeat_penalty if s.repeat_penalty is not None else 1.0
-        fp, pp = s.frequency_penalty or 0.0, s.presence_penalty or 0.0
-        if rp != 1.0 or fp or pp:
-            add(chain, L.llama_sampler_init_penalties(self.n_vocab, 64, rp, fp, pp))
-        temp = s.temperature if s.temperature is not None else DEFAULTS["temperature"]
-        if temp <= 0:
-            add(chain, L.llama_sampler_init_greedy())
-            return chain
-        top_k = s.top_k if s.top_k is not None else DEFAULTS["top_k"]
-        if top_k > 0:
-            add(chain, L.llama_sampler_init_top_k(top_k))
-        add(chain, L.llama_sampler_init_top_p(s.top_p if s.top_p is not None else DEFAULTS["top_p"], 1))
-        add(chain, L.llama_sampler_init_min_p(s.min_p if s.min_p is not None else DEFAULTS["min_p"], 1))
-        add(chain, L.llama_sampler_init_temp(temp))
-        seed = s.seed if s.seed is not None else L.LLAMA_DEFAULT_SEED
-        add(chain, L.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-        return chain
+        return make_sampler(self._L, self.vocab, self.n_vocab, s, grammar)
 
     def _step(self) -> None:
         L = self._L
@@ -329,16 +301,17 @@ class LlamaEngine:
         n = 0
         outputs: list[tuple[GenJob, int]] = []  # (job, batch index of its logits)
         fed: list[tuple[GenJob, list[int]]] = []
-        for job in self._active:  # decoding sequences first: one token each
-            if not job.todo:
-                n = self._put(b, n, job.last_token, job.pos, job.slot.seq_id, True)
-                outputs.append((job, n - 1))
-                fed.append((job, [job.last_token]))
+        plan = plan_step(self._active, time.perf_counter(), self.n_batch, self.prefill_chunk)
+        self.stats.sat_out += plan.sat_out
+        for job in plan.decode:  # decoding sequences first: one token each
+            n = self._put(b, n, job.last_token, job.pos, job.slot.seq_id, True)
+            outputs.append((job, n - 1))
+            fed.append((job, [job.last_token]))
         # Then prompt chunks, oldest first. While others decode, a step must stay short (a 256-token chunk
         # takes ~1.2 s on 2 cores), so the budget shrinks to prefill_chunk and their streams keep moving.
-        budget = self.prefill_chunk if outputs else self.n_batch
-        for job in self._active:
-            if job.todo and budget > 0:
+        budget = plan.budget
+        for job in plan.prefill:
+            if budget > 0:
                 take = job.todo[:budget]
                 last = len(take) == len(job.todo)
                 for i, tok in enumerate(take):
@@ -347,6 +320,8 @@ class LlamaEngine:
                     outputs.append((job, n - 1))
                 fed.append((job, take))
                 budget -= len(take)
+        if not n:
+            return
         b.n_tokens = n
         rc = L.llama_decode(self.ctx, b)
         if rc == 1:  # no room in the KV cache: drop the least recently used cached prefix, retry
@@ -412,14 +387,14 @@ class LlamaEngine:
                     hit = i
             if hit >= 0:
                 if hit:
-                    job.emit(TextDelta(text[:hit], job.logprob if job.logprobs else None))
+                    self._send(job, text[:hit])
                 self._finish(job, "stop", flush=False)
                 return
             keep = _stop_prefix_len(text, job.stops)
             if keep:
                 text, job.held = text[:-keep], text[-keep:]
         if text:
-            job.emit(TextDelta(text, job.logprob if job.logprobs else None))
+            self._send(job, text)
         if job.n_gen >= job.max_new or job.pos + 1 >= self.n_ctx:
             self._finish(job, "length")
             return
@@ -429,7 +404,7 @@ class LlamaEngine:
         if flush:
             rest = job.held + job.decoder.decode(b"", True)
             if rest:
-                job.emit(TextDelta(rest))
+                self._send(job, rest)
         now = time.perf_counter()
         t_first = job.t_first or now
         job.emit(Usage(
@@ -437,13 +412,24 @@ class LlamaEngine:
             completion_seconds=now - t_first, cached_tokens=job.cached,
         ))  # fmt: skip
         job.emit(Finish(reason))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job done: admitted +%s ms, first token +%s ms, first segment +%s ms, end +%s ms; prompt %d "
+                      "(%d cached), %d generated, %s", *(_ms(t, job.t_arrive) for t in (job.t_admit, job.t_first,
+                      job.t_play, now)), len(job.prompt), job.cached, job.n_gen, reason)  # fmt: skip
         self._release(job)
+
+    def _send(self, job: GenJob, text: str) -> None:
+        job.emit(TextDelta(text, job.logprob if job.logprobs else None))
+        if job.pace is not None:
+            job.spoke(text, time.perf_counter())
 
     def _release(self, job: GenJob) -> None:
         L = self._L
 
         if job in self._active:
             self._active.remove(job)
+        elif job in self._parked:
+            self._parked.remove(job)
         if job.sampler is not None:
             L.llama_sampler_free(job.sampler)
             job.sampler = None
@@ -466,7 +452,7 @@ class LlamaEngine:
     def _shutdown(self) -> None:
         L = self._L
 
-        for job in list(self._active) + list(self._inbox):
+        for job in list(self._active) + list(self._parked) + list(self._inbox):
             job.emit(HearthError("the engine stopped", status=503))
             self._release(job)
         self._inbox.clear()
@@ -477,6 +463,10 @@ class LlamaEngine:
         if self.model:
             L.llama_model_free(self.model)
             self.model = None
+
+
+def _ms(t: float, since: float) -> str:
+    return f"{(t - since) * 1000:.0f}" if t else "-"
 
 
 def _stop_prefix_len(text: str, stops: list[str]) -> int:

@@ -1,0 +1,113 @@
+"""How fast a stream's consumer uses its text, and where speakable segments end.
+
+A voice device does not read tokens: its voice server cuts the text at the first comma-class mark,
+speaks that segment, and then needs the rest only as fast as speech goes (about 4.5 Chinese characters,
+or 14 characters of English, a second). A stream that knows its pace can be scheduled by how much
+speech it has buffered ahead of its listener, and a turn that has not yet produced its first segment
+is the most urgent thing on the machine. The engine (scheduling) and the speech stage (segments,
+underrun metrics) read the same definitions from here, so they agree on what "the first segment" is.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from hearth.core.errors import BadRequest
+
+# The marks a voice server cuts at (xiaozhi-esp32-server's list), and the ones that end a sentence.
+FIRST_MARKS = frozenset("，、,。？?！!；;：")
+SENTENCE_MARKS = frozenset("。？?！!；;：\n")
+MIN_FIRST_CHARS = 2  # "好，" alone is not worth a TTS round trip; "好的，" and "Sure," are
+MAX_SEGMENT_CHARS = 120  # a sentence without marks is cut at a space (or anywhere, for Chinese) past this
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Pace:
+    """Characters per second the consumer takes: one rate for CJK characters, one for everything else."""
+
+    name: str
+    cjk_per_second: float
+    other_per_second: float
+
+    def seconds(self, text: str) -> float:
+        """How long the consumer takes over `text` (speech: roughly how long it is spoken)."""
+        cjk = len(_CJK.findall(text)) if text else 0
+        other = len(text) - cjk
+        return cjk / self.cjk_per_second + other / self.other_per_second
+
+
+SPEECH = Pace("speech", 4.5, 14.0)  # TTS voices at their default rate
+READING = Pace("reading", 9.0, 25.0)  # a fast reader of a chat window
+PACES = {"speech": SPEECH, "reading": READING}
+
+
+def parse_pace(value: object, param: str = "hearth.pace") -> Pace | None:
+    """`speech`, `reading`, a number of characters per second, or `none` / null (no pacing)."""
+    if value is None or value == "none":
+        return None
+    if isinstance(value, str):
+        if value in PACES:
+            return PACES[value]
+        try:
+            value = float(value)
+        except ValueError:
+            raise BadRequest(f"{param}: expected speech, reading, none or characters per second, got {value!r}",
+                             param=param) from None  # fmt: skip
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 10_000:
+        raise BadRequest(f"{param}: expected speech, reading, none or characters per second (0.5 to 10000), "
+                         f"got {value!r}", param=param)  # fmt: skip
+    return Pace(f"{value:g}/s", float(value), float(value))
+
+
+def parse_flag(value: object, param: str) -> bool:
+    """A boolean option from JSON (true/false) or a header (1/0, true/false, yes/no, on/off)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise BadRequest(f"{param}: expected true or false, got {value!r}", param=param)
+
+
+def first_segment_end(text: str) -> int:
+    """The end (exclusive) of the first speakable segment in `text`, or 0 when it has not ended yet: at the
+    first comma-class mark after `MIN_FIRST_CHARS` visible characters, or at `MAX_SEGMENT_CHARS`."""
+    visible = 0
+    for i, ch in enumerate(text):
+        if ch in FIRST_MARKS and visible >= MIN_FIRST_CHARS and not _inside_number(text, i):
+            return i + 1
+        if not ch.isspace() and ch not in FIRST_MARKS:
+            visible += 1
+    return _forced_cut(text)
+
+
+def sentence_end(text: str) -> int:
+    """The end (exclusive) of the first whole sentence in `text`, or 0: at 。？！；：, a newline, or an English
+    `.` `?` `!` `;` followed by a space; or at `MAX_SEGMENT_CHARS`."""
+    for i, ch in enumerate(text):
+        if ch in SENTENCE_MARKS and not _inside_number(text, i):
+            if ch in "?!;" and i + 1 < len(text) and not text[i + 1].isspace():
+                continue  # "?!" or a URL: wait for the end of the run
+            return i + 1
+        if ch == "." and i + 1 < len(text) and text[i + 1].isspace() and not _inside_number(text, i):
+            return i + 1
+    return _forced_cut(text)
+
+
+def _inside_number(text: str, i: int) -> bool:
+    """`3.14`, `1,000`: a mark between digits does not end anything; after a digit at the very end of what
+    has arrived, it may still turn out to be inside a number, so it waits for the next piece."""
+    if i == 0 or not text[i - 1].isdigit() or text[i] not in ",.，":
+        return False
+    return i == len(text) - 1 or text[i + 1].isdigit()
+
+
+def _forced_cut(text: str) -> int:
+    if len(text) < MAX_SEGMENT_CHARS:
+        return 0
+    space = text.rfind(" ", 0, MAX_SEGMENT_CHARS)
+    return space + 1 if space > MAX_SEGMENT_CHARS // 2 else MAX_SEGMENT_CHARS

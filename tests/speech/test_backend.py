@@ -1,0 +1,100 @@
+"""The speech stage in-process, through the real composition root: segments, pace handed to the engine,
+first-segment and underrun metrics, defaults per model, cache replays and routers, bad options."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from hearth.assemble import Assembly, assemble
+from hearth.config import Config
+from hearth.core.collect import collect
+from hearth.core.errors import BadRequest
+from hearth.core.pace import SPEECH
+from hearth.core.pipeline import Gateway
+from hearth.core.types import Backend, ChatRequest, Message, Sampling, TextDelta
+from hearth.testing import Reply, ScriptedBackend
+
+ANSWER = "好的，我来帮你查一下。今天北京晴，气温二十度。"
+
+
+def build(leaf: ScriptedBackend, cache: bool = False, **model: Any) -> Assembly:
+    models = {"m": {"kind": "llamacpp", **model},
+              "voice": {"kind": "router", "default": "m", "pace": "speech", "segments": True, "health_interval": None}}
+    cfg = Config.model_validate({"cache": {"enabled": cache}, "models": models})
+    leaves: dict[str, Backend] = {"m": leaf}
+    return assemble(cfg, leaves=leaves)
+
+
+def pieces(a: Assembly, model: str, **ext: Any) -> list[str]:
+    req = ChatRequest(model=model, messages=[Message("user", "天气？")], sampling=Sampling(temperature=0.0),
+                      stream=True, extensions=ext)  # fmt: skip
+
+    async def go() -> list[str]:
+        s = await Gateway(a.registry, a.metrics).open("openai", req)
+        try:
+            return [c.text async for c in s if type(c) is TextDelta]  # type: ignore[union-attr]
+        finally:
+            await s.aclose()
+
+    return asyncio.run(go())
+
+
+def test_plain_model_streams_tokens_and_gets_no_pace() -> None:
+    leaf = ScriptedBackend("m", Reply(ANSWER, pieces=list(ANSWER)))
+    a = build(leaf)
+    assert len(pieces(a, "m")) == len(ANSWER)
+    assert leaf.requests[0].pace is None
+    assert "hearth_time_to_first_segment_seconds_count" not in a.metrics.registry.render()
+
+
+def test_voice_model_streams_segments_and_paces_the_engine() -> None:
+    leaf = ScriptedBackend("m", Reply(ANSWER, pieces=list(ANSWER)))
+    a = build(leaf)
+    assert pieces(a, "voice") == ["好的，", "我来帮你查一下。", "今天北京晴，气温二十度。"]
+    assert leaf.requests[0].pace is SPEECH
+    assert 'hearth_time_to_first_segment_seconds_count{model="voice"} 1' in a.metrics.registry.render()
+
+
+def test_request_options_override_the_model_default() -> None:
+    a = build(ScriptedBackend("m", Reply(ANSWER, pieces=list(ANSWER))))
+    assert len(pieces(a, "m", segments=True)) == 3
+    assert len(pieces(a, "voice", segments="0")) == len(ANSWER)
+
+
+def test_model_default_in_config() -> None:
+    leaf = ScriptedBackend("m", Reply(ANSWER, pieces=list(ANSWER)))
+    a = build(leaf, pace=6, segments=True)
+    assert len(pieces(a, "m")) == 3
+    assert leaf.requests[0].pace is not None and leaf.requests[0].pace.cjk_per_second == 6.0
+
+
+def test_a_slow_stream_counts_underruns() -> None:
+    slow = Reply("好的，我来帮你。今天晴。", pieces=["好的，我来帮你。", "今天晴。"], delay=0.4)
+    a = build(ScriptedBackend("m", slow))
+    pieces(a, "voice", pace=50)  # 0.16 s of speech, then 0.4 s of silence
+    m = a.metrics.registry.render()
+    assert 'hearth_pace_underruns_total{model="voice"} 1' in m
+
+
+def test_cache_replays_are_segmented() -> None:
+    a = build(ScriptedBackend("m", Reply(ANSWER, pieces=list(ANSWER))), cache=True)
+    pieces(a, "voice")
+    assert pieces(a, "voice") == ["好的，", "我来帮你查一下。", "今天北京晴，气温二十度。"]
+
+
+@pytest.mark.parametrize(("ext", "field"), [({"pace": "warp"}, "hearth.pace"), ({"segments": "maybe"}, "hearth.segments")])
+def test_bad_options_are_a_400_naming_the_field(ext: dict[str, Any], field: str) -> None:
+    a = build(ScriptedBackend("m"))
+    with pytest.raises(BadRequest) as e:
+        pieces(a, "m", **ext)
+    assert e.value.param == field
+
+
+def test_tool_calls_and_non_streaming_answers_pass_whole() -> None:
+    a = build(ScriptedBackend("m", Reply("Sure, calling it.", tool_calls=[("f", {})])))
+    req = ChatRequest(model="voice", messages=[Message("user", "x")])
+    answer = asyncio.run(collect(a.registry.get("voice").stream(req)))
+    assert answer.text == "Sure, calling it." and answer.tool_calls[0].name == "f"
