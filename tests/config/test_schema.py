@@ -33,3 +33,12 @@ def test_fallback_on_rejects_unknown_and_repeated_criteria(tmp_path: Path) -> No
     f = _router(tmp_path, "    fallback_on: [timeout, empty, timeout]\n")
     with pytest.raises(ConfigError, match=rf"{re.escape(str(f))}:6: models\.auto\.fallback_on: .*timeout listed twice"):
         load_config(f, env={})
+
+
+def test_pace_in_config() -> None:
+    from hearth.config import LocalModel
+
+    assert LocalModel(pace="speech").speech_pace() is not None and LocalModel().speech_pace() is None
+    for bad in (True, "warp", 0):
+        with pytest.raises(ValueError, match="pace"):
+            LocalModel(pace=bad)

@@ -98,3 +98,21 @@ def test_tool_calls_and_non_streaming_answers_pass_whole() -> None:
     req = ChatRequest(model="voice", messages=[Message("user", "x")])
     answer = asyncio.run(collect(a.registry.get("voice").stream(req)))
     assert answer.text == "Sure, calling it." and answer.tool_calls[0].name == "f"
+
+
+def test_text_before_a_failure_is_still_delivered_when_segmenting() -> None:
+    from hearth.core.errors import UpstreamError
+
+    cut = Reply(pieces=["好的，我来帮你查一下。", "今天北京", "晴。"], error_after=2, error=UpstreamError("cut"))
+    a = build(ScriptedBackend("m", cut))
+    got: list[str] = []
+
+    async def go() -> None:
+        req = ChatRequest(model="voice", messages=[Message("user", "x")], stream=True)
+        async for c in a.registry.get("voice").stream(req):
+            if type(c) is TextDelta:
+                got.append(c.text)
+
+    with pytest.raises(UpstreamError):
+        asyncio.run(go())
+    assert "".join(got) == "好的，我来帮你查一下。今天北京"

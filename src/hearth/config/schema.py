@@ -45,9 +45,9 @@ class _Speech(_Strict):
     )
     segments: bool = Field(False, description="stream one TTS segment per chunk (first at a comma, then sentences)")
 
-    @field_validator("pace")
+    @field_validator("pace", mode="before")
     @classmethod
-    def _known_pace(cls, v: str | float | None) -> str | float | None:
+    def _known_pace(cls, v: object) -> object:
         try:
             parse_pace(v, "pace")
         except BadRequest as e:
@@ -80,7 +80,7 @@ class LocalModel(_Speech):
         64, ge=1, description="prompt tokens per step while others decode: smaller keeps their streams moving"
     )
     max_sequences: int = Field(
-        8, ge=1, le=32, description="sequences that hold a place at once (decoded together, or sitting out a step "
+        8, ge=1, le=63, description="sequences that hold a place at once (decoded together, or sitting out a step "
         "while ahead of their listener); as many paced streams again may be parked",
     )
     kv_cache_tokens: int | None = Field(

@@ -29,6 +29,8 @@ from hearth.engine.slots import SlotTable
 
 log = logging.getLogger("hearth.engine")
 
+MAX_SEQUENCES = 64  # llama.cpp's LLAMA_MAX_SEQ: a context with more sequence ids aborts the process
+
 class LlamaEngine:
     def __init__(
         self, model_path: str, *, n_ctx: int, threads: int, n_batch: int, max_sequences: int,
@@ -42,8 +44,10 @@ class LlamaEngine:
         self.max_sequences = max_sequences
         self.kv_tokens = kv_tokens
         self.max_queue = max_queue
-        # Room for every place, as many parked streams, and one idle slot to seat a new turn in.
-        self.slots = SlotTable(max(n_slots, 2 * max_sequences + 1))
+        # Room for every place, as many parked streams, and one idle slot to seat a new turn in; llama.cpp
+        # aborts the process past 64 sequences, so parking is what gives way above 31 places.
+        self.slots = SlotTable(min(MAX_SEQUENCES, max(n_slots, 2 * max_sequences + 1)))
+        self.max_parked = len(self.slots.slots) - max_sequences - 1
         self.stats = EngineStats()
         self._inbox: deque[GenJob] = deque()
         self._active: list[GenJob] = []  # seated jobs holding a place: the scheduler picks among them
@@ -191,9 +195,10 @@ class LlamaEngine:
                     self._cv.wait()
                 if self._stop:
                     return
-                admitted = self._admit(time.perf_counter())
-            for job in [j for j in self._active + self._parked if j.cancelled]:
+            for job in [j for j in self._active + self._parked if j.cancelled]:  # before admission: free places
                 self._release(job)
+            with self._cv:
+                admitted = self._admit(time.perf_counter())
             for i, job in enumerate(admitted):
                 if job.cancelled:
                     continue
@@ -202,9 +207,12 @@ class LlamaEngine:
                 except BaseException as e:
                     job.emit(e if isinstance(e, HearthError) else HearthError(f"local engine failed: {e}"))
                     continue
-                if not seated:  # every slot is held: wait for one to free
-                    with self._cv:
-                        self._inbox.extendleft(reversed(admitted[i:]))
+                if not seated:
+                    if not self._active and not self._parked:  # nothing will free: waiting would spin forever
+                        job.emit(HearthError("the request does not fit the local model's KV cache", status=503))
+                        continue
+                    with self._cv:  # every slot or the KV cache is held: wait for a job to end
+                        self._inbox.extendleft(reversed([j for j in admitted[i:] if not j.cancelled]))
                     break
                 self._active.append(job)
             self._resume()
@@ -222,8 +230,11 @@ class LlamaEngine:
         far ahead of its listener when there are none."""
         admitted: list[GenJob] = []
         while self._inbox:
+            if self._inbox[0].cancelled:
+                self._inbox.popleft()
+                continue
             if len(self._active) + len(admitted) >= self.max_sequences:
-                victim = park_candidate(self._active, now) if len(self._parked) < self.max_sequences else None
+                victim = park_candidate(self._active, now) if len(self._parked) < self.max_parked else None
                 if victim is None:
                     break
                 self._active.remove(victim)
@@ -257,6 +268,8 @@ class LlamaEngine:
         plan = self.slots.plan(job.prompt)
         if plan is None or not self._kv_room(job, plan.reuse):
             return False
+        # The sampler first: it can fail (a grammar llama.cpp rejects) and must not leave a slot marked busy.
+        job.sampler = self._make_sampler(job.sampling, job.grammar)
         slot, reuse = plan.slot, plan.reuse
         if plan.copy_from is not None:
             L.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
@@ -274,7 +287,6 @@ class LlamaEngine:
         job.cached = reuse
         job.pos = reuse
         job.todo = job.prompt[reuse:]
-        job.sampler = self._make_sampler(job.sampling, job.grammar)
         job.t_admit = time.perf_counter()
         st = self.stats
         if reuse:
@@ -285,11 +297,13 @@ class LlamaEngine:
         return True
 
     def _kv_room(self, job: GenJob, reuse: int) -> bool:
-        """Whether the KV cache can take this job beside the running ones (their cells are not evictable; idle
-        cached prefixes are). With nothing running, any job that fits the context is tried."""
-        held = sum(len(s.tokens) for s in self.slots.slots if s.busy)  # shared prefixes count twice: cautious
+        """Whether the KV cache can take this job beside the seated ones: what they hold, the prompt they still
+        have to prefill and (up to 256) the tokens they may still generate. Their cells are not evictable; idle
+        cached prefixes are. With nothing seated, any job that fits the context is tried."""
+        seated = self._active + self._parked
+        held = sum(len(j.slot.tokens) + len(j.todo) + min(j.max_new - j.n_gen, 256) for j in seated if j.slot)
         need = len(job.prompt) - reuse + min(job.max_new, 256)
-        return not held or held + need <= self.kv_tokens
+        return not seated or held + need <= self.kv_tokens
 
     def _make_sampler(self, s: Sampling, grammar: str | None = None) -> Any:
         return make_sampler(self._L, self.vocab, self.n_vocab, s, grammar)
@@ -452,10 +466,12 @@ class LlamaEngine:
     def _shutdown(self) -> None:
         L = self._L
 
-        for job in list(self._active) + list(self._parked) + list(self._inbox):
+        with self._cv:  # cancel() may touch the inbox from the event loop meanwhile
+            waiting = list(self._inbox)
+            self._inbox.clear()
+        for job in list(self._active) + list(self._parked) + waiting:
             job.emit(HearthError("the engine stopped", status=503))
             self._release(job)
-        self._inbox.clear()
         if self.ctx:
             L.llama_batch_free(self._batch)
             L.llama_free(self.ctx)

@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 from hearth.core.pace import Pace, parse_flag, parse_pace
-from hearth.core.types import Backend, ChatRequest, Chunk, Finish, TextDelta, ToolCallDelta
+from hearth.core.types import Backend, ChatRequest, Chunk, ErrorChunk, Finish, TextDelta, ToolCallDelta
 from hearth.core.wrapper import WrappingBackend
 from hearth.speech.segments import Playback, Segmenter
 
@@ -60,24 +60,32 @@ class SpeechBackend(WrappingBackend):
             if playback is not None and (lag := playback.arrive(segment, now)):
                 self.on_underrun(self.name, lag)
 
-        async for c in self.inner.stream(req):
-            if type(c) is TextDelta:
-                pieces = cutter.feed(c.text)
-                for piece in pieces:
-                    arrived(piece)
-                if segments:
+        try:
+            async for c in self.inner.stream(req):
+                if type(c) is TextDelta:
+                    pieces = cutter.feed(c.text)
                     for piece in pieces:
-                        yield TextDelta(piece)
-                else:
-                    yield c  # as it came; the segments only clock the listener
-                continue
-            if type(c) is ToolCallDelta or type(c) is Finish:
-                rest = cutter.flush()
-                if rest:
-                    arrived(rest)
+                        arrived(piece)
                     if segments:
-                        yield TextDelta(rest)
-            yield c
+                        for piece in pieces:
+                            yield TextDelta(piece)
+                    else:
+                        yield c  # as it came; the segments only clock the listener
+                    continue
+                if type(c) is ToolCallDelta or type(c) is Finish or type(c) is ErrorChunk:
+                    rest = cutter.flush()  # whatever text came stays before the call, the end or the error
+                    if rest:
+                        arrived(rest)
+                        if segments:
+                            yield TextDelta(rest)
+                yield c
+        except Exception:
+            rest = cutter.flush()  # a failure mid-answer: the client still gets every word before it
+            if rest and segments:
+                yield TextDelta(rest)
+            raise
         rest = cutter.flush()
-        if rest and segments:
-            yield TextDelta(rest)
+        if rest:
+            arrived(rest)
+            if segments:
+                yield TextDelta(rest)
