@@ -25,19 +25,23 @@ STORY = [{"role": "user", "content": "Tell me a long story about a lighthouse ke
 NO_EOS = {"2": -100}  # SmolLM2's <|im_end|>: streams run to max_tokens
 
 
-@pytest.fixture(scope="module")
-def sgw(tmp_session: Path) -> Iterator[Server]:
-    s = start_hearth("""
-cache: {enabled: false}
+def smol_gateway(tmp: Path, name: str, places: int) -> Server:
+    return start_hearth(f"""
+cache: {{enabled: false}}
 models:
   smol:
     kind: llamacpp
     path: builtin:smollm2-135m
     n_ctx: 1024
     threads: 2
-    max_sequences: 4
+    max_sequences: {places}
     max_queue: 8
-""", tmp_session, "sched-gateway")  # fmt: skip
+""", tmp, name)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sgw(tmp_session: Path) -> Iterator[Server]:
+    s = smol_gateway(tmp_session, "sched-gateway", 4)
     yield s
     s.stop()
 
@@ -76,16 +80,7 @@ def test_a_new_turn_starts_while_paced_streams_fill_every_place(sgw: Server) -> 
 
 @pytest.fixture(scope="module")
 def one_place(tmp_session: Path) -> Iterator[Server]:
-    s = start_hearth("""
-cache: {enabled: false}
-models:
-  smol:
-    kind: llamacpp
-    path: builtin:smollm2-135m
-    n_ctx: 1024
-    threads: 2
-    max_sequences: 1
-""", tmp_session, "one-place-gateway")  # fmt: skip
+    s = smol_gateway(tmp_session, "one-place-gateway", 1)
     yield s
     s.stop()
 
