@@ -23,6 +23,7 @@ of silence they cost. Targets, all on the default model (Qwen2.5-Coder-0.5B Q4_K
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import statistics
 import subprocess
@@ -153,6 +154,7 @@ def today_src() -> str:
     path = Path(tempfile.gettempdir()) / f"hearth-today-{short.stdout.strip()}"
     if not path.exists():
         subprocess.run([*git, "worktree", "add", "--detach", str(path), rev], check=True, capture_output=True)
+        atexit.register(subprocess.run, [*git, "worktree", "remove", "--force", str(path)], capture_output=True)
     return str(path / "src")
 
 
