@@ -85,6 +85,12 @@ def start_hearth(config: str, tmp: Path, name: str, wait: bool = True, env: dict
     return server
 
 
+def smol_model(**fields: object) -> str:
+    """The YAML of a model entry `smol` (SmolLM2-135M, 1024-token context, 2 threads), with extra fields."""
+    extra = "".join(f"    {k}: {v}\n" for k, v in fields.items())
+    return f"  smol:\n    kind: llamacpp\n    path: builtin:smollm2-135m\n    n_ctx: 1024\n    threads: 2\n{extra}"
+
+
 @pytest.fixture(scope="session")
 def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hearth")
@@ -92,16 +98,7 @@ def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def upstream(tmp_session: Path) -> Iterator[Server]:
-    s = start_hearth(
-        """
-models:
-  smol:
-    kind: llamacpp
-    path: builtin:smollm2-135m
-    n_ctx: 1024
-    threads: 2
-""", tmp_session, "upstream",
-    )  # fmt: skip
+    s = start_hearth("models:\n" + smol_model(), tmp_session, "upstream")
     yield s
     s.stop()
 

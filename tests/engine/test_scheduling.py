@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.conftest import Server, start_hearth
+from tests.conftest import Server, smol_model, start_hearth
 from tests.engine.test_llama_engine import engine_value
 from tests.support.httpcall import call
 
@@ -26,17 +26,8 @@ NO_EOS = {"2": -100}  # SmolLM2's <|im_end|>: streams run to max_tokens
 
 
 def smol_gateway(tmp: Path, name: str, places: int) -> Server:
-    return start_hearth(f"""
-cache: {{enabled: false}}
-models:
-  smol:
-    kind: llamacpp
-    path: builtin:smollm2-135m
-    n_ctx: 1024
-    threads: 2
-    max_sequences: {places}
-    max_queue: 8
-""", tmp, name)  # fmt: skip
+    config = "cache: {enabled: false}\nmodels:\n" + smol_model(max_sequences=places, max_queue=8)
+    return start_hearth(config, tmp, name)
 
 
 @pytest.fixture(scope="module")

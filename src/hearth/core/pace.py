@@ -98,6 +98,42 @@ def sentence_end(text: str) -> int:
     return _forced_cut(text)
 
 
+class Segmenter:
+    """Text cut into speakable segments as it streams: the first at `first_segment_end`, later ones at
+    `sentence_end`; blank pieces join the next segment. Concatenated, the segments are exactly the input.
+    The speech stage cuts the client's chunks with it, and the engine counts a paced stream's buffered speech
+    with it, so both agree on what the listener can already hear."""
+
+    __slots__ = ("_buf", "_carry", "first")
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._carry = ""  # a blank piece (a lone newline) waiting to join the next segment
+        self.first = True
+
+    def feed(self, text: str) -> list[str]:
+        """The segments completed by `text` (often none)."""
+        self._buf += text
+        out: list[str] = []
+        while self._buf:
+            end = first_segment_end(self._buf) if self.first else sentence_end(self._buf)
+            if not end:
+                break
+            seg, self._buf = self._buf[:end], self._buf[end:]
+            if not seg.strip():
+                self._carry += seg
+                continue
+            out.append(self._carry + seg)
+            self._carry = ""
+            self.first = False
+        return out
+
+    def flush(self) -> str:
+        """Whatever is left when the stream ends (a last sentence without a mark)."""
+        rest, self._buf, self._carry = self._carry + self._buf, "", ""
+        return rest
+
+
 def _inside_number(text: str, i: int) -> bool:
     """`3.14`, `1,000`: a mark between digits does not end anything; after a digit at the very end of what
     has arrived, it may still turn out to be inside a number, so it waits for the next piece."""

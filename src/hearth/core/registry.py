@@ -101,19 +101,14 @@ class ModelRegistry:
         """Each model's readiness, for /health."""
         return {n: (self.chat.get(n) or self.embedders[n]).ready for n in self.served_names()}
 
+    def _each(self) -> list[Backend | Embedder]:
+        """Each configured model once (a remote provider is both a chat backend and an embedder)."""
+        return [*self.chat.values(), *(e for n, e in self.embedders.items() if n not in self.chat)]
+
     async def start(self) -> None:
         # Local models load one after another (they share the cores); remote ones need no start.
-        for b in self.chat.values():
-            await b.start()
-        for name, e in self.embedders.items():
-            if name not in self.chat:
-                await e.start()
+        for model in self._each():
+            await model.start()
 
     async def close(self) -> None:
-        closers = [b.close() for b in self.chat.values()]
-        closers += [e.close() for n, e in self.embedders.items() if n not in self.chat]
-        await asyncio.gather(*closers, return_exceptions=True)
-
-    @property
-    def ready(self) -> bool:
-        return all(self.states().values())
+        await asyncio.gather(*(model.close() for model in self._each()), return_exceptions=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from hearth.core.errors import HearthError
-from hearth.core.pace import Pace, first_segment_end, sentence_end
+from hearth.core.pace import Pace, Segmenter
 from hearth.core.types import Finish, Sampling, TextDelta, Usage
 
 # What the engine thread hands the event loop for a job: chunks, and at most one error that ends it.
@@ -42,7 +42,7 @@ class GenJob:
         self.t_arrive = time.perf_counter()
         self.t_play = 0.0  # when the first segment was out (paced streams); 0: not yet
         self.audio = 0.0  # seconds of speech produced
-        self.heard = ""  # text after the last segment end
+        self.heard = Segmenter() if pace is not None else None  # where the listener's segments end
         self.grammar = grammar
         self.logprobs = logprobs  # attach each token's log-probability to its text
         self.logprob = 0.0
@@ -77,16 +77,10 @@ class GenJob:
     def spoke(self, text: str, now: float) -> None:
         """Account for text sent to a paced consumer. Only whole segments count as audio: a voice server
         cannot speak half a sentence, so text after the last segment end is not yet buffered speech."""
-        assert self.pace is not None
-        self.heard += text
-        while True:
-            end = sentence_end(self.heard) if self.t_play else first_segment_end(self.heard)
-            if not end:
-                return
-            if not self.t_play:
-                self.t_play = now
-            self.audio += self.pace.seconds(self.heard[:end])
-            self.heard = self.heard[end:]
+        assert self.pace is not None and self.heard is not None
+        for segment in self.heard.feed(text):
+            self.t_play = self.t_play or now
+            self.audio += self.pace.seconds(segment)
 
 
 class EngineStats:

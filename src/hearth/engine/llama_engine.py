@@ -237,9 +237,7 @@ class LlamaEngine:
                 victim = park_candidate(self._active, now) if len(self._parked) < self.max_parked else None
                 if victim is None:
                     break
-                self._active.remove(victim)
-                self._parked.append(victim)
-                self.stats.parked += 1
+                self._park(victim)
             admitted.append(self._inbox.popleft())
         return admitted
 
@@ -257,10 +255,15 @@ class LlamaEngine:
             victim = park_candidate(self._active, now)
             if victim is None:
                 break
-            self._active.remove(victim)
+            self._park(victim)
             self._parked.remove(job)
             self._active.append(job)
-            self._parked.append(victim)
+
+    def _park(self, job: GenJob) -> None:
+        """Take a place from a stream ahead of its listener; its slot stays busy, so its KV cells stay."""
+        self._active.remove(job)
+        self._parked.append(job)
+        self.stats.parked += 1
 
     def _seat(self, job: GenJob) -> bool:
         L = self._L

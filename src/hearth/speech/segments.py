@@ -1,44 +1,14 @@
-"""Text cut into speakable segments as it streams, and a listener's playback clock.
+"""A listener's playback clock, and (from core, where the engine uses it too) the segmenter.
 
 A voice server speaks one segment at a time: the sooner the first one is whole, the sooner the device
-talks. The first segment ends at the first comma-class mark (after a few characters), later ones at
-sentence ends; concatenated, the segments are exactly the text that came in.
+talks; after that, every segment has to arrive before the speech in front of it has been spoken.
 """
 
 from __future__ import annotations
 
-from hearth.core.pace import Pace, first_segment_end, sentence_end
+from hearth.core.pace import Pace, Segmenter
 
-
-class Segmenter:
-    __slots__ = ("_buf", "_carry", "first")
-
-    def __init__(self) -> None:
-        self._buf = ""
-        self._carry = ""  # a blank piece (a lone newline) waiting to join the next segment
-        self.first = True
-
-    def feed(self, text: str) -> list[str]:
-        """The segments completed by `text` (often none)."""
-        self._buf += text
-        out: list[str] = []
-        while self._buf:
-            end = first_segment_end(self._buf) if self.first else sentence_end(self._buf)
-            if not end:
-                break
-            seg, self._buf = self._buf[:end], self._buf[end:]
-            if not seg.strip():
-                self._carry += seg
-                continue
-            out.append(self._carry + seg)
-            self._carry = ""
-            self.first = False
-        return out
-
-    def flush(self) -> str:
-        """Whatever is left when the stream ends (a last sentence without a mark)."""
-        rest, self._buf, self._carry = self._carry + self._buf, "", ""
-        return rest
+__all__ = ["Playback", "Segmenter"]
 
 
 class Playback:
