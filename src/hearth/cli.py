@@ -1,4 +1,4 @@
-"""`hearth serve`, `hearth config check`, `hearth models`, `hearth route explain`, `hearth cache`, `hearth rag`.
+"""`hearth serve`, `config check`, `models`, `route explain`, `cache`, `rag`, `keys`.
 
 argparse rather than click/typer: the CLI starts in a few tens of milliseconds, and nothing heavy is
 imported until a command needs it.
@@ -29,6 +29,8 @@ def _load(args: argparse.Namespace) -> object:
         cfg.server.host = args.host
     if getattr(args, "port", None) is not None:
         cfg.server.port = args.port
+    if getattr(args, "insecure", False):
+        cfg.server.insecure = True
     return cfg
 
 
@@ -108,6 +110,8 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
     method = "DELETE" if args.cache_command == "clear" else "GET"
     req = urllib.request.Request(args.url.rstrip("/") + "/admin/cache", method=method)
+    if admin := os.environ.get("HEARTH_ADMIN_KEY"):
+        req.add_header("Authorization", f"Bearer {admin}")
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             print(json.dumps(json.loads(r.read()), indent=2))
@@ -128,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default 8434)")
     s.add_argument("--config", help="YAML config file (default: $HEARTH_CONFIG, else built-in defaults)")
+    s.add_argument("--insecure", action="store_true",
+                   help="listen beyond loopback even though no API key exists (anyone reaching the port may call)")
     s.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("config", help="inspect configuration")
@@ -150,9 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--url", default=os.environ.get("HEARTH_URL", "http://127.0.0.1:8434"))
     ca.set_defaults(func=cmd_cache)
 
+    from hearth.access.cli import add_parser as add_keys
     from hearth.rag.cli import add_parser as add_rag
 
     add_rag(sub, _load)
+    add_keys(sub, _load)
 
     m = sub.add_parser("models", help="list configured models")
     m.add_argument("--config")

@@ -46,19 +46,26 @@ class Counter:
 
 
 class Gauge:
-    """A gauge whose value is read at scrape time from a callback, so nothing has to push it."""
+    """A gauge read at scrape time from a callback, so nothing has to push it, or set where the value is
+    learnt (a key's spend, known when a request settles)."""
 
     def __init__(self, name: str, help: str, labels: Sequence[str] = ()) -> None:
         self.name, self.help, self.label_names = name, help, tuple(labels)
         self.sources: dict[LabelValues, Callable[[], float]] = {}
+        self.values: dict[LabelValues, float] = {}
 
     def set_function(self, labels: LabelValues, fn: Callable[[], float]) -> None:
         self.sources[labels] = fn
+
+    def set(self, labels: LabelValues, value: float) -> None:
+        self.values[labels] = value
 
     def render(self) -> list[str]:
         out = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge"]
         for lv, fn in self.sources.items():
             out.append(f"{self.name}{_labels(self.label_names, lv)} {fn():g}")
+        for lv, v in self.values.items():
+            out.append(f"{self.name}{_labels(self.label_names, lv)} {v:g}")
         return out
 
 
@@ -134,6 +141,21 @@ class GatewayMetrics:
         self.latency = r.histogram("hearth_request_duration_seconds", "End-to-end request latency", mb)
         self.tokens_in = r.counter("hearth_prompt_tokens_total", "Prompt tokens", mb)
         self.tokens_out = r.counter("hearth_completion_tokens_total", "Completion tokens", mb)
+        self.time_per_output_token = r.histogram(
+            "hearth_time_per_output_token_seconds",
+            "Inter-token latency: mean gap between output chunks after the first, one observation per response", mb,
+        )  # fmt: skip
+        self.spend = r.counter("hearth_spend_total", "Spend charged to API keys, in the price table's unit",
+                               ("key", "model"))  # fmt: skip
+        self.budget_used = r.gauge("hearth_budget_used_ratio",
+                                   "Share of a key's budget spent in its current period (set as requests settle)",
+                                   ("key",))  # fmt: skip
+        self.rejections = r.counter("hearth_limit_rejections_total",
+                                    "Requests refused by a key's limits (requests, tokens, parallel, budget)",
+                                    ("key", "reason"))  # fmt: skip
+        self.auth_failures = r.counter("hearth_auth_failures_total",
+                                       "Requests refused for their key (missing, unknown, revoked, expired, "
+                                       "forbidden, store_unavailable)", ("reason",))  # fmt: skip
         self.routes = r.counter("hearth_route_decisions_total", "Routed requests by chosen backend and reason",
                                 ("router", "target", "reason"))  # fmt: skip
         self.fallbacks = r.counter("hearth_fallbacks_total", "Router moves from one backend to another",
@@ -188,6 +210,18 @@ class GatewayMetrics:
     def pace_underrun(self, model: str, lag: float) -> None:
         self.underruns.inc((model,))
         self.underrun_lag.inc((model,), lag)
+
+    def access_event(self, kind: str, key: str, detail: str, value: float = 0.0) -> None:
+        """The access layer refused a key (`auth`: detail is why), hit a limit (`limit`), or charged it
+        (`spend`: detail is the model, value the cost) or learnt its budget share (`budget`: value)."""
+        if kind == "auth":
+            self.auth_failures.inc((detail,))
+        elif kind == "limit":
+            self.rejections.inc((key, detail))
+        elif kind == "spend":
+            self.spend.inc((key, detail), value)
+        else:
+            self.budget_used.set((key,), value)
 
     def rag_searched(self, kb: str, mode: str, seconds: float) -> None:
         self.rag_searches.inc((kb, mode))

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import signal
 import sys
 
 from aiohttp import web
 
-from hearth.api import admin, embeddings, ollama, openai, rag
+from hearth.access import Access, open_access
+from hearth.api import admin, embeddings, gate, keys, ollama, openai, rag
 from hearth.api.common import ASSEMBLY, GATEWAY, MAX_BODY, json_response
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
+from hearth.core.errors import HearthError
 from hearth.core.pipeline import Gateway
 
 log = logging.getLogger("hearth")
@@ -32,7 +35,7 @@ async def _not_found(request: web.Request) -> web.Response:
                                     "code": "not_found"}}, status=404)  # fmt: skip
 
 
-def create_app(cfg: Config, assembly: Assembly | None = None) -> web.Application:
+def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | None = None) -> web.Application:
     assembly = assembly or assemble(cfg)
     gateway = Gateway(assembly.registry, assembly.metrics)
     # aiohttp's own limit is set above ours so that our handler, not aiohttp, words the 413.
@@ -40,13 +43,37 @@ def create_app(cfg: Config, assembly: Assembly | None = None) -> web.Application
     app[GATEWAY] = gateway
     app[ASSEMBLY] = assembly
     app[MAX_BODY] = cfg.server.max_body_bytes
+    app[gate.GUARDS] = {}
+    gate.setup(app, access or open_access(cfg, on_event=assembly.metrics.access_event),
+               log_payloads=cfg.observe.log_payloads)  # fmt: skip
     openai.setup(app)
     ollama.setup(app)
-    admin.setup(app)
+    admin.setup(app, public_metrics=cfg.keys.public_metrics)
     embeddings.setup(app)
     rag.setup(app)
-    app.router.add_route("*", "/{tail:.*}", _not_found)
+    keys.setup(app)
+    gate.add_route(app, "*", "/{tail:.*}", _not_found, "public")
     return app
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _request_log(enabled: bool) -> None:
+    """One JSON object per line on stderr, without the text log's prefix, so log shippers parse it as is."""
+    logger = logging.getLogger("hearth.requests")
+    logger.propagate = False
+    logger.setLevel(logging.INFO if enabled else logging.WARNING)
+    if enabled and not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
 
 
 async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int:
@@ -54,6 +81,22 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     app = create_app(cfg)
     assembly = app[ASSEMBLY]
     registry = assembly.registry
+    access = app[gate.ACCESS]
+    _request_log(cfg.observe.request_log)
+    try:
+        keyed = await access.required()
+    except HearthError as e:
+        log.error("cannot read the API keys: %s", e.message)
+        await access.close()
+        return 1
+    if not keyed and not is_loopback(cfg.server.host) and not cfg.server.insecure:
+        log.error("refusing to serve %s with no API key: anyone who can reach the port could use every model. "
+                  "Create a key (hearth keys create --name NAME), set HEARTH_ADMIN_KEY, or pass --insecure.",
+                  cfg.server.host)  # fmt: skip
+        await access.close()
+        return 2
+    if not keyed:
+        print("hearth: no API keys exist, so requests need none (loopback only)", file=sys.stderr, flush=True)
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port, backlog=1024)
@@ -62,6 +105,7 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     except OSError as e:
         log.error("cannot listen on %s:%s: %s", cfg.server.host, cfg.server.port, e.strerror or e)
         await runner.cleanup()
+        await access.close()
         return 1
     print(f"hearth listening on http://{cfg.server.host}:{cfg.server.port} "
           f"(models: {', '.join(registry.names())})", file=sys.stderr, flush=True)  # fmt: skip
@@ -90,4 +134,5 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     loader.cancel()
     await runner.cleanup()
     await assembly.close()
+    await access.close()
     return code

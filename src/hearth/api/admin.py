@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hearth.api.common import ASSEMBLY, GATEWAY, json_response
+from hearth.api.gate import add_route
 
 
 async def root(request: web.Request) -> web.Response:
@@ -39,9 +40,9 @@ async def cache_clear(request: web.Request) -> web.Response:
     return json_response({"cleared": await cache.clear()} if cache is not None else {"enabled": False})
 
 
-def setup(app: web.Application) -> None:
-    app.router.add_get("/admin/cache", cache_stats)
-    app.router.add_delete("/admin/cache", cache_clear)
-    app.router.add_get("/", root)
-    app.router.add_get("/health", health)
-    app.router.add_get("/metrics", metrics)
+def setup(app: web.Application, *, public_metrics: bool = False) -> None:
+    add_route(app, "GET", "/admin/cache", cache_stats, "admin")
+    add_route(app, "DELETE", "/admin/cache", cache_clear, "admin")
+    add_route(app, "GET", "/", root, "public")
+    add_route(app, "GET", "/health", health, "public")
+    add_route(app, "GET", "/metrics", metrics, "public" if public_metrics else "admin")

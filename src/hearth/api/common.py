@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -109,7 +110,17 @@ def route_headers(stream: Stream) -> dict[str, str]:
     return h
 
 
+def openai_error(e: HearthError) -> web.Response:
+    body = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
+    return json_response(body, status=e.status, headers=error_headers(e))
+
+
+def ollama_error(e: HearthError) -> web.Response:
+    return json_response({"error": e.message}, status=e.status, headers=error_headers(e))
+
+
 def error_headers(e: HearthError) -> dict[str, str] | None:
+    h = dict(e.headers) if e.headers else {}
     if e.retry_after is not None:
-        return {"Retry-After": str(max(1, round(e.retry_after)))}
-    return None
+        h["Retry-After"] = str(max(1, math.ceil(e.retry_after)))
+    return h or None

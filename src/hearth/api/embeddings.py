@@ -14,6 +14,7 @@ from aiohttp import web
 
 from hearth.api import ollama, openai
 from hearth.api.common import GATEWAY, guarded, json_response, read_body
+from hearth.api.gate import add_route, admit_embeddings, settle_embeddings
 from hearth.api.schemas import EmbeddingsBody, OllamaEmbedBody, OllamaEmbeddingsBody, parse
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.types import Embeddings
@@ -25,10 +26,12 @@ async def _embed(request: web.Request, api: str, model: str, texts: list[str], *
     gw = request.app[GATEWAY]
     name = model
     status = "ok"
+    ticket = await admit_embeddings(request, model, texts)
     try:
         name = gw.registry.canonical(model)
         result = await gw.registry.embed(name, texts, **kw)
         gw.metrics.embedded_texts.inc((name,), len(texts))
+        await settle_embeddings(request, ticket, name, result.prompt_tokens)
         return result
     except HearthError as e:
         status = e.code or e.type
@@ -84,6 +87,6 @@ async def ollama_embeddings(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_post("/v1/embeddings", openai_embeddings)
-    app.router.add_post("/api/embed", ollama_embed)
-    app.router.add_post("/api/embeddings", ollama_embeddings)
+    add_route(app, "POST", "/v1/embeddings", openai_embeddings, "embeddings")
+    add_route(app, "POST", "/api/embed", ollama_embed, "embeddings")
+    add_route(app, "POST", "/api/embeddings", ollama_embeddings, "embeddings")

@@ -14,7 +14,8 @@ import orjson
 from aiohttp import web
 
 from hearth import __version__
-from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body, request_options, route_headers
+from hearth.api.common import GATEWAY, guarded, json_response, ollama_error, read_body, request_options, route_headers
+from hearth.api.gate import add_route, open_stream, visible
 from hearth.api.schemas import (
     OllamaChatBody,
     OllamaGenerateBody,
@@ -23,7 +24,7 @@ from hearth.api.schemas import (
     parse,
 )
 from hearth.core.collect import Collected, collect
-from hearth.core.errors import BadRequest, HearthError
+from hearth.core.errors import BadRequest, HearthError, ModelNotFound
 from hearth.core.pipeline import Stream
 from hearth.core.types import (
     ChatRequest,
@@ -39,8 +40,7 @@ from hearth.core.types import (
 _NS = 1_000_000_000
 
 
-def render_error(e: HearthError) -> web.Response:
-    return json_response({"error": e.message}, status=e.status, headers=error_headers(e))
+render_error = ollama_error
 
 
 def _now() -> str:
@@ -148,7 +148,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
 
 async def _respond(request: web.Request, req: ChatRequest, *, chat: bool) -> web.StreamResponse:
     req.extensions = request_options(request, req.extensions)
-    stream = await request.app[GATEWAY].open("ollama", req)
+    stream = await open_stream(request, "ollama", req)
     headers = route_headers(stream)
     try:
         if not req.stream:
@@ -227,14 +227,14 @@ def _tag(name: str, info: ModelInfo) -> dict[str, Any]:
 
 async def tags(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
-    return json_response({"models": [_tag(n, reg.info(n)) for n in reg.names()]})
+    return json_response({"models": [_tag(n, reg.info(n)) for n in visible(request, reg.names())]})
 
 
 async def ps(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
     expires = (datetime.now(UTC) + timedelta(days=3650)).isoformat().replace("+00:00", "Z")
     models = []
-    for name in reg.served_names():
+    for name in visible(request, reg.served_names()):
         info = reg.info(name)
         if info.kind == "llamacpp" and info.loaded:
             models.append({**_tag(name, info), "expires_at": expires, "size_vram": 0})
@@ -247,6 +247,8 @@ async def show(request: web.Request) -> web.Response:
     name = body.model or body.name
     if not name:
         raise BadRequest("model: field required", param="model")
+    if not visible(request, [name]):
+        raise ModelNotFound(f"model {name!r} not found")
     info = request.app[GATEWAY].registry.info(name)
     model_info: dict[str, Any] = {"general.architecture": info.family or info.kind}
     if info.context_length:
@@ -265,9 +267,9 @@ async def version(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_post("/api/chat", chat)
-    app.router.add_post("/api/generate", generate)
-    app.router.add_get("/api/tags", tags)
-    app.router.add_post("/api/show", show)
-    app.router.add_get("/api/ps", ps)
-    app.router.add_get("/api/version", version)
+    add_route(app, "POST", "/api/chat", chat, "chat")
+    add_route(app, "POST", "/api/generate", generate, "chat")
+    add_route(app, "GET", "/api/tags", tags, "key")
+    add_route(app, "POST", "/api/show", show, "key")
+    add_route(app, "GET", "/api/ps", ps, "key")
+    add_route(app, "GET", "/api/version", version, "public")

@@ -13,10 +13,11 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hearth.api.common import GATEWAY, error_headers, guarded, json_response, read_body, request_options, route_headers
+from hearth.api.common import GATEWAY, guarded, json_response, openai_error, read_body, request_options, route_headers
+from hearth.api.gate import add_route, open_stream, visible
 from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, parse
 from hearth.core.collect import collect
-from hearth.core.errors import BadRequest, HearthError
+from hearth.core.errors import BadRequest, HearthError, ModelNotFound
 from hearth.core.pipeline import Stream
 from hearth.core.types import (
     ChatRequest,
@@ -32,9 +33,7 @@ from hearth.core.types import (
 _DONE = b"data: [DONE]\n\n"
 
 
-def render_error(e: HearthError) -> web.Response:
-    body = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
-    return json_response(body, status=e.status, headers=error_headers(e))
+render_error = openai_error
 
 
 def _error_event(e: BaseException) -> bytes:
@@ -112,7 +111,7 @@ def _headers(stream: Stream) -> dict[str, str]:
 
 
 async def _open(request: web.Request, req: ChatRequest) -> Stream:
-    return await request.app[GATEWAY].open("openai", req)
+    return await open_stream(request, "openai", req)
 
 
 @guarded(render_error)
@@ -250,7 +249,7 @@ def _model_entry(name: str, owned_by: str) -> dict[str, Any]:
 async def list_models(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
     data = []
-    for name in reg.names():
+    for name in visible(request, reg.names()):
         info = reg.info(name)
         data.append(_model_entry(name, info.owned_by))
     return json_response({"object": "list", "data": data})
@@ -260,12 +259,14 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     reg = request.app[GATEWAY].registry
     name = request.match_info["id"]
+    if not visible(request, [name]):
+        raise ModelNotFound(f"model {name!r} not found")
     info = reg.info(name)
     return json_response(_model_entry(name, info.owned_by))
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_post("/v1/chat/completions", chat_completions)
-    app.router.add_post("/v1/completions", completions)
-    app.router.add_get("/v1/models", list_models)
-    app.router.add_get("/v1/models/{id:.+}", get_model)
+    add_route(app, "POST", "/v1/chat/completions", chat_completions, "chat")
+    add_route(app, "POST", "/v1/completions", completions, "chat")
+    add_route(app, "GET", "/v1/models", list_models, "key")
+    add_route(app, "GET", "/v1/models/{id:.+}", get_model, "key")

@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hearth.api.common import ASSEMBLY, guarded, json_response, read_body
+from hearth.api.gate import add_route, admit_kb, visible
 from hearth.api.openai import render_error
 from hearth.api.schemas import parse
 from hearth.core.errors import BadRequest
@@ -57,22 +58,28 @@ def _service(request: web.Request) -> RagService:
     return request.app[ASSEMBLY].rag.service()
 
 
-def _kb(request: web.Request) -> str:
-    return check_name(request.match_info["kb"])
+async def _kb(request: web.Request) -> str:
+    kb = check_name(request.match_info["kb"])
+    await admit_kb(request, kb)
+    return kb
+
+
+def visible_kbs(request: web.Request, kbs: list[str]) -> list[str]:
+    return [kb for kb in kbs if visible(request, [f"rag:{kb}"])]
 
 
 @guarded(render_error)
 async def list_kbs(request: web.Request) -> web.Response:
     svc = _service(request)
     out = []
-    for name in await svc.catalog.names():
+    for name in visible_kbs(request, await svc.catalog.names()):
         out.append(await (await svc.catalog.open(name)).stats())
     return json_response({"object": "list", "data": out})
 
 
 @guarded(render_error)
 async def get_kb(request: web.Request) -> web.Response:
-    store = await _service(request).catalog.open(_kb(request))
+    store = await _service(request).catalog.open(await _kb(request))
     docs = await store.documents()
     listing = [{"source": d.source, "chunks": d.chunks, "size": d.size, "updated": d.updated, "metadata": d.metadata}
                for d in sorted(docs.values(), key=lambda d: d.source)]  # fmt: skip
@@ -81,7 +88,7 @@ async def get_kb(request: web.Request) -> web.Response:
 
 @guarded(render_error)
 async def drop_kb(request: web.Request) -> web.Response:
-    kb = _kb(request)
+    kb = await _kb(request)
     if not await _service(request).catalog.drop(kb):
         raise KnowledgeBaseNotFound(f"knowledge base {kb!r} not found", param="kb")
     return json_response({"deleted": kb})
@@ -91,7 +98,7 @@ async def drop_kb(request: web.Request) -> web.Response:
 async def add_documents(request: web.Request) -> web.Response:
     from hearth.rag.service import TextDocument
 
-    kb = _kb(request)
+    kb = await _kb(request)
     body = parse(DocumentsBody, await read_body(request))
     sources = [d.source for d in body.documents]
     if len(set(sources)) != len(sources):
@@ -106,13 +113,13 @@ async def remove_documents(request: web.Request) -> web.Response:
     sources = request.query.getall("source", [])
     if not sources:
         raise BadRequest("name the documents to remove: ?source=...", param="source")
-    store = await _service(request).catalog.open(_kb(request))
+    store = await _service(request).catalog.open(await _kb(request))
     return json_response({"removed": await store.remove(sources)})
 
 
 @guarded(render_error)
 async def search(request: web.Request) -> web.Response:
-    kb = _kb(request)
+    kb = await _kb(request)
     body = parse(SearchBody, await read_body(request))
     t0 = time.perf_counter()
     hits = await _service(request).search(kb, body.query, top_k=body.top_k, where=body.filter, mode=body.mode,
@@ -125,9 +132,9 @@ async def search(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/v1/rag", list_kbs)
-    app.router.add_get("/v1/rag/{kb}", get_kb)
-    app.router.add_delete("/v1/rag/{kb}", drop_kb)
-    app.router.add_post("/v1/rag/{kb}/documents", add_documents)
-    app.router.add_delete("/v1/rag/{kb}/documents", remove_documents)
-    app.router.add_post("/v1/rag/{kb}/search", search)
+    add_route(app, "GET", "/v1/rag", list_kbs, "rag:read")
+    add_route(app, "GET", "/v1/rag/{kb}", get_kb, "rag:read")
+    add_route(app, "DELETE", "/v1/rag/{kb}", drop_kb, "rag:write")
+    add_route(app, "POST", "/v1/rag/{kb}/documents", add_documents, "rag:write")
+    add_route(app, "DELETE", "/v1/rag/{kb}/documents", remove_documents, "rag:write")
+    add_route(app, "POST", "/v1/rag/{kb}/search", search, "rag:read")

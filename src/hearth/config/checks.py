@@ -61,4 +61,9 @@ def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
     for path, ref in refs:
         if ref is not None and ref not in chat:
             problems.append((path, f"unknown chat model {ref!r}; known: {', '.join(chat)}"))
+    for priced in cfg.prices:
+        if priced not in cfg.models:
+            problems.append((("prices", priced), f"unknown model {priced!r}; prices are per model name (not alias)"))
+    if cfg.keys.store == "redis" and not (cfg.keys.redis_url or cfg.cache.redis_url):
+        problems.append((("keys", "redis_url"), "store: redis needs keys.redis_url (or cache.redis_url)"))
     return problems

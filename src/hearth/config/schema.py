@@ -212,6 +212,44 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    insecure: bool = Field(
+        False, description="serve beyond loopback with no API key at all (otherwise hearth refuses to start)"
+    )
+
+
+class Price(_Strict):
+    """What a model costs, in the unit budgets are given in (USD, say); models not priced cost nothing."""
+
+    input: float = Field(0.0, ge=0, description="per million prompt tokens")
+    output: float = Field(0.0, ge=0, description="per million completion tokens")
+
+
+class KeysConfig(_Strict):
+    store: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="sqlite: one file under $HEARTH_HOME, limits per process; redis: shared by replicas"
+    )
+    path: str | None = Field(None, description="the SQLite file; default: $HEARTH_HOME/keys.db")
+    redis_url: str | None = Field(None, description="for store: redis (use ${VAR} for a password); default: "
+                                  "cache.redis_url")  # fmt: skip
+    redis_timeout: float = Field(0.5, gt=0, description="seconds; a slower Redis gets keyed requests a 503")
+    refresh: float = Field(
+        0.5, gt=0, le=60, description="seconds a key is trusted from memory: how late a revocation elsewhere bites"
+    )
+    public_metrics: bool = Field(False, description="serve /metrics without a key while keys are required")
+    default_max_tokens: int = Field(
+        4096, ge=1, description="cap given to budgeted requests that set none, so that their reservation bounds them"
+    )
+
+    def sqlite_path(self) -> Path:
+        return Path(self.path).expanduser() if self.path else home_dir() / "keys.db"
+
+
+class ObserveConfig(_Strict):
+    request_log: bool = Field(True, description="one JSON line per request on stderr (logger hearth.requests)")
+    log_payloads: bool = Field(False, description="debug: put prompts and answers in the request log")
+    otel: bool = Field(
+        False, description="OpenTelemetry spans (gen_ai.* attributes); needs the otel extra; OTEL_* variables apply"
+    )
 
 
 class SemanticCacheConfig(_Strict):
@@ -268,6 +306,9 @@ class Config(_Strict):
     cache: CacheConfig = Field(default_factory=CacheConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
+    keys: KeysConfig = Field(default_factory=KeysConfig)
+    prices: dict[str, Price] = Field(default_factory=dict, description="per model name: what its tokens cost")
+    observe: ObserveConfig = Field(default_factory=ObserveConfig)
     source: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

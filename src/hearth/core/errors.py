@@ -20,6 +20,7 @@ class HearthError(Exception):
         code: str | None = None,
         status: int | None = None,
         retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -29,6 +30,7 @@ class HearthError(Exception):
         if status is not None:
             self.status = status
         self.retry_after = retry_after
+        self.headers = headers  # more response headers (x-ratelimit-*), beside Retry-After
 
 
 class BadRequest(HearthError):
@@ -77,3 +79,42 @@ class UpstreamError(HearthError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     code = "upstream_timeout"
+
+
+class Unauthorized(HearthError):
+    """No key, or one that is unknown, revoked or expired (OpenAI's 401 `invalid_api_key`)."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class Forbidden(HearthError):
+    """A valid key asked for a model outside its allow-list, or an endpoint outside its scopes."""
+
+    status = 403
+    type = "permission_error"
+    code = "model_not_allowed"
+
+
+class RateLimited(HearthError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+class QuotaExceeded(HearthError):
+    """The key's budget for this period cannot cover the request: OpenAI clients read this code as
+    "stop retrying", unlike a rate limit."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class KeyStoreUnavailable(HearthError):
+    """The shared key store (Redis) cannot be reached: refuse rather than let keyed requests through."""
+
+    status = 503
+    type = "server_error"
+    code = "key_store_unavailable"

@@ -8,9 +8,10 @@ iterator, and the dialect ends the stream with its own error event.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from hearth.core.errors import HearthError
@@ -45,11 +46,14 @@ class Stream:
         "cache",
         "finish",
         "model",
+        "on_close",
+        "outputs",
         "route",
         "served_by",
         "sources",
         "status",
         "t0",
+        "t_last",
         "ttft",
         "usage",
     )  # fmt: skip
@@ -70,6 +74,10 @@ class Stream:
         self.cache: CacheInfo | None = None
         self.sources: list[dict[str, Any]] | None = None
         self.status = "ok"
+        self.outputs = 0  # text and tool-call deltas: the output size where a broken stream reports no usage
+        self.t_last = 0.0
+        # Run once when the stream closes, however it ends (the access layer settles its reservation here).
+        self.on_close: Callable[[Stream], Awaitable[None]] | None = None
 
     async def prime(self) -> None:
         """Wait for the first chunk, so that early failures raise before any byte is sent."""
@@ -112,9 +120,12 @@ class Stream:
                 self._failed(e)
                 raise
         tc = type(c)
-        if self.ttft is None and (tc is TextDelta or tc is ToolCallDelta):
-            self.ttft = time.perf_counter() - self.t0
-            self._metrics.ttft.observe(self._labels, self.ttft)
+        if tc is TextDelta or tc is ToolCallDelta:
+            self.outputs += 1
+            self.t_last = time.perf_counter()
+            if self.ttft is None:
+                self.ttft = self.t_last - self.t0
+                self._metrics.ttft.observe(self._labels, self.ttft)
         elif tc is Usage:
             self.usage = c  # type: ignore[assignment]
         elif tc is Finish:
@@ -152,7 +163,13 @@ class Stream:
                 if self.usage is not None:
                     m.tokens_in.inc(self._labels, self.usage.prompt_tokens)
                     m.tokens_out.inc(self._labels, self.usage.completion_tokens)
+                if self.outputs > 1 and self.ttft is not None:
+                    gaps = self.t_last - self.t0 - self.ttft
+                    m.time_per_output_token.observe(self._labels, gaps / (self.outputs - 1))
                 self._labels = None  # type: ignore[assignment]
+                if self.on_close is not None:
+                    # Shielded: a client that disconnects cancels its handler, and the settlement must still run.
+                    await asyncio.shield(self.on_close(self))
 
 
 class Gateway:

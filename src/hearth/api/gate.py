@@ -1,0 +1,198 @@
+"""The API edge of access control: every route declares who may call it, one middleware enforces it.
+
+Routes are added through `add_route(app, method, path, handler, guard)`, so the guard of an endpoint sits
+next to its path: `public` (health, version), `key` (any valid key: model listings), a scope (`chat`,
+`embeddings`, `rag:read`, `rag:write`, `admin`). The middleware authenticates, checks the scope, gives
+every request an `x-request-id`, and writes the one-line JSON request log; handlers then admit the
+model-level part (allow-list, limits, budget) through `open_stream` / `admit_*`, where the model is known.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from aiohttp import web
+
+from hearth.access import OPEN, Access, Principal, Ticket, rate_headers
+from hearth.access.keys import Scope
+from hearth.api.common import GATEWAY, ollama_error, openai_error
+from hearth.core.errors import HearthError
+from hearth.core.pipeline import Stream
+from hearth.core.registry import ModelRegistry
+from hearth.core.types import ChatRequest
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Guard = Literal["public", "key"] | Scope
+ACCESS: web.AppKey[Access] = web.AppKey("access", Access)
+GUARDS: web.AppKey[dict[web.AbstractRoute, Guard]] = web.AppKey("guards", dict)
+LOG_PAYLOADS: web.AppKey[bool] = web.AppKey("log_payloads", bool)
+
+requests_log = logging.getLogger("hearth.requests")
+_REQUEST_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
+
+
+@dataclass(slots=True)
+class Exchange:
+    """What one HTTP request did, for the request log and the response headers."""
+
+    id: str
+    principal: Principal = OPEN
+    tickets: list[Ticket] = field(default_factory=list)
+    rate: dict[str, str] = field(default_factory=dict)
+    stream: Stream | None = None
+    model: str | None = None
+    tokens_in: int | None = None
+    payload: Any = None  # the prompt, when the debug switch asks for payloads
+
+
+EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange", Exchange)
+
+
+def add_route(app: web.Application, method: str, path: str, handler: Handler, guard: Guard) -> None:
+    app[GUARDS][app.router.add_route(method, path, handler)] = guard
+
+
+def _secret(request: web.Request) -> str | None:
+    auth = request.headers.get("Authorization", "").strip()
+    if auth:
+        scheme, _, rest = auth.partition(" ")
+        return rest.strip() if scheme.lower() == "bearer" and rest else auth  # Ollama clients may send it bare
+    return request.headers.get("x-api-key") or None
+
+
+def render_error(request: web.Request, e: HearthError) -> web.Response:
+    return ollama_error(e) if request.path.startswith("/api/") else openai_error(e)
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    t0 = time.perf_counter()
+    rid = request.headers.get("x-request-id", "")
+    ex = request[EXCHANGE] = Exchange(rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex)
+    access = request.app[ACCESS]
+    response: web.StreamResponse | None = None
+    try:
+        guard = request.app[GUARDS].get(request.match_info.route, "admin")  # a route without a guard: admins only
+        if guard != "public":
+            ex.principal = await access.authenticate(_secret(request))
+            if guard != "key":
+                access.check_scope(ex.principal, guard)
+        response = await handler(request)
+        return response
+    except HearthError as e:
+        response = render_error(request, e)
+        return response
+    finally:
+        for t in ex.tickets:
+            if not t.settled:
+                await access.release(t)
+        if requests_log.isEnabledFor(logging.INFO) and request.path not in ("/health", "/metrics"):
+            _log(request, ex, response, time.perf_counter() - t0)
+
+
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    ex = request.get(EXCHANGE)
+    if ex is not None:
+        response.headers["x-request-id"] = ex.id
+        for k, v in ex.rate.items():
+            response.headers.setdefault(k, v)
+
+
+def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None, took: float) -> None:
+    s = ex.stream
+    line: dict[str, Any] = {
+        "ts": round(time.time(), 3), "request_id": ex.id, "key": ex.principal.name, "method": request.method,
+        "path": request.path, "status": response.status if response is not None else 499,
+        "model": s.model if s else ex.model, "duration_ms": round(took * 1000, 1),
+    }  # fmt: skip
+    if s is not None:
+        line.update(backend=s.served_by, outcome=s.status, ttft_ms=round(s.ttft * 1000, 1) if s.ttft else None)
+        if s.route is not None:
+            line["route"] = s.route.reason
+        if s.cache is not None:
+            line["cache"] = s.cache.status
+        if s.usage is not None:
+            line.update(prompt_tokens=s.usage.prompt_tokens, completion_tokens=s.usage.completion_tokens)
+    elif ex.tokens_in is not None:
+        line["prompt_tokens"] = ex.tokens_in
+    if ex.payload is not None and request.app[LOG_PAYLOADS]:
+        line["prompt"] = ex.payload
+    requests_log.info(json.dumps(line, ensure_ascii=False, default=str))
+
+
+def names_of(registry: ModelRegistry, model: str) -> tuple[str, ...]:
+    """The names a model goes by, for allow-lists: as asked, and canonical when it is an alias."""
+    try:
+        canonical = registry.canonical(model)
+    except HearthError:
+        return (model,)
+    return (model,) if canonical == model else (model, canonical)
+
+
+def visible(request: web.Request, names: list[str]) -> list[str]:
+    """The model names the caller's key may use (listings show no others)."""
+    p = request[EXCHANGE].principal
+    return names if p.key is None else [n for n in names if p.key.allows((n,))]
+
+
+async def open_stream(request: web.Request, api: str, req: ChatRequest) -> Stream:
+    """Admit the request for its key, open the pipeline, and settle what it used when the stream closes."""
+    access, gateway, ex = request.app[ACCESS], request.app[GATEWAY], request[EXCHANGE]
+    ex.model = req.model
+    if request.app[LOG_PAYLOADS]:
+        ex.payload = req.prompt if req.prompt is not None else [[m.role, m.content] for m in req.messages]
+    ticket = await access.admit_chat(ex.principal, req, names_of(gateway.registry, req.model))
+    if ticket is not None:
+        ex.tickets.append(ticket)
+        ex.rate = rate_headers(ticket.key, ticket.verdict)
+    stream = await gateway.open(api, req)  # a failure here: the middleware releases the ticket, charging nothing
+    ex.stream = stream
+    if ticket is not None:
+
+        async def settle(s: Stream) -> None:
+            u = s.usage
+            await access.settle(ticket, s.served_by, u.prompt_tokens if u else None,
+                                u.completion_tokens if u else s.outputs)  # fmt: skip
+
+        stream.on_close = settle
+    return stream
+
+
+async def admit_embeddings(request: web.Request, model: str, texts: list[str]) -> Ticket | None:
+    access, gateway, ex = request.app[ACCESS], request.app[GATEWAY], request[EXCHANGE]
+    ex.model = model
+    ticket = await access.admit_embeddings(ex.principal, model, names_of(gateway.registry, model), texts)
+    if ticket is not None:
+        ex.tickets.append(ticket)
+        ex.rate = rate_headers(ticket.key, ticket.verdict)
+    return ticket
+
+
+async def settle_embeddings(request: web.Request, ticket: Ticket | None, model: str, tokens: int) -> None:
+    request[EXCHANGE].tokens_in = tokens
+    if ticket is not None:
+        await request.app[ACCESS].settle(ticket, model, tokens, 0)
+
+
+async def admit_kb(request: web.Request, kb: str) -> None:
+    """Knowledge-base endpoints: the key must allow `rag:<kb>`; the call counts toward its request limits."""
+    access, ex = request.app[ACCESS], request[EXCHANGE]
+    ex.model = f"rag:{kb}"
+    ticket = await access.admit_plain(ex.principal, (ex.model,))
+    if ticket is not None:
+        ex.tickets.append(ticket)
+        ex.rate = rate_headers(ticket.key, ticket.verdict)
+
+
+def setup(app: web.Application, access: Access, *, log_payloads: bool = False) -> None:
+    app[ACCESS] = access
+    app[LOG_PAYLOADS] = log_payloads
+    app.middlewares.append(access_middleware)
+    app.on_response_prepare.append(_headers)
