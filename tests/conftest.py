@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -83,6 +85,27 @@ def start_hearth(config: str, tmp: Path, name: str, wait: bool = True, env: dict
             server.stop()
             raise
     return server
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[int]:
+    """A real redis-server on a free loopback port, without persistence; yields the port."""
+    exe = shutil.which("redis-server")
+    assert exe, "redis-server is not installed (scripts/test.sh installs it)"
+    port = free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        for _ in range(100):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def smol_model(**fields: object) -> str:

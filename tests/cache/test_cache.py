@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 import urllib.error
@@ -16,29 +15,15 @@ import ollama
 import openai
 import pytest
 
-from tests.conftest import Server, free_port, start_hearth
+from tests.conftest import Server, free_port, redis_server, start_hearth
 
 pytestmark = pytest.mark.model
 
 
 @pytest.fixture(scope="module")
-def redis_port(tmp_session: Path) -> Iterator[int]:
-    exe = shutil.which("redis-server")
-    assert exe, "redis-server is not installed (scripts/test.sh installs it)"
-    port = free_port()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    for _ in range(100):
-        try:
-            import socket
-
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            time.sleep(0.05)
-    yield port
-    proc.terminate()
-    proc.wait(10)
+def redis_port() -> Iterator[int]:
+    with redis_server() as port:
+        yield port
 
 
 def _config(redis_url: str) -> str:

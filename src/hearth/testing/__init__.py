@@ -5,10 +5,11 @@ code built on hearth, and our own fast tests run, without a provider, a server o
 `OpenAICompatBackend` / `OllamaBackend`): a handler plays the provider, and the helpers build its
 answers in OpenAI's SSE and Ollama's NDJSON formats. `ScriptedBackend` and `FunctionBackend` replace a
 whole model: pass them to `hearth.assemble.assemble(cfg, leaves={...})` and every stage is built around
-them as the config says.
+them as the config says. `running(make_app)` serves an app on a real loopback port for synchronous clients.
 """
 
 from hearth.testing.backends import FunctionBackend, Reply, ScriptedBackend
+from hearth.testing.server import running
 from hearth.testing.transport import (
     MockReply,
     MockRequest,
@@ -29,5 +30,6 @@ __all__ = [
     "ollama_ndjson",
     "openai_completion",
     "openai_sse",
+    "running",
     "sse",
 ]
