@@ -4,10 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
-# Redis for the cache tests (they start their own redis-server on a free port; nothing listens by default).
-if ! command -v redis-server >/dev/null 2>&1; then
+# From Debian: Redis for the cache and key-store tests, Prometheus (with promtool) for the deploy/ rules and
+# dashboard tests. The tests start their own servers on free ports; nothing listens by default.
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
+if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq redis-server >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 fi
 # A real Chroma server for the knowledge-base store tests, in its own venv: it is a server the tests start
 # (like redis-server), and its ~100 dependencies must not constrain hearth's.

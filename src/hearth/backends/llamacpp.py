@@ -113,7 +113,7 @@ class LlamaCppBackend:
             "prefix_hits": s.prefix_hits, "prefix_misses": s.prefix_misses, "reused_tokens": s.reused_tokens,
             "prefilled_tokens": s.prefilled_tokens, "generated_tokens": s.generated_tokens,
             "evictions": s.evictions, "cached_prefix_tokens": e.slots.cached_tokens(), "sat_out": s.sat_out,
-            "parked": s.parked,
+            "parked": s.parked, "queue_limit": e.max_queue, "max_sequences": e.max_sequences,
         }  # fmt: skip
 
     # --- generation -----------------------------------------------------------------------------
