@@ -23,6 +23,7 @@ from hearth.assemble import Assembly, assemble
 from hearth.config import Config
 from hearth.core.errors import HearthError
 from hearth.core.pipeline import Gateway
+from hearth.tracing import Tracer
 
 log = logging.getLogger("hearth")
 
@@ -35,7 +36,18 @@ async def _not_found(request: web.Request) -> web.Response:
                                     "code": "not_found"}}, status=404)  # fmt: skip
 
 
-def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | None = None) -> web.Application:
+def _tracer(cfg: Config) -> Tracer | None:
+    if not cfg.observe.otel:
+        return None
+    try:
+        return Tracer()
+    except ImportError:
+        log.error("observe.otel is on but OpenTelemetry is not installed: pip install 'hearth[otel]'; no spans")
+        return None
+
+
+def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | None = None,
+               tracer: Tracer | None = None) -> web.Application:  # fmt: skip
     assembly = assembly or assemble(cfg)
     gateway = Gateway(assembly.registry, assembly.metrics)
     # aiohttp's own limit is set above ours so that our handler, not aiohttp, words the 413.
@@ -45,7 +57,7 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
     app[MAX_BODY] = cfg.server.max_body_bytes
     app[gate.GUARDS] = {}
     gate.setup(app, access or open_access(cfg, on_event=assembly.metrics.access_event),
-               log_payloads=cfg.observe.log_payloads)  # fmt: skip
+               log_payloads=cfg.observe.log_payloads, tracer=tracer or _tracer(cfg))  # fmt: skip
     openai.setup(app)
     ollama.setup(app)
     admin.setup(app, public_metrics=cfg.keys.public_metrics)
@@ -135,4 +147,6 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     await runner.cleanup()
     await assembly.close()
     await access.close()
+    if (tracer := app.get(gate.TRACER)) is not None:
+        tracer.close()
     return code

@@ -27,11 +27,12 @@ async def _embed(request: web.Request, api: str, model: str, texts: list[str], *
     name = model
     status = "ok"
     ticket = await admit_embeddings(request, model, texts)
+    t0 = time.perf_counter()
     try:
         name = gw.registry.canonical(model)
         result = await gw.registry.embed(name, texts, **kw)
         gw.metrics.embedded_texts.inc((name,), len(texts))
-        await settle_embeddings(request, ticket, name, result.prompt_tokens)
+        await settle_embeddings(request, ticket, model, name, result.prompt_tokens, time.perf_counter() - t0)
         return result
     except HearthError as e:
         status = e.code or e.type

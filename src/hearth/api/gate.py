@@ -27,12 +27,14 @@ from hearth.core.errors import HearthError
 from hearth.core.pipeline import Stream
 from hearth.core.registry import ModelRegistry
 from hearth.core.types import ChatRequest
+from hearth.tracing import Tracer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Guard = Literal["public", "key"] | Scope
 ACCESS: web.AppKey[Access] = web.AppKey("access", Access)
 GUARDS: web.AppKey[dict[web.AbstractRoute, Guard]] = web.AppKey("guards", dict)
 LOG_PAYLOADS: web.AppKey[bool] = web.AppKey("log_payloads", bool)
+TRACER: web.AppKey[Tracer] = web.AppKey("tracer", Tracer)  # only set when observe.otel is on
 
 requests_log = logging.getLogger("hearth.requests")
 _REQUEST_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
@@ -154,15 +156,29 @@ async def open_stream(request: web.Request, api: str, req: ChatRequest) -> Strea
         ex.rate = rate_headers(ticket.key, ticket.verdict)
     stream = await gateway.open(api, req)  # a failure here: the middleware releases the ticket, charging nothing
     ex.stream = stream
-    if ticket is not None:
+    tracer = request.app.get(TRACER)
+    if ticket is not None or tracer is not None:
 
-        async def settle(s: Stream) -> None:
-            u = s.usage
-            await access.settle(ticket, s.served_by, u.prompt_tokens if u else None,
-                                u.completion_tokens if u else s.outputs)  # fmt: skip
+        async def closed(s: Stream) -> None:
+            if tracer is not None:
+                local, provider = _provider(gateway.registry, s.served_by)
+                tracer.generation(request.headers, req, s, local=local, provider=provider, key=ex.principal.name)
+            if ticket is not None:
+                u = s.usage
+                await access.settle(ticket, s.served_by, u.prompt_tokens if u else None,
+                                    u.completion_tokens if u else s.outputs)  # fmt: skip
 
-        stream.on_close = settle
+        stream.on_close = closed
     return stream
+
+
+def _provider(registry: ModelRegistry, served_by: str) -> tuple[bool, str]:
+    """Whether the answer was made in-process, and the GenAI conventions' provider name for who made it."""
+    try:
+        kind = registry.info(served_by).kind
+    except HearthError:  # "cache", or a name only a router knew
+        return True, "hearth"
+    return kind == "llamacpp", {"llamacpp": "llama.cpp", "openai": "openai", "ollama": "ollama"}.get(kind, kind)
 
 
 async def admit_embeddings(request: web.Request, model: str, texts: list[str]) -> Ticket | None:
@@ -175,10 +191,16 @@ async def admit_embeddings(request: web.Request, model: str, texts: list[str]) -
     return ticket
 
 
-async def settle_embeddings(request: web.Request, ticket: Ticket | None, model: str, tokens: int) -> None:
-    request[EXCHANGE].tokens_in = tokens
+async def settle_embeddings(request: web.Request, ticket: Ticket | None, model: str, served_by: str, tokens: int,
+                            seconds: float) -> None:  # fmt: skip
+    ex = request[EXCHANGE]
+    ex.tokens_in = tokens
+    if (tracer := request.app.get(TRACER)) is not None:
+        local, provider = _provider(request.app[GATEWAY].registry, served_by)
+        tracer.embeddings(request.headers, model, served_by, tokens, seconds, local=local, provider=provider,
+                          key=ex.principal.name)  # fmt: skip
     if ticket is not None:
-        await request.app[ACCESS].settle(ticket, model, tokens, 0)
+        await request.app[ACCESS].settle(ticket, served_by, tokens, 0)
 
 
 async def admit_kb(request: web.Request, kb: str) -> None:
@@ -191,8 +213,10 @@ async def admit_kb(request: web.Request, kb: str) -> None:
         ex.rate = rate_headers(ticket.key, ticket.verdict)
 
 
-def setup(app: web.Application, access: Access, *, log_payloads: bool = False) -> None:
+def setup(app: web.Application, access: Access, *, log_payloads: bool = False, tracer: Tracer | None = None) -> None:
     app[ACCESS] = access
     app[LOG_PAYLOADS] = log_payloads
+    if tracer is not None:
+        app[TRACER] = tracer
     app.middlewares.append(access_middleware)
     app.on_response_prepare.append(_headers)
