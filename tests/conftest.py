@@ -114,6 +114,24 @@ def smol_model(**fields: object) -> str:
     return f"  smol:\n    kind: llamacpp\n    path: builtin:smollm2-135m\n    n_ctx: 1024\n    threads: 2\n{extra}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hearth_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh $HEARTH_HOME for the whole run (keys, knowledge bases), so that nothing a developer keeps in
+    theirs (an API key turns authentication on) changes what the tests see. The joined model files are
+    shared through a link: joining the default model takes a while."""
+    real = Path(os.environ.get("HEARTH_HOME") or Path.home() / ".cache" / "hearth")
+    (real / "models").mkdir(parents=True, exist_ok=True)
+    home = tmp_path_factory.mktemp("hearth-home")
+    (home / "models").symlink_to(real / "models", target_is_directory=True)
+    before = os.environ.get("HEARTH_HOME")
+    os.environ["HEARTH_HOME"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("HEARTH_HOME", None)
+    else:
+        os.environ["HEARTH_HOME"] = before
+
+
 @pytest.fixture(scope="session")
 def tmp_session(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("hearth")

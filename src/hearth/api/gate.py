@@ -36,6 +36,7 @@ GUARDS: web.AppKey[dict[web.AbstractRoute, Guard]] = web.AppKey("guards", dict)
 LOG_PAYLOADS: web.AppKey[bool] = web.AppKey("log_payloads", bool)
 TRACER: web.AppKey[Tracer] = web.AppKey("tracer", Tracer)  # only set when observe.otel is on
 
+log = logging.getLogger("hearth")
 requests_log = logging.getLogger("hearth.requests")
 _REQUEST_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
 
@@ -94,7 +95,10 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     finally:
         for t in ex.tickets:
             if not t.settled:
-                await access.release(t)
+                try:
+                    await access.release(t)
+                except HearthError as e:
+                    log.error("could not release request %s of key %s: %s", ex.id, ex.principal.name, e.message)
         if requests_log.isEnabledFor(logging.INFO) and request.path not in ("/health", "/metrics"):
             _log(request, ex, response, time.perf_counter() - t0)
 
@@ -138,6 +142,11 @@ def names_of(registry: ModelRegistry, model: str) -> tuple[str, ...]:
     return (model,) if canonical == model else (model, canonical)
 
 
+def check_model(request: web.Request, model: str) -> None:
+    """403 unless the caller's key may use `model` (for paths that touch a model without generating)."""
+    request.app[ACCESS].check_model(request[EXCHANGE].principal, names_of(request.app[GATEWAY].registry, model))
+
+
 def visible(request: web.Request, names: list[str]) -> list[str]:
     """The model names the caller's key may use (listings show no others)."""
     p = request[EXCHANGE].principal
@@ -165,8 +174,11 @@ async def open_stream(request: web.Request, api: str, req: ChatRequest) -> Strea
                 tracer.generation(request.headers, req, s, local=local, provider=provider, key=ex.principal.name)
             if ticket is not None:
                 u = s.usage
-                await access.settle(ticket, s.served_by, u.prompt_tokens if u else None,
-                                    u.completion_tokens if u else s.outputs)  # fmt: skip
+                try:
+                    await access.settle(ticket, s.served_by, u.prompt_tokens if u else None,
+                                        u.completion_tokens if u else s.outputs)  # fmt: skip
+                except HearthError as e:  # the answer is made; its reservation lapses after the lease instead
+                    log.error("could not settle request %s of key %s: %s", ex.id, ex.principal.name, e.message)
 
         stream.on_close = closed
     return stream

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from hearth import __version__
 from hearth.api.common import GATEWAY, guarded, json_response, ollama_error, read_body, request_options, route_headers
-from hearth.api.gate import add_route, open_stream, visible
+from hearth.api.gate import add_route, check_model, open_stream, visible
 from hearth.api.schemas import (
     OllamaChatBody,
     OllamaGenerateBody,
@@ -107,6 +107,7 @@ def _tool_calls(calls: list[ToolCallDelta]) -> list[dict[str, Any]]:
 async def chat(request: web.Request) -> web.StreamResponse:
     body = parse(OllamaChatBody, await read_body(request))
     if not body.messages:  # Ollama loads the model and answers at once
+        check_model(request, body.model)
         request.app[GATEWAY].registry.canonical(body.model)
         loaded = {"role": "assistant", "content": ""}
         return json_response(
@@ -130,6 +131,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 async def generate(request: web.Request) -> web.StreamResponse:
     body = parse(OllamaGenerateBody, await read_body(request))
     if not body.prompt and not body.images:
+        check_model(request, body.model)
         request.app[GATEWAY].registry.canonical(body.model)
         return json_response({"model": body.model, "created_at": _now(), "response": "", "done": True,
                               "done_reason": "load"})  # fmt: skip
