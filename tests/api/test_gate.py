@@ -255,3 +255,18 @@ def test_without_keys_on_loopback_any_or_no_key_is_accepted(tmp_path: Path) -> N
         assert chat(client(url, "unused")).choices
         assert call(url, "GET", "/v1/models", key=None)[0] == 200
         assert call(url, "GET", "/admin/keys", key=None)[0] == 200
+
+
+def test_each_key_has_its_own_cache_and_rag_models_need_rag_read(gateway: str) -> None:
+    one, _ = new_key(gateway)
+    two, _ = new_key(gateway)
+
+    def cache_of(key: str) -> str:
+        raw = client(gateway, key).chat.completions.with_raw_response.create(
+            model="free", temperature=0, messages=[{"role": "user", "content": "cache me"}])
+        return str(raw.headers["x-hearth-cache"])
+
+    assert [cache_of(one), cache_of(one), cache_of(two)] == ["miss", "hit", "miss"]
+    chat_only, _ = new_key(gateway, scopes=["chat"])
+    with pytest.raises(openai.PermissionDeniedError, match="rag:read"):
+        chat(client(gateway, chat_only), model="rag:docs")

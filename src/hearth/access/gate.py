@@ -7,19 +7,25 @@ open (the server refuses to listen beyond loopback that way unless told `--insec
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import logging
 import math
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from hearth.access.keys import SCOPES, ApiKey, Scope, hash_secret
-from hearth.access.meter import Charge, Meter, Refusal, Spend, Verdict
+from hearth.access.meter import RENEW_EVERY, Charge, Meter, Refusal, Spend, Verdict
 from hearth.access.prices import PriceBook, cost, prompt_bound, prompt_estimate
 from hearth.access.store import KeyStore
-from hearth.core.errors import Forbidden, QuotaExceeded, RateLimited, Unauthorized
+from hearth.core.errors import Forbidden, HearthError, QuotaExceeded, RateLimited, Unauthorized
 from hearth.core.types import ChatRequest
+
+log = logging.getLogger("hearth.access")
 
 # kind, key name, detail, value: GatewayMetrics.access_event
 AccessHook = Callable[[str, str, str, float], None]
@@ -54,6 +60,7 @@ class Ticket:
     prompt_estimate: int
     verdict: Verdict
     settled: bool = False
+    renewer: asyncio.Task[None] | None = None  # keeps a long request's slot and reservation alive
 
 
 _MESSAGES: dict[Refusal, str] = {
@@ -73,12 +80,15 @@ class Access:
         *,
         admin_secret: str | None = None,
         default_max_tokens: int = 4096,
+        shared_cache: bool = False,
         on_event: AccessHook | None = None,
     ) -> None:
         self.store, self.meter, self.prices = store, meter, prices
         self._admin_hash = hash_secret(admin_secret) if admin_secret else None
         self._default_max_tokens = default_max_tokens
+        self._shared_cache = shared_cache
         self._on_event = on_event or (lambda kind, key, detail, value: None)
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def required(self) -> bool:
         return self._admin_hash is not None or await self.store.any_keys()
@@ -117,6 +127,8 @@ class Access:
         """Check the model, the limits and the budget of a generation, all at once. A budgeted key's request
         with no `max_tokens` gets the configured cap, so that its reservation really bounds it."""
         self.check_model(p, names)
+        if self.prices.reads_kb(req.model):
+            self.check_scope(p, "rag:read")  # a rag: model answers from a knowledge base: reading it
         if p.key is None:
             return None
         worst = self.prices.worst(req.model)
@@ -126,6 +138,14 @@ class Access:
         out = req.sampling.max_tokens or 0
         estimate = prompt_estimate(bound)
         return await self._admit(p.key, estimate + out, estimate, cost(worst, bound, out))
+
+    def cache_namespace(self, p: Principal, requested: str) -> str:
+        """The response-cache namespace of a request: per key unless keys share a cache, so that one tenant is
+        never served an answer cached for another (a semantic hit would even leak a near-identical question's
+        answer across tenants)."""
+        if p.key is None or self._shared_cache:
+            return requested
+        return f"{p.key.id}/{requested}"
 
     async def admit_embeddings(
         self, p: Principal, model: str, names: tuple[str, ...], texts: list[str]
@@ -144,8 +164,16 @@ class Access:
 
     async def _admit(self, key: ApiKey, tokens: int, estimate: int, reserve: float) -> Ticket:
         ticket = Ticket(key, secrets.token_hex(8), tokens, estimate, Verdict())
-        v = ticket.verdict = await self.meter.admit(key, ticket.id, tokens, reserve)
+        try:
+            v = ticket.verdict = await self.meter.admit(key, ticket.id, tokens, reserve)
+        except BaseException:
+            # The answer was lost (a disconnect, a Redis timeout), not necessarily the admission: free what it
+            # may hold, in the background, so that a cancelled request cannot pin a slot for a whole lease.
+            self._background(self._forget(ticket))
+            raise
         if v.refused is None:
+            if key.max_parallel is not None or reserve > 0:
+                ticket.renewer = asyncio.get_running_loop().create_task(self._renew(ticket))
             return ticket
         self._on_event("limit", key.name, v.refused, 0.0)
         limit = {"requests": key.rpm, "tokens": key.tpm, "parallel": key.max_parallel, "budget": key.budget}[v.refused]
@@ -160,11 +188,11 @@ class Access:
         so the prompt is charged at its estimate. Answers from the cache (`served_by` "cache") are free."""
         if ticket.settled:
             return
-        ticket.settled = True
+        self._done(ticket)
         prompt = ticket.prompt_estimate if prompt_tokens is None else prompt_tokens
         price = self.prices.price(served_by)
         charge = Charge(served_by, prompt, completion_tokens, cost(price, prompt, completion_tokens))
-        spent = await self.meter.settle(ticket.key, ticket.id, ticket.tokens, charge)
+        spent = await self.meter.settle(ticket.key, ticket.id, ticket.tokens, charge, ticket.verdict.at)
         if charge.cost:
             self._on_event("spend", ticket.key.name, served_by, charge.cost)
         if ticket.key.budget:
@@ -173,8 +201,30 @@ class Access:
     async def release(self, ticket: Ticket) -> None:
         """The request failed before producing anything: free its slot and reservation, charge nothing."""
         if not ticket.settled:
-            ticket.settled = True
-            await self.meter.settle(ticket.key, ticket.id, ticket.tokens, None)
+            self._done(ticket)
+            await self.meter.settle(ticket.key, ticket.id, ticket.tokens, None, ticket.verdict.at)
+
+    def _done(self, ticket: Ticket) -> None:
+        ticket.settled = True
+        if ticket.renewer is not None:
+            ticket.renewer.cancel()
+
+    async def _renew(self, ticket: Ticket) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY)
+            try:
+                await self.meter.renew(ticket.key, ticket.id)
+            except HearthError as e:  # the lease runs out instead; the request itself goes on
+                log.warning("could not renew the lease of a request of key %s: %s", ticket.key.name, e.message)
+
+    async def _forget(self, ticket: Ticket) -> None:
+        with contextlib.suppress(Exception):
+            await self.meter.settle(ticket.key, ticket.id, 0, None, 0.0)
+
+    def _background(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def spend(self, key: ApiKey) -> Spend:
         return await self.meter.spend(key)

@@ -25,7 +25,8 @@ from hearth.access.keys import ApiKey
 log = logging.getLogger("hearth.access")
 
 WINDOW = 60.0  # seconds: rpm and tpm are per sliding minute
-LEASE = 600.0  # seconds a parallel slot or a reservation outlives a replica that died holding it
+LEASE = 120.0  # seconds a parallel slot or reservation outlives a replica that died holding it; renewed while running
+RENEW_EVERY = 40.0
 
 Refusal = Literal["requests", "tokens", "parallel", "budget"]
 
@@ -40,6 +41,7 @@ class Verdict:
     requests_reset: float = 0.0  # seconds until the oldest request of the window leaves it
     tokens_remaining: int | None = None
     tokens_reset: float = 0.0
+    at: float = 0.0  # when the request was admitted (the token window's slot its estimate went to)
 
 
 @dataclass(slots=True)
@@ -79,9 +81,15 @@ class Spend:
 class Meter(Protocol):
     async def admit(self, key: ApiKey, ticket: str, tokens: int, cost: float) -> Verdict: ...
 
-    async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None) -> float:
-        """Replace the estimate and the reservation with `charge` (None: nothing was used); returns the key's
-        spend this period."""
+    async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None,
+                     admitted_at: float) -> float:  # fmt: skip
+        """Replace the estimate (in the window slot of `admitted_at`, so that a correction never outlives what
+        it corrects) and the reservation with `charge` (None: nothing was used); returns the key's spend this
+        period."""
+        ...
+
+    async def renew(self, key: ApiKey, ticket: str) -> None:
+        """Extend a running request's parallel slot and reservation by another lease."""
         ...
 
     async def spend(self, key: ApiKey) -> Spend: ...
@@ -100,19 +108,36 @@ class SpendLedger(Protocol):
 
 
 @dataclass(slots=True)
+class _Tokens:
+    at: float
+    n: int
+    ticket: str
+
+
+@dataclass(slots=True)
 class _Window:
     requests: deque[float] = field(default_factory=deque)
-    tokens: deque[tuple[float, int]] = field(default_factory=deque)
+    tokens: deque[_Tokens] = field(default_factory=deque)
+    by_ticket: dict[str, _Tokens] = field(default_factory=dict)  # the entries still in the window
     token_sum: int = 0
     inflight: dict[str, float] = field(default_factory=dict)  # ticket -> lease expiry
     reserved: dict[str, tuple[float, float]] = field(default_factory=dict)  # ticket -> (cost, expiry)
+
+    def add_tokens(self, at: float, n: int, ticket: str) -> None:
+        entry = _Tokens(at, n, ticket)
+        self.tokens.append(entry)
+        self.by_ticket[ticket] = entry
+        self.token_sum += n
 
     def trim(self, now: float) -> None:
         edge = now - WINDOW
         while self.requests and self.requests[0] <= edge:
             self.requests.popleft()
-        while self.tokens and self.tokens[0][0] <= edge:
-            self.token_sum -= self.tokens.popleft()[1]
+        while self.tokens and self.tokens[0].at <= edge:
+            old = self.tokens.popleft()
+            self.token_sum -= old.n
+            if self.by_ticket.get(old.ticket) is old:
+                del self.by_ticket[old.ticket]
         for t in [t for t, exp in self.inflight.items() if exp <= now]:
             del self.inflight[t]
         for t in [t for t, (_, exp) in self.reserved.items() if exp <= now]:
@@ -141,7 +166,7 @@ class MemoryMeter:
         if w.requests:
             v.requests_reset = w.requests[0] + WINDOW - now
         if w.tokens:
-            v.tokens_reset = w.tokens[0][0] + WINDOW - now
+            v.tokens_reset = w.tokens[0].at + WINDOW - now
         if key.rpm is not None:
             v.requests_remaining = max(0, key.rpm - len(w.requests))
         if key.tpm is not None:
@@ -157,29 +182,35 @@ class MemoryMeter:
             if self._spent(key, now) + reserved + cost > key.budget:
                 return refuse(v, "budget", 0.0)
         w.requests.append(now)
-        w.tokens.append((now, tokens))
-        w.token_sum += tokens
+        w.add_tokens(now, tokens, ticket)
         w.inflight[ticket] = now + LEASE
         if cost > 0:
             w.reserved[ticket] = (cost, now + LEASE)
         v.requests_reset = w.requests[0] + WINDOW - now
-        v.tokens_reset = w.tokens[0][0] + WINDOW - now
+        v.tokens_reset = w.tokens[0].at + WINDOW - now
+        v.at = now
         if key.rpm is not None:
             v.requests_remaining = key.rpm - len(w.requests)
         if key.tpm is not None:
             v.tokens_remaining = max(0, key.tpm - w.token_sum)
         return v
 
-    async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None) -> float:
+    async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None,
+                     admitted_at: float) -> float:  # fmt: skip
         now = self._clock()
         w = self._windows.get(key.id)
         if w is not None:
+            w.trim(now)  # an estimate that has left the window must not take the correction with it
             w.inflight.pop(ticket, None)
             w.reserved.pop(ticket, None)
             used = charge.prompt_tokens + charge.completion_tokens if charge else 0
-            if used != tokens_estimated:
-                w.tokens.append((now, used - tokens_estimated))
-                w.token_sum += used - tokens_estimated
+            entry = w.by_ticket.pop(ticket, None)
+            if entry is not None:  # still in the window: the estimate becomes the real figure where it stands
+                w.token_sum += used - entry.n
+                entry.n = used
+            elif used > tokens_estimated:  # the estimate has left the window; what it missed is counted now
+                w.add_tokens(now, used - tokens_estimated, ticket)
+                del w.by_ticket[ticket]
         period = key.period_index(now)
         models = self._spend.setdefault((key.id, period), {})
         if charge is None:
@@ -190,6 +221,16 @@ class MemoryMeter:
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.get_running_loop().create_task(self._flush_soon())
         return sum(m.cost for m in models.values())
+
+    async def renew(self, key: ApiKey, ticket: str) -> None:
+        w = self._windows.get(key.id)
+        if w is None:
+            return
+        until = self._clock() + LEASE
+        if ticket in w.inflight:
+            w.inflight[ticket] = until
+        if ticket in w.reserved:
+            w.reserved[ticket] = (w.reserved[ticket][0], until)
 
     async def spend(self, key: ApiKey) -> Spend:
         now = self._clock()

@@ -15,17 +15,22 @@ from hearth.core.types import ChatRequest
 
 _FREE = Price()
 _PER_MESSAGE = 8  # role markers and separators of a chat template, in tokens
+# An image costs a provider's vision encoder a fixed number of tokens, not its bytes: OpenAI's high detail
+# tops out near 1,500 (2048 px tiles), others near 1,600; this bound holds for all of them.
+_PER_IMAGE = 2000
 
 
 def prompt_bound(req: ChatRequest) -> int:
     """An upper bound of the prompt's tokens."""
     n = len(req.prompt.encode()) if req.prompt is not None else 0
     for m in req.messages:
-        n += len(m.content.encode()) + _PER_MESSAGE
+        n += len(m.content.encode()) + _PER_MESSAGE + _PER_IMAGE * len(m.images or ())
         for c in m.tool_calls or ():
             n += len(c.name.encode()) + len(c.arguments.encode())
     if req.tools:
         n += sum(len(repr(t).encode()) for t in req.tools)
+    if req.response_format:
+        n += len(repr(req.response_format).encode())  # a schema is sent to (and counted by) providers too
     return n
 
 
@@ -63,6 +68,10 @@ class PriceBook:
         prices = [self.price(x) for x in leaves]
         return Price(input=max((p.input for p in prices), default=0.0),
                      output=max((p.output for p in prices), default=0.0))  # fmt: skip
+
+    def reads_kb(self, model: str) -> bool:
+        """Whether `model` answers from a knowledge base (`rag:<kb>` or a RAG profile)."""
+        return model.startswith("rag:") or model in self._profiles
 
     def _reach(self, model: str) -> set[str]:
         if model.startswith("rag:"):

@@ -43,8 +43,9 @@ for i = 1, #buckets, 2 do
 end
 local tok_reset = 0
 if oldest ~= nil then tok_reset = oldest + 1 + window - now end
+local second = math.floor(now)
 local function answer(why, retry)
-  return {why, tostring(retry), nreq, tostring(req_reset), used, tostring(tok_reset)}
+  return {why, tostring(retry), nreq, tostring(req_reset), used, tostring(tok_reset), second}
 end
 if rpm > 0 and nreq >= rpm then return answer('requests', req_reset) end
 if tpm > 0 and used > 0 and used + tokens > tpm then return answer('tokens', tok_reset) end
@@ -62,7 +63,6 @@ if budget >= 0 and cost > 0 then
 end
 redis.call('ZADD', KEYS[1], now, ticket)
 redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
-local second = math.floor(now)
 redis.call('HINCRBY', KEYS[2], second, tokens)
 redis.call('EXPIRE', KEYS[2], math.ceil(window) + 2)
 redis.call('ZADD', KEYS[3], now + lease, ticket)
@@ -79,14 +79,21 @@ return answer('', 0)
 """
 
 # KEYS: 2 tokens hash, 3 in-flight zset, 4 reservations hash, 5 spend hash
-# ARGV: ticket, token delta, model, prompt tokens, completion tokens, cost, spend ttl (0: none)
+# ARGV: ticket, token delta, model, prompt tokens, completion tokens, cost, spend ttl (0: none), admission second,
+#       window
+# The correction goes to the second the estimate was counted in, while that is in the window (so it never
+# outlives what it corrects); after that, only tokens the estimate missed are counted, now.
 _SETTLE = """
 local t = redis.call('TIME')
-local second = tonumber(t[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 local delta = tonumber(ARGV[2])
-if delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBY', KEYS[1], second, delta) end
+if redis.call('HEXISTS', KEYS[1], ARGV[8]) == 1 then
+  if delta ~= 0 then redis.call('HINCRBY', KEYS[1], ARGV[8], delta) end
+elseif delta > 0 then
+  redis.call('HINCRBY', KEYS[1], t[1], delta)
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[9])) + 2)
+end
 local m = ARGV[3]
 if m == '' then return redis.call('HGET', KEYS[4], '_total') or '0' end
 local total = redis.call('HINCRBYFLOAT', KEYS[4], '_total', ARGV[6])
@@ -96,6 +103,23 @@ redis.call('HINCRBY', KEYS[4], m .. '|completion_tokens', ARGV[5])
 redis.call('HINCRBYFLOAT', KEYS[4], m .. '|cost', ARGV[6])
 if tonumber(ARGV[7]) > 0 then redis.call('EXPIRE', KEYS[4], ARGV[7]) end
 return total
+"""
+
+# KEYS: 1 in-flight zset, 2 reservations hash; ARGV: ticket, lease
+_RENEW = """
+local t = redis.call('TIME')
+local until_ = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(ARGV[2])
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('ZADD', KEYS[1], 'XX', until_, ARGV[1])
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])))
+end
+local held = redis.call('HGET', KEYS[2], ARGV[1])
+if held then
+  local c = string.match(held, '([^:]+):')
+  redis.call('HSET', KEYS[2], ARGV[1], c .. ':' .. string.format('%.6f', until_))
+  redis.call('EXPIRE', KEYS[2], math.ceil(tonumber(ARGV[2])))
+end
+return 1
 """
 
 PREFIX = "hearth:access:"
@@ -112,6 +136,7 @@ class RedisAccess:
                                                       decode_responses=True)  # fmt: skip
         self._admit = self._client.register_script(_ADMIT)
         self._settle = self._client.register_script(_SETTLE)
+        self._renew = self._client.register_script(_RENEW)
         self._refresh = refresh
         self._cache: dict[str, tuple[float, ApiKey | None]] = {}
         self._count: tuple[float, bool] = (-1e9, False)
@@ -169,7 +194,7 @@ class RedisAccess:
     # --- Meter ----------------------------------------------------------------------------------
 
     def _keys(self, key: ApiKey, period: int) -> list[str]:
-        base = f"{PREFIX}{key.id}:"
+        base = f"{PREFIX}{{{key.id}}}:"  # a hash tag: one key's counters share a Redis Cluster slot
         return [base + "requests", base + "tokens", base + "inflight", base + "reserved", f"{base}spend:{period}"]
 
     def _spend_ttl(self, key: ApiKey) -> int:
@@ -179,21 +204,27 @@ class RedisAccess:
         args = [key.rpm or 0, key.tpm or 0, key.max_parallel or 0, -1 if key.budget is None else key.budget,
                 tokens, repr(cost), ticket, LEASE, WINDOW, self._spend_ttl(key)]  # fmt: skip
         keys = self._keys(key, key.period_index(time.time()))
-        why, retry, nreq, req_reset, used, tok_reset = await self._call("limits", self._admit(keys=keys, args=args))
-        v = Verdict(requests_reset=float(req_reset), tokens_reset=float(tok_reset))
+        why, retry, nreq, req_reset, used, tok_reset, second = await self._call("limits",
+                                                                                self._admit(keys=keys, args=args))
+        v = Verdict(requests_reset=float(req_reset), tokens_reset=float(tok_reset), at=float(second))
         if key.rpm is not None:
             v.requests_remaining = max(0, key.rpm - int(nreq))
         if key.tpm is not None:
             v.tokens_remaining = max(0, key.tpm - int(used))
         return refuse(v, why, float(retry)) if why else v
 
-    async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None) -> float:
+    async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None,
+                     admitted_at: float) -> float:  # fmt: skip
         keys = self._keys(key, key.period_index(time.time()))[1:]
         c = charge or Charge("")
         delta = c.prompt_tokens + c.completion_tokens - tokens_estimated
-        args: list[str | int] = [ticket, delta, c.model, c.prompt_tokens, c.completion_tokens, repr(c.cost),
-                                 self._spend_ttl(key)]  # fmt: skip
+        args: list[str | int | float] = [ticket, delta, c.model, c.prompt_tokens, c.completion_tokens, repr(c.cost),
+                                         self._spend_ttl(key), int(admitted_at), WINDOW]  # fmt: skip
         return float(await self._call("spend", self._settle(keys=keys, args=args)))
+
+    async def renew(self, key: ApiKey, ticket: str) -> None:
+        keys = self._keys(key, 0)
+        await self._call("lease", self._renew(keys=[keys[2], keys[3]], args=[ticket, LEASE]))
 
     async def spend(self, key: ApiKey) -> Spend:
         now = time.time()

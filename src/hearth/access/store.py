@@ -124,12 +124,16 @@ class SqliteKeyStore:
         ]
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany(
-                "INSERT INTO spend VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (key_id, period, model) DO UPDATE SET "
-                "requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
-                "completion_tokens = completion_tokens + excluded.completion_tokens, cost = cost + excluded.cost",
-                params,
-            )
+            try:
+                self._db.executemany(
+                    "INSERT INTO spend VALUES (?, ?, ?, 1, ?, ?, ?) ON CONFLICT (key_id, period, model) DO UPDATE "
+                    "SET requests = requests + 1, prompt_tokens = prompt_tokens + excluded.prompt_tokens, "
+                    "completion_tokens = completion_tokens + excluded.completion_tokens, cost = cost + excluded.cost",
+                    params,
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")  # an open transaction would hold the file's write lock for good
+                raise
             self._db.execute("COMMIT")
 
     async def close(self) -> None:

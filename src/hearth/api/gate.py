@@ -160,6 +160,11 @@ async def open_stream(request: web.Request, api: str, req: ChatRequest) -> Strea
     if request.app[LOG_PAYLOADS]:
         ex.payload = req.prompt if req.prompt is not None else [[m.role, m.content] for m in req.messages]
     ticket = await access.admit_chat(ex.principal, req, names_of(gateway.registry, req.model))
+    cache = req.extensions.get("cache", {})
+    if isinstance(cache, dict):  # anything else is the cache stage's to refuse
+        namespace = access.cache_namespace(ex.principal, str(cache.get("namespace") or ""))
+        if namespace:
+            req.extensions["cache"] = {**cache, "namespace": namespace}
     if ticket is not None:
         ex.tickets.append(ticket)
         ex.rate = rate_headers(ticket.key, ticket.verdict)

@@ -236,6 +236,9 @@ class KeysConfig(_Strict):
         0.5, gt=0, le=60, description="seconds a key is trusted from memory: how late a revocation elsewhere bites"
     )
     public_metrics: bool = Field(False, description="serve /metrics without a key while keys are required")
+    shared_cache: bool = Field(
+        False, description="let different keys get each other's cached answers (off: each key has its own cache)"
+    )
     default_max_tokens: int = Field(
         4096, ge=1, description="cap given to budgeted requests that set none, so that their reservation bounds them"
     )
