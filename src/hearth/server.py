@@ -17,7 +17,7 @@ import sys
 from aiohttp import web
 
 from hearth.access import Access, open_access
-from hearth.api import admin, embeddings, gate, keys, ollama, openai, rag
+from hearth.api import admin, embeddings, gate, keys, ollama, openai, rag, ui
 from hearth.api.common import ASSEMBLY, GATEWAY, MAX_BODY, json_response
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
@@ -64,6 +64,7 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
     embeddings.setup(app)
     rag.setup(app)
     keys.setup(app)
+    ui.setup(app)
     gate.add_route(app, "*", "/{tail:.*}", _not_found, "public")
     return app
 
@@ -119,8 +120,11 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
         await runner.cleanup()
         await access.close()
         return 1
+    base = f"http://{cfg.server.host}:{cfg.server.port}"
+    if cfg.server.host in ("0.0.0.0", "::", ""):
+        base = f"http://127.0.0.1:{cfg.server.port}"
     print(f"hearth listening on http://{cfg.server.host}:{cfg.server.port} "
-          f"(models: {', '.join(registry.names())})", file=sys.stderr, flush=True)  # fmt: skip
+          f"(models: {', '.join(registry.names())})\nconsole: {base}/ui/", file=sys.stderr, flush=True)  # fmt: skip
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

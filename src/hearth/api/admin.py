@@ -1,11 +1,14 @@
-"""Liveness, readiness and metrics: `/`, `/health`, `/metrics`."""
+"""Liveness, readiness and metrics: `/`, `/health`, `/metrics`, `/admin/stats` (the console's dashboard)."""
 
 from __future__ import annotations
+
+import time
 
 from aiohttp import web
 
 from hearth.api.common import ASSEMBLY, GATEWAY, json_response
 from hearth.api.gate import add_route
+from hearth.core.errors import HearthError
 
 
 async def root(request: web.Request) -> web.Response:
@@ -30,6 +33,44 @@ async def metrics(request: web.Request) -> web.Response:
     )
 
 
+async def stats(request: web.Request) -> web.Response:
+    """Cumulative figures for the console's dashboard, which turns them into rates between two polls: the
+    server keeps no window, so any number of dashboards cost nothing while nobody looks."""
+    gw = request.app[GATEWAY]
+    m, reg = gw.metrics, gw.registry
+    kinds: dict[str, str] = {}
+
+    def kind(backend: str) -> str:
+        if backend not in kinds:
+            try:
+                kinds[backend] = "local" if reg.info(backend).kind == "llamacpp" else "remote"
+            except HearthError:
+                kinds[backend] = "cache" if backend == "cache" else "remote"
+        return kinds[backend]
+
+    served = {"local": 0.0, "remote": 0.0, "cache": 0.0}
+    total = errors = 0.0
+    for (_api, _model, backend, status), n in m.requests.values.items():
+        total += n
+        served[kind(backend)] += n
+        if status not in ("ok", "cancelled"):
+            errors += n
+    ttft = [0.0] * (len(m.ttft.buckets) + 2)
+    for series in m.ttft.series.values():
+        ttft = [a + b for a, b in zip(ttft, series, strict=True)]
+    engine: dict[str, dict[str, float]] = {}
+    for (model, what), fn in m.engine.sources.items():
+        if what in ("queue_depth", "active_sequences", "parked_sequences", "max_sequences", "queue_limit"):
+            engine.setdefault(model, {})[what] = fn()
+    circuits = {backend: fn() for (backend,), fn in m.circuit.sources.items()}
+    cache = {result: n for (result,), n in m.cache.values.items()}
+    return json_response({
+        "time": time.time(), "requests": total, "errors": errors, "served": served, "cache": cache,
+        "ttft": {"le": list(m.ttft.buckets), "counts": ttft[:-2], "count": ttft[-1]},
+        "engine": engine, "circuits": circuits,
+    })  # fmt: skip
+
+
 async def cache_stats(request: web.Request) -> web.Response:
     cache = request.app[ASSEMBLY].cache
     return json_response(cache.stats() if cache is not None else {"enabled": False})
@@ -46,3 +87,4 @@ def setup(app: web.Application, *, public_metrics: bool = False) -> None:
     add_route(app, "GET", "/", root, "public")
     add_route(app, "GET", "/health", health, "public")
     add_route(app, "GET", "/metrics", metrics, "public" if public_metrics else "admin")
+    add_route(app, "GET", "/admin/stats", stats, "public" if public_metrics else "admin")

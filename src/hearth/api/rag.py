@@ -13,14 +13,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
-from hearth.api.common import ASSEMBLY, guarded, json_response, read_body
+from hearth.api.common import ASSEMBLY, MAX_BODY, guarded, json_response, read_body
 from hearth.api.gate import add_route, admit_kb, visible
 from hearth.api.openai import render_error
 from hearth.api.schemas import parse
-from hearth.core.errors import BadRequest
+from hearth.core.errors import BadRequest, PayloadTooLarge
 from hearth.rag.types import KnowledgeBaseNotFound, check_name
 
 if TYPE_CHECKING:
@@ -109,6 +109,40 @@ async def add_documents(request: web.Request) -> web.Response:
 
 
 @guarded(render_error)
+async def upload_files(request: web.Request) -> web.Response:
+    """`multipart/form-data` files (the console's drag and drop): read as `hearth rag ingest` reads files
+    (PDF, HTML, any text encoding it knows) and ingested like `POST .../documents`."""
+    from hearth.rag.service import TextDocument
+    from hearth.rag.text import Unreadable, read_bytes
+
+    kb = await _kb(request)
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest("send the files as multipart/form-data (one part per file)")
+    limit = request.app[MAX_BODY]
+    reader = await request.multipart()
+    docs, skipped, size = [], [], 0
+    while (part := await reader.next()) is not None:
+        if not isinstance(part, BodyPartReader) or not part.filename:
+            continue
+        raw = bytearray()
+        while chunk := await part.read_chunk(65536):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"the files exceed the request limit of {limit} bytes")
+            raw += chunk
+        try:
+            docs.append(TextDocument(part.filename, read_bytes(part.filename, bytes(raw))))
+        except Unreadable as e:
+            skipped.append({"source": part.filename, "reason": str(e)})
+    if not docs and not skipped:
+        raise BadRequest("no file in the request: send parts with a filename")
+    report = await _service(request).ingest_documents(kb, docs) if docs else None
+    out: dict[str, Any] = report.as_dict() if report is not None else {"kb": kb, "skipped": []}
+    out["skipped"] = skipped + out["skipped"]  # as `hearth rag ingest` reports files it cannot read
+    return json_response(out)
+
+
+@guarded(render_error)
 async def remove_documents(request: web.Request) -> web.Response:
     sources = request.query.getall("source", [])
     if not sources:
@@ -137,4 +171,5 @@ def setup(app: web.Application) -> None:
     add_route(app, "DELETE", "/v1/rag/{kb}", drop_kb, "rag:write")
     add_route(app, "POST", "/v1/rag/{kb}/documents", add_documents, "rag:write")
     add_route(app, "DELETE", "/v1/rag/{kb}/documents", remove_documents, "rag:write")
+    add_route(app, "POST", "/v1/rag/{kb}/files", upload_files, "rag:write")
     add_route(app, "POST", "/v1/rag/{kb}/search", search, "rag:read")

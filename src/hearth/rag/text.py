@@ -11,6 +11,7 @@ sub-words), so mixed-language text yields both kinds of term. Without jieba, Chi
 
 from __future__ import annotations
 
+import io
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -55,13 +56,21 @@ def read_file(path: Path) -> str:
         raise Unreadable(f"cannot read: {e.strerror or e}") from None
     if size > MAX_FILE_BYTES:
         raise Unreadable(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
-    suffix = path.suffix.lower()
-    if suffix == ".pdf":
-        return _read_pdf(path)
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise Unreadable(f"cannot read: {e.strerror or e}") from None
+    return read_bytes(path.name, raw)
+
+
+def read_bytes(name: str, raw: bytes) -> str:
+    """The text of a file's content, by its name's suffix: PDF text, HTML as text, any other text decoded.
+    Files uploaded to the server and files read from disk take this same path."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise Unreadable(f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MB")
+    suffix = Path(name).suffix.lower()
+    if suffix == ".pdf":
+        return _read_pdf(raw)
     text = decode(raw)
     if suffix in (".html", ".htm"):
         text = html_to_text(text)
@@ -89,14 +98,14 @@ def decode(raw: bytes) -> str:
     return text
 
 
-def _read_pdf(path: Path) -> str:
+def _read_pdf(raw: bytes) -> str:
     try:
         from pypdf import PdfReader
         from pypdf.errors import PdfReadError
     except ImportError:
         raise Unreadable("PDF support needs pypdf: pip install pypdf") from None
     try:
-        reader = PdfReader(str(path))
+        reader = PdfReader(io.BytesIO(raw))
         pages = [(p.extract_text() or "").strip() for p in reader.pages]
     except (PdfReadError, OSError, ValueError, KeyError, TypeError) as e:
         raise Unreadable(f"unreadable PDF: {e}") from None

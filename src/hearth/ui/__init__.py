@@ -1,0 +1,1 @@
+"""The web console's static files (ui/static); served by hearth.api.ui."""
