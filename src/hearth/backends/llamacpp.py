@@ -116,6 +116,10 @@ class LlamaCppBackend:
             "parked": s.parked, "queue_limit": e.max_queue, "max_sequences": e.max_sequences,
         }  # fmt: skip
 
+    def count_tokens(self, text: str) -> int:
+        e = self.engine
+        return len(e.tokenize(text, add_special=False)) if e is not None else len(text)
+
     # --- generation -----------------------------------------------------------------------------
 
     def _prompt_tokens(self, req: ChatRequest) -> list[int]:

@@ -180,6 +180,10 @@ class LocalEngine(Protocol):
         """Engine counters, keyed by the names in `ENGINE_STATS`."""
         ...
 
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` in the model's vocabulary (structured output fits schemas to a budget with it)."""
+        ...
+
 
 ENGINE_STATS = (
     "queue_depth", "active_sequences", "parked_sequences", "prefix_hits", "prefix_misses", "reused_tokens",

@@ -20,6 +20,7 @@ from hearth.core.collect import collect
 from hearth.core.errors import BadRequest, UpstreamError
 from hearth.core.types import Backend, ChatRequest, Chunk, Finish, Message, TextDelta, ToolCallDelta
 from hearth.core.wrapper import WrappingBackend
+from hearth.structured.budget import PREFERRED_CHARS, BudgetTooSmall, Count, fit, fit_tools
 from hearth.structured.schema import (
     SchemaError,
     canonical,
@@ -50,15 +51,33 @@ def response_schema(rf: dict[str, Any] | None) -> tuple[str, Any]:
 
 
 @lru_cache(maxsize=128)
-def _tool_grammar_cached(tools_json: str, choice_json: str, parallel: bool) -> str | None:
-    return tool_grammar(json.loads(tools_json), json.loads(choice_json), parallel)
+def _tool_grammar_cached(tools_json: str, choice_json: str, parallel: bool, max_calls: int | None) -> str | None:
+    return tool_grammar(json.loads(tools_json), json.loads(choice_json), parallel, max_calls)
+
+
+def _fit_calls(tools: list[dict[str, Any]], budget: int, parallel: bool,
+               count: Count | None) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+    """Tools fitted so that every call the grammar allows closes within `budget`: up to 3 parallel calls share
+    it when their arguments can still be PREFERRED_CHARS long (or as long as a single call's), else fewer."""
+    one, best = fit_tools(tools, budget, count)  # raises when not even one call fits
+    if parallel:
+        for n in (3, 2):
+            try:
+                fitted, cap = fit_tools(tools, budget // n, count)
+            except BudgetTooSmall:
+                continue
+            if cap is None or best is None or cap >= min(PREFERRED_CHARS, best):
+                return fitted, n
+    return one, 1
 
 
 class ConstrainedBackend(WrappingBackend):
     def __init__(self, inner: Backend, max_repairs: int = 2) -> None:
         super().__init__(inner)
         self.max_repairs = max_repairs
-        self.constrain_locally = inner.local is not None  # an engine we drive takes a grammar
+        engine = inner.local
+        self.constrain_locally = engine is not None  # an engine we drive takes a grammar
+        self._count: Count | None = engine.count_tokens if engine is not None else None
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         if not request.response_format and not request.tools:
@@ -67,13 +86,27 @@ class ConstrainedBackend(WrappingBackend):
 
     # --- local: constrained decoding -------------------------------------------------------------
 
+    def _budget(self, req: ChatRequest) -> int | None:
+        """Tokens the answer may take: `max_tokens`, else what the context leaves after the prompt (counted at a
+        token per character, which overstates it)."""
+        if req.sampling.max_tokens is not None:
+            return req.sampling.max_tokens
+        ctx = self.inner.info().context_length
+        if ctx is None:
+            return None
+        prompt = len(req.prompt or "") + sum(len(m.content) for m in req.messages)
+        return ctx - prompt if prompt < ctx else None
+
     async def _local(self, req: ChatRequest) -> AsyncIterator[Chunk]:
         parser: ToolCallParser | None = None
         grammar: str | None = None
+        budget = self._budget(req)
         if req.tools:
             mode, _ = tool_mode(req.tool_choice)
-            grammar = _tool_grammar_cached(canonical(req.tools), canonical(req.tool_choice),
-                                           req.parallel_tool_calls is not False)  # fmt: skip
+            tools, parallel, max_calls = req.tools, req.parallel_tool_calls is not False, None
+            if budget is not None and mode != "none":
+                tools, max_calls = _fit_calls(req.tools, budget, parallel, self._count)
+            grammar = _tool_grammar_cached(canonical(tools), canonical(req.tool_choice), parallel, max_calls)
             if mode == "none":
                 # Shown tools invite the small model to call anyway, so the prompt leaves them out and the
                 # grammar allows only a plain answer (not even JSON that looks like a call).
@@ -84,6 +117,8 @@ class ConstrainedBackend(WrappingBackend):
             kind, schema = response_schema(req.response_format)
             if kind == "json_schema":
                 check_schema(schema, "response_format.json_schema.schema")
+                if budget is not None:
+                    schema, _ = fit(schema, budget, "response_format.json_schema.schema", self._count)
                 grammar = grammar_for(canonical(schema))
             elif kind == "json_object":
                 grammar = json_object_grammar()

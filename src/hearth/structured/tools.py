@@ -51,7 +51,9 @@ def tool_mode(tool_choice: Any) -> tuple[str, str | None]:
                      param="tool_choice")  # fmt: skip
 
 
-def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool = True) -> str | None:
+def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool = True,
+                 max_calls: int | None = None) -> str | None:  # fmt: skip
+    """`max_calls` bounds parallel calls (a token budget pays for each); None: any number."""
     from hearth.structured.bounds import BoundedConverter
 
     mode, only = tool_mode(tool_choice)
@@ -72,7 +74,12 @@ def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool =
     call = conv._add_rule("call", " | ".join(alternatives))
     block = conv._add_rule("tool-block", f"{conv._format_literal(OPEN + chr(10))} {call} "
                                          f"{conv._format_literal(chr(10) + CLOSE)}")  # fmt: skip
-    calls = f'{block} ("\\n" {block})*' if parallel else block
+    if not parallel or max_calls == 1:
+        calls = block
+    elif max_calls is None:
+        calls = f'{block} ("\\n" {block})*'
+    else:
+        calls = block + "".join(f' ("\\n" {block}' for _ in range(max_calls - 1)) + ")?" * (max_calls - 1)
     if mode == "auto":
         answer = conv._add_rule("answer", PLAIN_ANSWER)
         conv._add_rule("root", f"{calls} | {answer}")

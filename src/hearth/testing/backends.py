@@ -82,6 +82,9 @@ class _Load:
     def stats(self) -> dict[str, float]:
         return {"queue_depth": float(self.depth), **self.counters}
 
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + sum(not c.isalnum() and not c.isspace() for c in text)  # words and marks
+
 
 class FunctionBackend:
     """A Backend whose every answer is `fn(request)`: a `Reply`, an exception to raise before the first

@@ -1,0 +1,99 @@
+"""Schemas fitted to a token budget: the caps, the refusal when nothing fits, and the real default model
+closing its JSON at small max_tokens where it used to be cut mid-string."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+import openai
+import pytest
+
+from hearth.structured.budget import MAX_CAP, BudgetTooSmall, _Costs, fit, fit_tools
+from hearth.structured.schema import canonical, grammar_for
+from tests.conftest import Server
+
+
+def approx(text: str) -> int:
+    """A stand-in tokenizer: about three characters a token, as BPE vocabularies do for JSON."""
+    return (len(text) + 2) // 3
+
+
+STORYBOARD = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string"},
+        "scenes": {"type": "array", "minItems": 3, "items": {
+            "type": "object",
+            "properties": {"description": {"type": "string"},
+                           "duration": {"type": "integer", "minimum": 3, "maximum": 8},
+                           "camera": {"enum": ["wide", "close-up", "tracking", "overhead"]}},
+            "required": ["description", "duration", "camera"]}},
+    },
+    "required": ["title", "scenes"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("budget", [120, 150, 300, 600, 2000])
+def test_the_longest_answer_fits_the_budget(budget: int) -> None:
+    capped, cap = fit(STORYBOARD, budget, count=approx)
+    assert cap is not None and _Costs(capped, approx)(MAX_CAP, 0) <= budget
+    scenes = capped["properties"]["scenes"]
+    assert scenes["minItems"] == 3 <= scenes["maxItems"] and capped["properties"]["title"]["maxLength"] >= 1
+    assert capped["additionalProperties"] is False and "maxLength" not in STORYBOARD["properties"]["title"]
+    grammar_for(canonical(capped))  # compiles
+
+
+def test_bigger_budgets_buy_longer_strings_before_more_items() -> None:
+    caps = [fit(STORYBOARD, b, count=approx)[0]["properties"]["scenes"]["items"]["properties"]["description"]["maxLength"]
+            for b in (150, 300, 600)]  # fmt: skip
+    assert caps[0] < caps[1] <= caps[2]
+    big = fit(STORYBOARD, 4000)[0]["properties"]["scenes"]
+    assert big["maxItems"] > 3
+
+
+def test_a_budget_below_the_smallest_answer_is_refused_up_front() -> None:
+    with pytest.raises(BudgetTooSmall, match=r"needs about \d+ tokens, more than the 40 that max_tokens leaves it") as e:
+        fit(STORYBOARD, 40, count=approx)
+    assert e.value.status == 400 and e.value.param == "max_tokens"
+
+
+def test_schemas_that_cannot_be_bounded_are_left_alone() -> None:
+    for schema in ({"type": "string", "pattern": "^[a-z]+$"}, {"type": "object"}, {"$ref": "#/$defs/x"}):
+        assert fit(schema, 50) == (schema, None)
+
+
+def test_existing_limits_are_kept_when_tighter() -> None:
+    schema = {"type": "object", "properties": {"code": {"type": "string", "maxLength": 5},
+                                               "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2}}}  # fmt: skip
+    capped, _ = fit(schema, 500)
+    assert capped["properties"]["code"]["maxLength"] == 5 and capped["properties"]["tags"]["maxItems"] == 2
+
+
+def test_tool_arguments_are_fitted_after_the_calls_wrapper() -> None:
+    tools = [{"type": "function", "function": {"name": "note", "parameters": {
+        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}]  # fmt: skip
+    fitted, shortest = fit_tools(tools, 100)
+    cap = fitted[0]["function"]["parameters"]["properties"]["text"]["maxLength"]
+    assert cap == shortest
+    assert 0 < cap < 100 - 20
+    with pytest.raises(BudgetTooSmall, match=r"tools\.0\.function\.parameters"):
+        fit_tools(tools, 30)
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("max_tokens", [150, 300])
+def test_the_default_model_closes_its_json_at_any_budget(gateway: Server, max_tokens: int) -> None:
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="x", max_retries=0, timeout=300)
+    rf: Any = {"type": "json_schema", "json_schema": {"name": "storyboard", "schema": STORYBOARD, "strict": True}}
+    for i, topic in enumerate(["a cat learning to surf", "一座城市的清晨"]):
+        r = client.chat.completions.create(
+            model="local", max_tokens=max_tokens, temperature=0.7, seed=i, response_format=rf,
+            messages=[{"role": "user", "content": f"Write a detailed storyboard for a short video about {topic}."}])
+        value = json.loads(r.choices[0].message.content or "")
+        jsonschema.validate(value, STORYBOARD)
+        assert r.usage is not None and r.usage.completion_tokens <= max_tokens
+    with pytest.raises(openai.BadRequestError, match="max_tokens"):
+        client.chat.completions.create(model="local", max_tokens=30, response_format=rf,
+                                       messages=[{"role": "user", "content": "A storyboard, please."}])
