@@ -52,7 +52,7 @@ async def run(n_chunks: int, n_queries: int) -> None:
     base = model.encode(passages[:1000])
     print(f"embedded 1000 base passages in {time.perf_counter() - t0:.1f} s", flush=True)
 
-    async def embed(texts: list[str]) -> np.ndarray:
+    async def embed(texts: list[str], name: str = "", input_type: str = "document") -> np.ndarray:
         return model.encode(texts)  # type: ignore[no-any-return]
 
     with tempfile.TemporaryDirectory() as d:

@@ -34,7 +34,7 @@ async def run(n_questions: int, kb_dir: str | None) -> None:
     pid = {p: f"boolq/{i}" for i, p in enumerate(passages)}
     model = shared_minilm()
 
-    async def embed(texts: list[str]) -> np.ndarray:
+    async def embed(texts: list[str], name: str = "", input_type: str = "document") -> np.ndarray:
         return await asyncio.to_thread(model.encode, texts)  # type: ignore[no-any-return]
 
     with tempfile.TemporaryDirectory() as tmp:

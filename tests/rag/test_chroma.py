@@ -85,7 +85,7 @@ def test_replicas_share_knowledge_bases_on_chroma(replicas: list[Server]) -> Non
 def test_half_written_versions_stay_invisible(chroma: str, tmp_path: Path) -> None:
     model = shared_minilm()
 
-    async def embed(texts: list[str]) -> np.ndarray:
+    async def embed(texts: list[str], name: str = "", input_type: str = "document") -> np.ndarray:
         return model.encode(texts)  # type: ignore[no-any-return]
 
     async def go() -> None:
@@ -116,5 +116,5 @@ async def _doc(svc: RagService, source: str, text: str) -> tuple[object, list[Ne
     from hearth.rag.text import terms
     from hearth.rag.types import DocInfo
 
-    vec = await svc._embed([text])
+    vec = await svc._embed([text], "", "document")
     return DocInfo(source, "h" * 64, 1, len(text)), [NewChunk(text, "", 1, 1, terms(text))], vec

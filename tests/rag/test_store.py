@@ -24,7 +24,7 @@ from hearth.rag.store import LocalCatalog, LocalStore
 def service(root: Path, **cfg: object) -> RagService:
     model = shared_minilm()
 
-    async def embed(texts: list[str]) -> np.ndarray:
+    async def embed(texts: list[str], name: str = "", input_type: str = "document") -> np.ndarray:
         return model.encode(texts)  # type: ignore[no-any-return]
 
     return RagService(RagConfig(**cfg), LocalCatalog(root), embed, model.count_tokens)  # type: ignore[arg-type]

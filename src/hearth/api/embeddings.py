@@ -59,7 +59,7 @@ async def openai_embeddings(request: web.Request) -> web.Response:
     for i, t in enumerate(texts):
         if not t:
             raise BadRequest(f"input[{i}]: empty string; every input must hold text", param="input")
-    res = await _embed(request, "openai", body.model, texts, dimensions=body.dimensions)
+    res = await _embed(request, "openai", body.model, texts, dimensions=body.dimensions, input_type=body.input_type)
     data = []
     for i, row in enumerate(res.vectors):
         vec: Any = base64.b64encode(row.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else (

@@ -50,7 +50,7 @@ class SearchBody(_Body):
     top_k: int = Field(5, ge=1, le=100)
     filter: dict[str, Any] | None = None
     mode: Literal["hybrid", "vector", "keyword"] = "hybrid"
-    fusion: Literal["weighted", "rrf"] | None = None
+    fusion: Literal["adaptive", "weighted", "rrf"] | None = None
     vector_weight: float | None = Field(None, ge=0, le=1)
 
 
@@ -73,17 +73,21 @@ async def list_kbs(request: web.Request) -> web.Response:
     svc = _service(request)
     out = []
     for name in visible_kbs(request, await svc.catalog.names()):
-        out.append(await (await svc.catalog.open(name)).stats())
+        store = await svc.catalog.open(name)
+        out.append({**await store.stats(), "embedding_model": await svc.model_of(name, store)})
     return json_response({"object": "list", "data": out})
 
 
 @guarded(render_error)
 async def get_kb(request: web.Request) -> web.Response:
-    store = await _service(request).catalog.open(await _kb(request))
+    kb = await _kb(request)
+    svc = _service(request)
+    store = await svc.catalog.open(kb)
     docs = await store.documents()
     listing = [{"source": d.source, "chunks": d.chunks, "size": d.size, "updated": d.updated, "metadata": d.metadata}
                for d in sorted(docs.values(), key=lambda d: d.source)]  # fmt: skip
-    return json_response({**await store.stats(), "documents_list": listing})
+    return json_response({**await store.stats(), "embedding_model": await svc.model_of(kb, store),
+                          "documents_list": listing})  # fmt: skip
 
 
 @guarded(render_error)

@@ -194,6 +194,9 @@ class EmbeddingsBody(_Body):
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
+    # An extension (as Cohere and Voyage name it): asymmetric models such as e5 embed queries apart from
+    # documents. Left out: documents.
+    input_type: Literal["query", "document"] | None = None
 
 
 class OllamaEmbedBody(_Body):

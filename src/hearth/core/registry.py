@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from hearth.core.errors import BadRequest, ModelNotFound
-from hearth.core.types import Backend, ChatRequest, Embedder, Embeddings, ModelInfo
+from hearth.core.types import Backend, ChatRequest, Embedder, Embeddings, InputType, ModelInfo
 
 
 class RequestResolver(Protocol):
@@ -70,10 +70,11 @@ class ModelRegistry:
                              code="model_not_embedding")  # fmt: skip
         return embedder
 
-    async def embed(self, requested: str, texts: list[str], *, truncate: bool = True,
-                    dimensions: int | None = None) -> Embeddings:  # fmt: skip
+    async def embed(self, requested: str, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
+                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
         """Embed with the named model: the local embedding model, or a remote provider's."""
-        return await self.embedder(requested).embed(texts, truncate=truncate, dimensions=dimensions)
+        return await self.embedder(requested).embed(texts, truncate=truncate, dimensions=dimensions,
+                                                    input_type=input_type)  # fmt: skip
 
     def info(self, requested: str) -> ModelInfo:
         name = self.canonical(requested)

@@ -224,12 +224,18 @@ class Backend(Protocol):
         ...
 
 
+# What the texts are for, as asymmetric models (e5) embed them: a search query, or a document to be found.
+InputType = Literal["query", "document"]
+
+
 class Embedder(Protocol):
     """A model that turns texts into vectors: the local embedding model, or a remote provider's."""
 
     name: str
 
-    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:
+    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
+                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
+        """`input_type` None: documents (what an OpenAI client sending text to index expects)."""
         ...
 
     async def start(self) -> None: ...

@@ -21,7 +21,7 @@ from typing import Any
 
 from hearth.config import EmbeddingModel
 from hearth.core.errors import BadRequest, HearthError
-from hearth.core.types import Embeddings, ModelInfo
+from hearth.core.types import Embeddings, InputType, ModelInfo
 
 log = logging.getLogger("hearth")
 
@@ -30,16 +30,24 @@ _shared: dict[str, Any] = {}
 _shared_lock = threading.Lock()
 
 
+E5_PATH = "builtin:multilingual-e5-small"
+
+
 def shared_minilm(path: str = "builtin:all-minilm-l6-v2") -> Any:
-    """One MiniLM per process, whoever asks (embeddings API, RAG, the semantic cache): the weights are
-    mapped once."""
+    """One model per process and path, whoever asks (embeddings API, RAG, the semantic cache): the weights
+    are mapped once. `builtin:multilingual-e5-small` is the 4-bit e5 engine, anything else a MiniLM-style BERT."""
     with _shared_lock:
         if path not in _shared:
             from pathlib import Path
 
-            from hearth.embed.minilm import MiniLM
+            if path == E5_PATH:
+                from hearth.embed.e5 import E5
 
-            _shared[path] = MiniLM(None if path.startswith("builtin:") else Path(path))
+                _shared[path] = E5()
+            else:
+                from hearth.embed.minilm import MiniLM
+
+                _shared[path] = MiniLM(None if path.startswith("builtin:") else Path(path))
         return _shared[path]
 
 
@@ -47,6 +55,7 @@ def shared_minilm(path: str = "builtin:all-minilm-l6-v2") -> Any:
 class _Job:
     texts: list[str]
     truncate: bool
+    query: bool
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[Embeddings]
     enc: list[Any] = field(default_factory=list)  # tokenized on the embedding thread
@@ -61,8 +70,9 @@ class LocalEmbedder:
     def __init__(self, name: str, cfg: EmbeddingModel) -> None:
         self.name = name
         self.cfg = cfg
+        self.multilingual = cfg.path == E5_PATH
         self.dims = 384
-        self.max_tokens = 256
+        self.max_tokens = 512 if self.multilingual else 256
         self._q: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -84,10 +94,12 @@ class LocalEmbedder:
             self._thread = None
 
     def info(self) -> ModelInfo:
-        return ModelInfo(name=self.name, kind="embedding", context_length=self.max_tokens, family="bert",
-                         parameter_size="22M", quantization="F32", extra={"embedding_length": self.dims})  # fmt: skip
+        family, size, quant = ("xlm-roberta", "118M", "Q4") if self.multilingual else ("bert", "22M", "F32")
+        return ModelInfo(name=self.name, kind="embedding", context_length=self.max_tokens, family=family,
+                         parameter_size=size, quantization=quant, extra={"embedding_length": self.dims})  # fmt: skip
 
-    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None) -> Embeddings:
+    async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
+                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
         if dimensions is not None and dimensions != self.dims:
             raise BadRequest(f"dimensions: {self.name} produces {self.dims}-dimensional vectors and cannot shorten "
                              "them (it was not trained for truncated embeddings)", param="dimensions")  # fmt: skip
@@ -97,7 +109,7 @@ class LocalEmbedder:
             return Embeddings(np.zeros((0, self.dims), np.float32), 0, self.name)
         self._ensure_thread()
         loop = asyncio.get_running_loop()
-        job = _Job(list(texts), truncate, loop, loop.create_future())
+        job = _Job(list(texts), truncate, input_type == "query", loop, loop.create_future())
         self._q.put(job)
         return await job.future
 
@@ -162,8 +174,8 @@ class LocalEmbedder:
         try:
             for j in jobs:
                 if not j.enc:
-                    j.enc = m.tok.encode_batch(j.texts)
-                    long = next((i for i, e in enumerate(j.enc) if e.overflowing), None)
+                    j.enc = m.prepare(j.texts, j.query)
+                    long = next((i for i, e in enumerate(j.enc) if e.too_long), None)
                     if long is not None and not j.truncate:
                         j.done = len(j.texts)
                         _settle(j, BadRequest(f"input {long} is longer than the {self.max_tokens}-token context of "
@@ -173,7 +185,7 @@ class LocalEmbedder:
             for j in sorted(jobs, key=lambda j: len(j.texts) - j.done):
                 end = j.done
                 while end < len(j.texts) and texts < self.cfg.max_batch and (not texts or tokens < SLICE_TOKENS):
-                    tokens += len(j.enc[end].ids)
+                    tokens += j.enc[end].tokens
                     texts += 1
                     end += 1
                 if end > j.done:
@@ -181,13 +193,13 @@ class LocalEmbedder:
             if not take:
                 return
             enc = [e for j, a, b in take for e in j.enc[a:b]]
-            out = m.encode_tokenized(enc)
+            out = m.encode_prepared(enc)
             self.batches += 1
             self.texts += len(enc)
             row = 0
             for j, a, b in take:
                 j.parts.append(out[row : row + b - a])
-                j.tokens += sum(len(e.ids) for e in j.enc[a:b])
+                j.tokens += sum(e.tokens for e in j.enc[a:b])
                 j.done = b
                 row += b - a
                 if j.done == len(j.texts):

@@ -14,6 +14,7 @@ import json
 import math
 import mmap
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,15 @@ import numpy as np
 
 DIM = 384
 MAX_TOKENS = 256  # the model's max_seq_length
+
+
+@dataclass(slots=True)
+class Prepared:
+    """A text made ready on the embedding thread (tokenized), with what batching needs to know of it."""
+
+    item: Any  # the model's own form: a tokenizers Encoding, or (text, is_query) for engines that tokenize
+    tokens: int
+    too_long: bool
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 
@@ -105,6 +115,9 @@ def groups(order: list[int], lengths: list[int]) -> list[list[int]]:
 
 
 class MiniLM:
+    family, parameter_size, quantization = "bert", "22M", "F32"
+    dims, max_tokens = DIM, MAX_TOKENS
+
     def __init__(self, model_dir: Path | None = None) -> None:
         from tokenizers import Tokenizer
 
@@ -129,6 +142,13 @@ class MiniLM:
             self._counter.no_truncation()
             self._counter.no_padding()
         return [len(e.ids) for e in self._counter.encode_batch(texts)]
+
+    def prepare(self, texts: list[str], query: bool) -> list[Prepared]:
+        """Tokenized; `query` makes no difference to this symmetric model."""
+        return [Prepared(e, len(e.ids), bool(e.overflowing)) for e in self.tok.encode_batch(texts)]
+
+    def encode_prepared(self, items: list[Prepared]) -> np.ndarray:
+        return self.encode_tokenized([p.item for p in items])
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """L2-normalised embeddings, shape (len(texts), 384), float32."""

@@ -151,6 +151,18 @@ class ChromaStore:
                           {"where": {"$and": [{"source": doc.source}, {"version": {"$ne": version}}]}})  # fmt: skip
         self._checked = 0.0
 
+    async def chunks(self, source: str) -> list[NewChunk]:
+        await self._registry(force=True)
+        version = self._versions.get(source)
+        if version is None:
+            return []
+        where = {"$and": [{"source": source}, {"version": version}]}
+        got = await self.c.get_all(self.chunks_id, where, ["documents", "metadatas"])
+        rows = sorted(zip(got["ids"], got["documents"], got["metadatas"], strict=True),
+                      key=lambda r: int(r[0].rsplit(":", 1)[1]))  # fmt: skip
+        return [NewChunk(d, m.get("title", ""), int(m.get("line_start", 0)), int(m.get("line_end", 0)),
+                         str(m.get("terms", "")).split()) for _, d, m in rows]  # fmt: skip
+
     async def chunk_vectors(self, source: str) -> dict[str, np.ndarray]:
         await self._registry(force=True)
         version = self._versions.get(source)

@@ -1,4 +1,4 @@
-"""`hearth rag ingest | list | rm | search`: the same store under $HEARTH_HOME that the server uses
+"""`hearth rag ingest | list | rm | search | reembed`: the same store under $HEARTH_HOME that the server uses
 (or the configured Chroma server), so what the CLI ingests, a running gateway finds."""
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ def add_parser(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:
     s.add_argument("--json", action="store_true")
     common(s)
     s.set_defaults(func=lambda a: _run(a, _search))
+
+    r = rsub.add_parser("reembed", help="embed a knowledge base again with another embedding model (its chunks "
+                                        "are kept; no source file is needed)")  # fmt: skip
+    r.add_argument("kb")
+    r.add_argument("--model", help="the embedding model (default: rag.embedding_model)")
+    common(r)
+    r.set_defaults(func=lambda a: _run(a, _reembed))
 
 
 def _run(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> int:
@@ -100,6 +107,17 @@ async def _ingest(args: argparse.Namespace, svc: Any) -> int:
             print(f"  skipped {s['source']}: {s['reason']}")
     store = await svc.catalog.open(args.kb)
     store.save()  # the server starts from the saved vector index instead of rebuilding it
+    return 0
+
+
+async def _reembed(args: argparse.Namespace, svc: Any) -> int:
+    store = await svc.catalog.open(args.kb)
+    before = await svc.model_of(args.kb, store)
+    report = await svc.reembed(args.kb, args.model, progress=_Progress())
+    after = await svc.model_of(args.kb, store)
+    print(f"{args.kb}: {len(report.updated)} documents, {report.chunks} chunks embedded with {after} (was {before}) "
+          f"in {report.seconds:.1f} s")  # fmt: skip
+    store.save()
     return 0
 
 

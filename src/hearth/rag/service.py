@@ -4,7 +4,11 @@ Search asks both retrievers for `candidates` hits, then fuses them:
 - weighted (default): each list's scores are min-max normalised to [0, 1] (BM25 scores have no fixed
   scale), then `vector_weight * vector + (1 - vector_weight) * keyword`; a hit missing from one list
   gets 0 there;
-- rrf: reciprocal-rank fusion, sum of 1 / (60 + rank), which ignores the scores altogether.
+- rrf: reciprocal-rank fusion, sum of 1 / (60 + rank), which ignores the scores altogether;
+- adaptive (default): weighted, with this query's vector share scaled by how clearly each retriever's best
+  hit stands out from its other candidates. A fixed share lets a retriever that found nothing outvote one
+  that did (min-max normalisation makes every list's best hit a 1.0): on Chinese questions an English-only
+  embedding model made hybrid search worse than keyword search alone.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +26,12 @@ import numpy as np
 
 from hearth.config import RagConfig
 from hearth.core.errors import BadRequest
+from hearth.core.types import InputType
 from hearth.rag import chunking, text
 from hearth.rag.types import Catalog, DocInfo, Hit, KnowledgeStore, NewChunk
 
-EmbedFn = Callable[[list[str]], Awaitable[np.ndarray]]
+# texts, the embedding model, and whether they are documents or a query (asymmetric models embed them apart)
+EmbedFn = Callable[[list[str], str, InputType], Awaitable[np.ndarray]]
 CountFn = Callable[[list[str]], list[int]]
 ProgressFn = Callable[[int, int, str], None]
 _RRF_K = 60
@@ -59,19 +66,41 @@ class IngestReport:
 
 class RagService:
     def __init__(self, cfg: RagConfig, catalog: Catalog, embed: EmbedFn, count: CountFn | None = None, *,
+                 models: Iterable[str] = (),
                  on_search: Callable[[str, str, float], None] | None = None) -> None:  # fmt: skip
         self.cfg = cfg
         self.catalog = catalog
         self._embed = embed
         self._count = count
+        self.models = sorted({*models, cfg.embedding_model})  # the embedding models a knowledge base may use
+        self._kb_models: dict[str, tuple[float, str | None]] = {}
         self.on_search = on_search  # (kb, mode, seconds), for metrics
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return (self._count or chunking.approx_tokens)(texts)
 
-    def _params(self) -> str:
-        # Part of every document's hash: changing the chunking re-ingests everything.
-        return f"c{self.cfg.chunk_tokens}o{self.cfg.chunk_overlap}m{self.cfg.embedding_model}t{text.TERMS_VERSION}"
+    def _params(self, model: str) -> str:
+        # Part of every document's hash: changing the chunking or the model re-ingests everything.
+        return f"c{self.cfg.chunk_tokens}o{self.cfg.chunk_overlap}m{model}t{text.TERMS_VERSION}"
+
+    def _params_hash(self, model: str) -> str:
+        return hashlib.sha256(self._params(model).encode()).hexdigest()[:12]
+
+    async def model_of(self, kb: str, store: KnowledgeStore) -> str:
+        """The embedding model a knowledge base was built with, read from its documents' hashes (which carry
+        the model among their parameters): a knowledge base keeps its model until `reembed`, whatever
+        `rag.embedding_model` says meanwhile, since vectors of two models do not compare. Empty or
+        unrecognised: the configured model."""
+        now = time.monotonic()
+        hit = self._kb_models.get(kb)
+        if hit is not None and now - hit[0] < 5.0:
+            return hit[1] or self.cfg.embedding_model
+        docs = await store.documents()
+        counts = Counter(d.hash.split(":")[0] for d in docs.values())
+        by_hash = {self._params_hash(m): m for m in self.models}
+        model = next((by_hash[p] for p, _ in counts.most_common() if p in by_hash), None)
+        self._kb_models[kb] = (now, model)
+        return model or self.cfg.embedding_model
 
     # --- ingest -------------------------------------------------------------------------------------
 
@@ -80,11 +109,13 @@ class RagService:
         store = await self.catalog.open(kb, create=True)
         report = IngestReport(kb)
         t0 = time.perf_counter()
+        model = await self.model_of(kb, store)
         known = await store.documents()
         for i, d in enumerate(docs):
-            await self._ingest_one(store, d.source, d.text, d.metadata, d.kind, known, report)
+            await self._ingest_one(store, model, d.source, d.text, d.metadata, d.kind, known, report)
             if progress:
                 progress(i + 1, len(docs), d.source)
+        self._kb_models.pop(kb, None)
         if replace_all:
             gone = sorted(set(known) - {d.source for d in docs})
             if gone:
@@ -100,6 +131,7 @@ class RagService:
         store = await self.catalog.open(kb, create=True)
         report = IngestReport(kb)
         t0 = time.perf_counter()
+        model = await self.model_of(kb, store)
         known = await store.documents()
         files: list[Path] = []
         roots: list[str] = []
@@ -120,7 +152,7 @@ class RagService:
             except text.Unreadable as e:
                 report.skipped.append({"source": str(f), "reason": str(e)})
             else:
-                await self._ingest_one(store, str(f), content, dict(metadata or {}), None, known, report)
+                await self._ingest_one(store, model, str(f), content, dict(metadata or {}), None, known, report)
             if progress:
                 progress(i + 1, len(files), str(f))
         seen = {str(f) for f in files}
@@ -131,11 +163,12 @@ class RagService:
         report.seconds = time.perf_counter() - t0
         return report
 
-    async def _ingest_one(self, store: KnowledgeStore, source: str, content: str, metadata: dict[str, Any],
-                          kind: str | None, known: dict[str, DocInfo], report: IngestReport) -> None:  # fmt: skip
+    async def _ingest_one(self, store: KnowledgeStore, model: str, source: str, content: str,
+                          metadata: dict[str, Any], kind: str | None, known: dict[str, DocInfo],
+                          report: IngestReport) -> None:  # fmt: skip
         meta_sig = repr(sorted(metadata.items()))
         # "<params>:<content>": a changed document whose params prefix is unchanged may reuse its old vectors.
-        params = hashlib.sha256(self._params().encode()).hexdigest()[:12]
+        params = self._params_hash(model)
         digest = params + ":" + hashlib.sha256(f"{meta_sig}|".encode() + content.encode()).hexdigest()
         old = known.get(source)
         if old is not None and old.hash == digest:
@@ -154,7 +187,7 @@ class RagService:
         if old is not None and old.hash.split(":")[0] == params:
             reuse = await store.chunk_vectors(source)  # an edit to one section re-embeds that section only
         need = [i for i, e in enumerate(embedded) if e not in reuse]
-        fresh = await self._embed([embedded[i] for i in need]) if need else None
+        fresh = await self._embed([embedded[i] for i in need], model, "document") if need else None
         width = fresh.shape[1] if fresh is not None else len(next(iter(reuse.values())))
         vectors = np.zeros((len(pieces), width), np.float32)
         if fresh is not None:
@@ -169,6 +202,35 @@ class RagService:
         (report.updated if old is not None else report.added).append(source)
         known[source] = DocInfo(source, digest, len(chunks))
         report.chunks += len(chunks)
+
+    async def reembed(self, kb: str, model: str | None = None, *, progress: ProgressFn | None = None) -> IngestReport:
+        """Every document of `kb` embedded again with `model` (default: `rag.embedding_model`), from the chunks
+        it holds, so no source file is needed. Documents are switched one at a time, as an ingest does."""
+        model = model or self.cfg.embedding_model
+        if model not in self.models:
+            raise BadRequest(f"model: {model!r} is not an embedding model here; known: {', '.join(self.models)}",
+                             param="model")  # fmt: skip
+        store = await self.catalog.open(kb)
+        report = IngestReport(kb)
+        t0 = time.perf_counter()
+        docs = await store.documents()
+        params = self._params_hash(model)
+        for i, d in enumerate(sorted(docs.values(), key=lambda d: d.source)):
+            chunks = await store.chunks(d.source)
+            if chunks:
+                vectors = await self._embed([f"{c.title}\n{c.text}" if c.title else c.text for c in chunks], model,
+                                            "document")  # fmt: skip
+                digest = params + ":" + d.hash.split(":", 1)[-1]
+                await store.replace(DocInfo(d.source, digest, len(chunks), d.size, metadata=d.metadata), chunks,
+                                    vectors)  # fmt: skip
+                report.updated.append(d.source)
+                report.chunks += len(chunks)
+                report.embedded += len(chunks)
+            if progress:
+                progress(i + 1, len(docs), d.source)
+        self._kb_models[kb] = (time.monotonic(), model)
+        report.seconds = time.perf_counter() - t0
+        return report
 
     # --- search -------------------------------------------------------------------------------------
 
@@ -189,19 +251,21 @@ class RagService:
             raise BadRequest("mode: one of hybrid, vector, keyword", param="mode")
         store = await self.catalog.open(kb)
         t0 = time.perf_counter()
-        hits = await self._search(store, query, top_k, where, mode, fusion, vector_weight)
+        model = await self.model_of(kb, store) if mode != "keyword" else self.cfg.embedding_model
+        hits = await self._search(store, model, query, top_k, where, mode, fusion, vector_weight)
         if self.on_search is not None:
             self.on_search(kb, mode, time.perf_counter() - t0)
         return hits
 
-    async def _search(self, store: KnowledgeStore, query: str, top_k: int | None, where: dict[str, Any] | None,
-                      mode: str, fusion: str | None, vector_weight: float | None) -> list[Hit]:  # fmt: skip
+    async def _search(self, store: KnowledgeStore, model: str, query: str, top_k: int | None,
+                      where: dict[str, Any] | None, mode: str, fusion: str | None,
+                      vector_weight: float | None) -> list[Hit]:  # fmt: skip
         k = top_k or self.cfg.top_k
         n = max(self.cfg.candidates, k)
         vec_hits: list[Hit] = []
         kw_hits: list[Hit] = []
         if mode != "keyword":
-            vec = (await self._embed([query]))[0]
+            vec = (await self._embed([query], model, "query"))[0]
             vec_hits = await store.vector_search(vec, k if mode == "vector" else n, where)
         if mode != "vector":
             kw_hits = await store.keyword_search(text.terms(query), k if mode == "keyword" else n, where)
@@ -230,6 +294,8 @@ def fuse(vec: list[Hit], kw: list[Hit], method: str, vector_weight: float) -> li
         for rank, h in enumerate(kw):
             merged[h.id].score += 1.0 / (_RRF_K + rank + 1)
     else:
+        if method == "adaptive":
+            vector_weight = _adaptive_weight(vec, kw, vector_weight)
         for hits, weight, attr in ((vec, vector_weight, "vector_score"), (kw, 1.0 - vector_weight, "keyword_score")):
             if not hits or weight == 0:
                 continue
@@ -239,6 +305,25 @@ def fuse(vec: list[Hit], kw: list[Hit], method: str, vector_weight: float) -> li
             for h, v in zip(hits, vals, strict=True):
                 merged[h.id].score += weight * ((v - lo) / span if span > 0 else 1.0)
     return sorted(merged.values(), key=lambda h: h.score, reverse=True)
+
+
+def _confidence(hits: list[Hit], attr: str) -> float:
+    """How far the best hit stands out from the other candidates, in standard deviations: a retriever that
+    found the answer puts it well above the rest; one that found nothing in particular (an English-only
+    embedding model on a Chinese question, a keyword search whose terms are everywhere) does not."""
+    vals = [getattr(h, attr) or 0.0 for h in hits]
+    if len(vals) < 3:
+        return 0.0
+    std = float(np.std(vals))
+    return max(0.0, (vals[0] - float(np.mean(vals))) / std) if std > 0 else 0.0
+
+
+def _adaptive_weight(vec: list[Hit], kw: list[Hit], prior: float) -> float:
+    """The vector share for this query: the configured weight, scaled by each retriever's confidence."""
+    cv, ck = _confidence(vec, "vector_score"), _confidence(kw, "keyword_score")
+    if cv + ck == 0:
+        return prior
+    return prior * cv / (prior * cv + (1.0 - prior) * ck)
 
 
 def _walk(root: Path) -> list[Path]:

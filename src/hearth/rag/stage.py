@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from hearth.config import RagConfig
 from hearth.core.errors import BadRequest
 from hearth.core.registry import ModelRegistry
-from hearth.core.types import Backend, ChatRequest
+from hearth.core.types import Backend, ChatRequest, InputType
 
 if TYPE_CHECKING:  # both import numpy, which a gateway that never uses RAG should not load at start-up
     from hearth.rag.service import RagService
@@ -79,15 +79,16 @@ class RagStage:
                 catalog = LocalCatalog(c.local_root())
             registry = self.registry
 
-            async def embed(texts: list[str]) -> Any:
-                return (await registry.embed(c.embedding_model, texts)).vectors
+            async def embed(texts: list[str], model: str, input_type: InputType) -> Any:
+                return (await registry.embed(model, texts, input_type=input_type)).vectors
 
             def count(texts: list[str]) -> list[int]:
                 from hearth.embed.local import shared_minilm
 
                 return shared_minilm().count_tokens(texts)  # type: ignore[no-any-return]
 
-            self._service = RagService(c, catalog, embed, count, on_search=self.on_search)
+            models = list(registry.embedders)
+            self._service = RagService(c, catalog, embed, count, models=models, on_search=self.on_search)
         return self._service
 
     async def warm(self) -> None:

@@ -92,6 +92,15 @@ class LocalStore:
     async def remove(self, sources: list[str]) -> int:
         return await asyncio.to_thread(self._remove, sources)
 
+    async def chunks(self, source: str) -> list[NewChunk]:
+        def read() -> list[NewChunk]:
+            with self._lock:
+                rows = self._db.execute("SELECT text, title, line_start, line_end, terms FROM chunks WHERE source = ? "
+                                        "ORDER BY id", (source,)).fetchall()  # fmt: skip
+            return [NewChunk(t, title, a, b, terms.split()) for t, title, a, b, terms in rows]
+
+        return await asyncio.to_thread(read)
+
     async def chunk_vectors(self, source: str) -> dict[str, np.ndarray]:
         def read() -> dict[str, np.ndarray]:
             with self._lock:

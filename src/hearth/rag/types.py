@@ -71,6 +71,10 @@ class KnowledgeStore(Protocol):
 
     async def remove(self, sources: list[str]) -> int: ...
 
+    async def chunks(self, source: str) -> list[NewChunk]:
+        """A document's chunks as stored, in order (re-embedding with another model starts from them)."""
+        ...
+
     async def chunk_vectors(self, source: str) -> dict[str, np.ndarray]:
         """The current vectors of a document's chunks, by embedded text ("title\ntext")."""
         ...
