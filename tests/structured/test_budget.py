@@ -97,3 +97,15 @@ def test_the_default_model_closes_its_json_at_any_budget(gateway: Server, max_to
     with pytest.raises(openai.BadRequestError, match="max_tokens"):
         client.chat.completions.create(model="local", max_tokens=30, response_format=rf,
                                        messages=[{"role": "user", "content": "A storyboard, please."}])
+
+
+def test_strings_in_grammars_exclude_raw_control_characters() -> None:
+    """The stock converter let a raw newline into a JSON string (invalid JSON the model did write)."""
+    from hearth.structured.tools import tool_grammar
+
+    g = grammar_for(canonical({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}))
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
+        "a": {"type": "string"}}, "required": ["a"]}}}]  # fmt: skip
+    for grammar in (g, tool_grammar(tools, "required") or ""):
+        char = next(line for line in grammar.splitlines() if line.startswith("char ::="))
+        assert char.startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F]'), char

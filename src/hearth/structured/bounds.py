@@ -182,8 +182,18 @@ class BoundedConverter(SchemaConverter):
         return str(super().visit(schema, name))
 
 
+_LOOSE_CHAR = 'char ::= [^"\\\\] |'
+_STRICT_CHAR = 'char ::= [^"\\\\\\x7F\\x00-\\x1F] |'
+
+
+def strict_chars(grammar: str) -> str:
+    """The stock converter's string character is `[^"\\]`, which lets a raw newline or tab into a JSON string
+    (invalid JSON, that the model does write); JSON allows no control character unescaped."""
+    return grammar.replace(_LOOSE_CHAR, _STRICT_CHAR)
+
+
 def schema_to_gbnf(schema: Any) -> str:
     conv = BoundedConverter()
     schema = conv.resolve_refs(schema, "schema")
     conv.visit(schema, "")
-    return str(conv.format_grammar())
+    return strict_chars(str(conv.format_grammar()))

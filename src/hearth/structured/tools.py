@@ -54,7 +54,7 @@ def tool_mode(tool_choice: Any) -> tuple[str, str | None]:
 def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool = True,
                  max_calls: int | None = None) -> str | None:  # fmt: skip
     """`max_calls` bounds parallel calls (a token budget pays for each); None: any number."""
-    from hearth.structured.bounds import BoundedConverter
+    from hearth.structured.bounds import BoundedConverter, strict_chars
 
     mode, only = tool_mode(tool_choice)
     if mode == "none":  # enforced, not requested: the answer may not even look like a call
@@ -85,7 +85,7 @@ def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool =
         conv._add_rule("root", f"{calls} | {answer}")
     else:
         conv._add_rule("root", calls)
-    return str(conv.format_grammar())
+    return strict_chars(str(conv.format_grammar()))
 
 
 _BLOCK = re.compile(re.escape(OPEN) + r"\s*(.*?)\s*" + re.escape(CLOSE), re.DOTALL)
