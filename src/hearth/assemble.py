@@ -100,7 +100,8 @@ class _Build:
 def _rag(b: _Build) -> None:
     """Per request, around whichever model answers: retrieved text is part of the prompt the cache sees,
     so a changed knowledge base is never answered from an old cache entry."""
-    b.rag = RagStage(b.cfg.rag, b.registry, on_search=b.metrics.rag_searched)
+    english = [n for n, m in b.cfg.models.items() if isinstance(m, EmbeddingModel) and not m.is_multilingual()]
+    b.rag = RagStage(b.cfg.rag, b.registry, on_search=b.metrics.rag_searched, english_only=english)
     b.registry.resolvers.append(b.rag)
 
 

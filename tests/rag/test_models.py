@@ -28,7 +28,7 @@ DOCS = [
 calls: list[tuple[str, str]] = []
 
 
-def service(root: Path, model: str) -> RagService:
+def service(root: Path, model: str = "auto", english_only: tuple[str, ...] = ("all-minilm",)) -> RagService:
     async def embed(texts: list[str], name: str, input_type: str) -> Any:
         calls.append((name, input_type))
         m = shared_minilm(PATHS[name])
@@ -36,8 +36,9 @@ def service(root: Path, model: str) -> RagService:
             return await asyncio.to_thread(m.encode, texts, input_type == "query")
         return await asyncio.to_thread(m.encode, texts)
 
-    m = shared_minilm(PATHS[model])
-    return RagService(RagConfig(embedding_model=model), LocalCatalog(root), embed, m.count_tokens, models=list(PATHS))
+    m = shared_minilm(PATHS["all-minilm"])
+    return RagService(RagConfig(embedding_model=model), LocalCatalog(root), embed, m.count_tokens, models=list(PATHS),
+                      english_only=english_only, english="all-minilm", multilingual="multilingual-e5-small")
 
 
 def test_e5_finds_chinese_answers_by_meaning(tmp_path: Path) -> None:
@@ -73,5 +74,32 @@ def test_a_knowledge_base_keeps_its_model_until_reembedded(tmp_path: Path) -> No
         vecs = await store.chunk_vectors("wifi.md")
         e5 = shared_minilm(E5_PATH).encode([next(iter(vecs))], False)[0]
         assert np.allclose(next(iter(vecs.values())), e5, atol=1e-5)
+
+    asyncio.run(go())
+
+
+def test_an_english_only_model_is_not_asked_about_chinese(tmp_path: Path) -> None:
+    async def go() -> None:
+        svc = service(tmp_path, "all-minilm")
+        await svc.ingest_documents("kb", DOCS)
+        calls.clear()
+        hybrid = await svc.search("kb", "无线网络断开怎么办", mode="hybrid")
+        keyword = await svc.search("kb", "无线网络断开怎么办", mode="keyword")
+        assert [h.id for h in hybrid] == [h.id for h in keyword] and calls == []
+        await svc.search("kb", "wireless keeps dropping", mode="hybrid")
+        assert calls == [("all-minilm", "query")]  # Latin script: both retrievers
+
+    asyncio.run(go())
+
+
+def test_auto_picks_the_model_by_the_documents_script(tmp_path: Path) -> None:
+    async def go() -> None:
+        svc = service(tmp_path)
+        await svc.ingest_documents("zh", DOCS)
+        await svc.ingest_documents("en", [TextDocument("a.md", "Invoices are issued on the first day of the month.")])
+        assert await svc.model_of("zh", await svc.catalog.open("zh")) == "multilingual-e5-small"
+        assert await svc.model_of("en", await svc.catalog.open("en")) == "all-minilm"
+        hits = await svc.search("zh", "发票在哪里下载", mode="vector", top_k=1)
+        assert hits[0].source == "billing.md"
 
     asyncio.run(go())

@@ -54,7 +54,7 @@ def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
                 problems.append(((*base, "fallbacks", src), f"{', '.join(dupes)} listed twice"))
     names = {n: m for name, m in cfg.models.items() for n in (name, *m.aliases)}
     chat = sorted(n for n, m in names.items() if not isinstance(m, EmbeddingModel))
-    if cfg.rag.embedding_model not in names:
+    if cfg.rag.embedding_model != "auto" and cfg.rag.embedding_model not in names:
         problems.append((("rag", "embedding_model"), f"unknown model {cfg.rag.embedding_model!r}"))
     refs: list[tuple[tuple[str, ...], str | None]] = [(("rag", "chat_model"), cfg.rag.chat_model)]
     refs += [(("rag", "profiles", p, "model"), prof.model) for p, prof in cfg.rag.profiles.items()]

@@ -101,10 +101,17 @@ class EmbeddingModel(_Strict):
                       "builtin:multilingual-e5-small (about 100 languages; x86-64 Linux with AVX2), or a folder "
                       "holding model.safetensors + tokenizer.json of a BERT sentence encoder")  # fmt: skip
     aliases: list[str] = Field(default_factory=list)
+    multilingual: bool | None = Field(
+        None, description="trained on many languages; default: true for builtin:multilingual-e5-small, else false "
+        "(hybrid search then skips vectors for questions in other scripts than Latin)",
+    )
     max_batch: int = Field(64, ge=1, description="texts per forward pass when concurrent requests are merged")
     batch_window_ms: float = Field(
         0.0, ge=0, description="wait this long for more requests before a forward pass; 0: take what is queued"
     )
+
+    def is_multilingual(self) -> bool:
+        return self.multilingual if self.multilingual is not None else self.path == "builtin:multilingual-e5-small"
 
 
 class OpenAIModel(_Speech):
@@ -296,8 +303,9 @@ class RagConfig(_Strict):
     chroma_tenant: str = "default_tenant"
     chroma_database: str = "default_database"
     embedding_model: str = Field(
-        DEFAULT_EMBEDDING_MODEL, description="embeds chunks and queries of new knowledge bases (an existing one keeps "
-        "the model it was built with until `hearth rag reembed`); default: multilingual-e5-small where it runs",
+        "auto", description="embeds chunks and queries of new knowledge bases; auto: multilingual-e5-small (where it "
+        "runs) for knowledge bases whose first documents are not in Latin script, else all-minilm. An existing "
+        "knowledge base keeps the model it was built with until `hearth rag reembed`",
     )
     chat_model: str | None = Field(None, description="answers `rag:<kb>` requests; default: the first chat model")
     chunk_tokens: int = Field(200, ge=16, le=2048, description="chunk size in embedding-model tokens")
@@ -341,8 +349,7 @@ class Config(_Strict):
             if multilingual_embedder_available():
                 self.models[MULTILINGUAL_EMBEDDING_MODEL] = EmbeddingModel(
                     kind="embedding", path="builtin:multilingual-e5-small", aliases=list(_E5_ALIASES))
-                if "embedding_model" not in self.rag.model_fields_set:  # it retrieves Chinese; MiniLM does not
-                    self.rag.embedding_model = MULTILINGUAL_EMBEDDING_MODEL
+
         seen: dict[str, str] = {p: f"rag.profiles.{p}" for p in self.rag.profiles}
         for name, m in self.models.items():
             for n in [name, *m.aliases]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -35,6 +36,7 @@ EmbedFn = Callable[[list[str], str, InputType], Awaitable[np.ndarray]]
 CountFn = Callable[[list[str]], list[int]]
 ProgressFn = Callable[[int, int, str], None]
 _RRF_K = 60
+_FOREIGN_SCRIPT = re.compile(r"[^\x00-\u024f\u1e00-\u1eff\u2000-\u206f\s\d\W]")  # a letter beyond Latin
 
 
 @dataclass(slots=True)
@@ -66,14 +68,20 @@ class IngestReport:
 
 class RagService:
     def __init__(self, cfg: RagConfig, catalog: Catalog, embed: EmbedFn, count: CountFn | None = None, *,
-                 models: Iterable[str] = (),
+                 models: Iterable[str] = (), english_only: Iterable[str] = (), english: str = "all-minilm",
+                 multilingual: str | None = None,
                  on_search: Callable[[str, str, float], None] | None = None) -> None:  # fmt: skip
         self.cfg = cfg
         self.catalog = catalog
         self._embed = embed
         self._count = count
-        self.models = sorted({*models, cfg.embedding_model})  # the embedding models a knowledge base may use
+        # With rag.embedding_model "auto", a new knowledge base gets `multilingual` when its first documents are
+        # in other scripts than Latin, else `english` (faster, and a little better on English).
+        self.english, self.multilingual = english, multilingual
+        named = [cfg.embedding_model] if cfg.embedding_model != "auto" else [english, multilingual]
+        self.models = sorted({*models, *(m for m in named if m)})  # the embedding models a knowledge base may use
         self._kb_models: dict[str, tuple[float, str | None]] = {}
+        self.english_only = set(english_only)  # models whose vectors mean nothing for other scripts
         self.on_search = on_search  # (kb, mode, seconds), for metrics
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -86,21 +94,32 @@ class RagService:
     def _params_hash(self, model: str) -> str:
         return hashlib.sha256(self._params(model).encode()).hexdigest()[:12]
 
-    async def model_of(self, kb: str, store: KnowledgeStore) -> str:
+    def model_for(self, texts: Iterable[str]) -> str:
+        """The model a new knowledge base gets for these texts: the configured one, or by their script."""
+        if self.cfg.embedding_model != "auto":
+            return self.cfg.embedding_model
+        if self.multilingual is None:
+            return self.english
+        sample = "".join(t[:2000] for t, _ in zip(texts, range(50), strict=False))
+        letters = sum(c.isalpha() for c in sample)
+        foreign = len(_FOREIGN_SCRIPT.findall(sample))
+        return self.multilingual if letters and foreign / letters > 0.1 else self.english
+
+    async def model_of(self, kb: str, store: KnowledgeStore, texts: Iterable[str] = ()) -> str:
         """The embedding model a knowledge base was built with, read from its documents' hashes (which carry
         the model among their parameters): a knowledge base keeps its model until `reembed`, whatever
         `rag.embedding_model` says meanwhile, since vectors of two models do not compare. Empty or
-        unrecognised: the configured model."""
+        unrecognised: the model for `texts` (what is being added, or asked)."""
         now = time.monotonic()
         hit = self._kb_models.get(kb)
         if hit is not None and now - hit[0] < 5.0:
-            return hit[1] or self.cfg.embedding_model
+            return hit[1] or self.model_for(texts)
         docs = await store.documents()
         counts = Counter(d.hash.split(":")[0] for d in docs.values())
         by_hash = {self._params_hash(m): m for m in self.models}
         model = next((by_hash[p] for p, _ in counts.most_common() if p in by_hash), None)
         self._kb_models[kb] = (now, model)
-        return model or self.cfg.embedding_model
+        return model or self.model_for(texts)
 
     # --- ingest -------------------------------------------------------------------------------------
 
@@ -109,7 +128,7 @@ class RagService:
         store = await self.catalog.open(kb, create=True)
         report = IngestReport(kb)
         t0 = time.perf_counter()
-        model = await self.model_of(kb, store)
+        model = await self.model_of(kb, store, (d.text for d in docs))
         known = await store.documents()
         for i, d in enumerate(docs):
             await self._ingest_one(store, model, d.source, d.text, d.metadata, d.kind, known, report)
@@ -131,7 +150,7 @@ class RagService:
         store = await self.catalog.open(kb, create=True)
         report = IngestReport(kb)
         t0 = time.perf_counter()
-        model = await self.model_of(kb, store)
+        model: str | None = None
         known = await store.documents()
         files: list[Path] = []
         roots: list[str] = []
@@ -152,6 +171,7 @@ class RagService:
             except text.Unreadable as e:
                 report.skipped.append({"source": str(f), "reason": str(e)})
             else:
+                model = model or await self.model_of(kb, store, [content])  # a new kb: by its first file
                 await self._ingest_one(store, model, str(f), content, dict(metadata or {}), None, known, report)
             if progress:
                 progress(i + 1, len(files), str(f))
@@ -204,13 +224,16 @@ class RagService:
         report.chunks += len(chunks)
 
     async def reembed(self, kb: str, model: str | None = None, *, progress: ProgressFn | None = None) -> IngestReport:
-        """Every document of `kb` embedded again with `model` (default: `rag.embedding_model`), from the chunks
-        it holds, so no source file is needed. Documents are switched one at a time, as an ingest does."""
-        model = model or self.cfg.embedding_model
+        """Every document of `kb` embedded again with `model` (default: what `rag.embedding_model` gives its
+        text), from the chunks it holds, so no source file is needed. Documents are switched one at a time, as
+        an ingest does."""
+        store = await self.catalog.open(kb)
+        if model is None:
+            first = next(iter(sorted(await store.documents())), None)
+            model = self.model_for([c.text for c in await store.chunks(first)] if first else [])
         if model not in self.models:
             raise BadRequest(f"model: {model!r} is not an embedding model here; known: {', '.join(self.models)}",
                              param="model")  # fmt: skip
-        store = await self.catalog.open(kb)
         report = IngestReport(kb)
         t0 = time.perf_counter()
         docs = await store.documents()
@@ -251,7 +274,7 @@ class RagService:
             raise BadRequest("mode: one of hybrid, vector, keyword", param="mode")
         store = await self.catalog.open(kb)
         t0 = time.perf_counter()
-        model = await self.model_of(kb, store) if mode != "keyword" else self.cfg.embedding_model
+        model = await self.model_of(kb, store, [query]) if mode != "keyword" else self.english
         hits = await self._search(store, model, query, top_k, where, mode, fusion, vector_weight)
         if self.on_search is not None:
             self.on_search(kb, mode, time.perf_counter() - t0)
@@ -264,6 +287,10 @@ class RagService:
         n = max(self.cfg.candidates, k)
         vec_hits: list[Hit] = []
         kw_hits: list[Hit] = []
+        if mode == "hybrid" and model in self.english_only and _FOREIGN_SCRIPT.search(query):
+            # An English-only model's vectors for a Chinese (Japanese, Cyrillic...) question are close to
+            # noise: fused in, they made hybrid search worse than keyword search alone.
+            mode = "keyword"
         if mode != "keyword":
             vec = (await self._embed([query], model, "query"))[0]
             vec_hits = await store.vector_search(vec, k if mode == "vector" else n, where)

@@ -10,7 +10,7 @@ it needs numpy and opens the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from hearth.config import RagConfig
@@ -27,10 +27,12 @@ SearchHook = Callable[[str, str, float], None]  # (kb, mode, seconds)
 
 
 class RagStage:
-    def __init__(self, cfg: RagConfig, registry: ModelRegistry, on_search: SearchHook | None = None) -> None:
+    def __init__(self, cfg: RagConfig, registry: ModelRegistry, on_search: SearchHook | None = None, *,
+                 english_only: Iterable[str] = ()) -> None:  # fmt: skip
         self.cfg = cfg
         self.registry = registry
         self.on_search = on_search
+        self.english_only = list(english_only)  # embedding models trained on English only
         self._service: RagService | None = None
 
     def __call__(self, request: ChatRequest, registry: ModelRegistry) -> tuple[str, Backend] | None:
@@ -87,8 +89,12 @@ class RagStage:
 
                 return shared_minilm().count_tokens(texts)  # type: ignore[no-any-return]
 
-            models = list(registry.embedders)
-            self._service = RagService(c, catalog, embed, count, models=models, on_search=self.on_search)
+            embedders = list(registry.embedders)
+            multilingual = next((m for m in embedders if m not in self.english_only), None)
+            english = next((m for m in embedders if m in self.english_only), multilingual or "all-minilm")
+            self._service = RagService(c, catalog, embed, count, models=embedders, english_only=self.english_only,
+                                       english=english, multilingual=multilingual,
+                                       on_search=self.on_search)  # fmt: skip
         return self._service
 
     async def warm(self) -> None:
