@@ -176,7 +176,10 @@ async def open_stream(request: web.Request, api: str, req: ChatRequest) -> Strea
         async def closed(s: Stream) -> None:
             if tracer is not None:
                 local, provider = _provider(gateway.registry, s.served_by)
-                tracer.generation(request.headers, req, s, local=local, provider=provider, key=ex.principal.name)
+                try:
+                    tracer.generation(request.headers, req, s, local=local, provider=provider, key=ex.principal.name)
+                except Exception as e:  # telemetry must never fail an answer
+                    log.warning("could not record the span of request %s: %r", ex.id, e)
             if ticket is not None:
                 u = s.usage
                 try:
