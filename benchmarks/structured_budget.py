@@ -14,7 +14,6 @@ budget logic costs), and the requests refused up front (400: the schema's smalle
 from __future__ import annotations
 
 import argparse
-import atexit
 import json
 import os
 import socket
@@ -30,7 +29,9 @@ from typing import Any
 import jsonschema
 import openai
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from _baseline import src_before
+
 S, INT = {"type": "string"}, {"type": "integer"}
 
 
@@ -78,16 +79,7 @@ def free_port() -> int:
 
 
 def today_src() -> str:
-    git = ["git", "-C", str(ROOT)]
-    added = subprocess.run([*git, "log", "--diff-filter=A", "--format=%H", "--", "src/hearth/structured/budget.py"],
-                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-    rev = f"{added[-1]}^" if added else "HEAD"
-    short = subprocess.run([*git, "rev-parse", "--short", rev], capture_output=True, text=True, check=True)
-    path = Path(tempfile.gettempdir()) / f"hearth-structured-{short.stdout.strip()}"
-    if not path.exists():
-        subprocess.run([*git, "worktree", "add", "--detach", str(path), rev], check=True, capture_output=True)
-        atexit.register(subprocess.run, [*git, "worktree", "remove", "--force", str(path)], capture_output=True)
-    return str(path / "src")
+    return src_before("src/hearth/structured/budget.py", "structured")
 
 
 def start(target: str) -> tuple[subprocess.Popen[bytes], int]:

@@ -23,7 +23,6 @@ of silence they cost. Targets, all on the default model (Qwen2.5-Coder-0.5B Q4_K
 from __future__ import annotations
 
 import argparse
-import atexit
 import os
 import statistics
 import subprocess
@@ -40,6 +39,9 @@ from _client import free_port, wait_ready
 from hearth.core.pace import SPEECH
 from hearth.model_files import resolve_model_path
 from hearth.speech.segments import Playback, Segmenter
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _baseline import src_before
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -145,17 +147,7 @@ def measure(port: int, model: str, n: int, turns: int, think: float, rounds: int
 
 
 def today_src() -> str:
-    """The source tree of hearth before deadline scheduling, checked out once into a temporary worktree."""
-    git = ["git", "-C", str(ROOT)]
-    added = subprocess.run([*git, "log", "--diff-filter=A", "--format=%H", "--", "src/hearth/engine/schedule.py"],
-                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-    rev = f"{added[-1]}^" if added else "HEAD"
-    short = subprocess.run([*git, "rev-parse", "--short", rev], capture_output=True, text=True, check=True)
-    path = Path(tempfile.gettempdir()) / f"hearth-today-{short.stdout.strip()}"
-    if not path.exists():
-        subprocess.run([*git, "worktree", "add", "--detach", str(path), rev], check=True, capture_output=True)
-        atexit.register(subprocess.run, [*git, "worktree", "remove", "--force", str(path)], capture_output=True)
-    return str(path / "src")
+    return src_before("src/hearth/engine/schedule.py", "today")
 
 
 def start(target: str, gguf: str) -> tuple[subprocess.Popen[bytes], int]:
