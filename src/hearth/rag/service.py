@@ -1,7 +1,7 @@
 """Ingest and hybrid search over knowledge bases: what the HTTP API, the CLI and RAG chat share.
 
 Search asks both retrievers for `candidates` hits, then fuses them:
-- weighted (default): each list's scores are min-max normalised to [0, 1] (BM25 scores have no fixed
+- weighted: each list's scores are min-max normalised to [0, 1] (BM25 scores have no fixed
   scale), then `vector_weight * vector + (1 - vector_weight) * keyword`; a hit missing from one list
   gets 0 there;
 - rrf: reciprocal-rank fusion, sum of 1 / (60 + rank), which ignores the scores altogether;
