@@ -100,8 +100,10 @@ class _Build:
 def _rag(b: _Build) -> None:
     """Per request, around whichever model answers: retrieved text is part of the prompt the cache sees,
     so a changed knowledge base is never answered from an old cache entry."""
-    english = [n for n, m in b.cfg.models.items() if isinstance(m, EmbeddingModel) and not m.is_multilingual()]
-    b.rag = RagStage(b.cfg.rag, b.registry, on_search=b.metrics.rag_searched, english_only=english)
+    local = {n: m for n, m in b.cfg.models.items() if isinstance(m, EmbeddingModel)}
+    b.rag = RagStage(b.cfg.rag, b.registry, on_search=b.metrics.rag_searched,
+                     english_only=[n for n, m in local.items() if not m.is_multilingual()],
+                     multilingual=[n for n, m in local.items() if m.is_multilingual()])  # fmt: skip
     b.registry.resolvers.append(b.rag)
 
 

@@ -109,3 +109,14 @@ def test_strings_in_grammars_exclude_raw_control_characters() -> None:
     for grammar in (g, tool_grammar(tools, "required") or ""):
         char = next(line for line in grammar.splitlines() if line.startswith("char ::="))
         assert char.startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F]'), char
+
+
+@pytest.mark.parametrize("items", [None, True, {"type": "object"}, {"type": "string", "pattern": "^a+$"},
+                                   {"$ref": "#/$defs/x"}])  # fmt: skip
+def test_arrays_whose_items_cannot_be_bounded_leave_the_schema_alone(items: Any) -> None:
+    schema: dict[str, Any] = {"type": "object", "properties": {"xs": {"type": "array"}}, "required": ["xs"]}
+    if items is not None:
+        schema["properties"]["xs"]["items"] = items
+    assert fit(schema, 300, count=approx) == (schema, None)
+    open_keys = {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": True}
+    assert fit(open_keys, 300, count=approx) == (open_keys, None)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -135,7 +136,9 @@ async def upload_files(request: web.Request) -> web.Response:
                 raise PayloadTooLarge(f"the files exceed the request limit of {limit} bytes")
             raw += chunk
         try:
-            docs.append(TextDocument(part.filename, read_bytes(part.filename, bytes(raw))))
+            content = await asyncio.to_thread(read_bytes, part.filename, bytes(raw))  # PDFs take a while
+            html = part.filename.lower().endswith((".html", ".htm"))
+            docs.append(TextDocument(part.filename, content, kind="markdown" if html else None))
         except Unreadable as e:
             skipped.append({"source": part.filename, "reason": str(e)})
     if not docs and not skipped:

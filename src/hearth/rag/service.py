@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import re
 import time
 from collections import Counter
@@ -30,6 +31,8 @@ from hearth.core.errors import BadRequest
 from hearth.core.types import InputType
 from hearth.rag import chunking, text
 from hearth.rag.types import Catalog, DocInfo, Hit, KnowledgeStore, NewChunk
+
+log = logging.getLogger("hearth")
 
 # texts, the embedding model, and whether they are documents or a query (asymmetric models embed them apart)
 EmbedFn = Callable[[list[str], str, InputType], Awaitable[np.ndarray]]
@@ -101,9 +104,7 @@ class RagService:
         if self.multilingual is None:
             return self.english
         sample = "".join(t[:2000] for t, _ in zip(texts, range(50), strict=False))
-        letters = sum(c.isalpha() for c in sample)
-        foreign = len(_FOREIGN_SCRIPT.findall(sample))
-        return self.multilingual if letters and foreign / letters > 0.1 else self.english
+        return self.multilingual if _mostly_foreign(sample) else self.english
 
     async def model_of(self, kb: str, store: KnowledgeStore, texts: Iterable[str] = ()) -> str:
         """The embedding model a knowledge base was built with, read from its documents' hashes (which carry
@@ -118,6 +119,11 @@ class RagService:
         counts = Counter(d.hash.split(":")[0] for d in docs.values())
         by_hash = {self._params_hash(m): m for m in self.models}
         model = next((by_hash[p] for p, _ in counts.most_common() if p in by_hash), None)
+        if model is None and docs:
+            # Built with other chunking parameters, or by a model not here: the model every knowledge base had
+            # before they could differ. A re-ingest or `reembed` makes it known again.
+            log.warning("knowledge base %r: cannot tell its embedding model; assuming %s", kb, self.english)
+            model = self.english
         self._kb_models[kb] = (now, model)
         return model or self.model_for(texts)
 
@@ -172,7 +178,8 @@ class RagService:
                 report.skipped.append({"source": str(f), "reason": str(e)})
             else:
                 model = model or await self.model_of(kb, store, [content])  # a new kb: by its first file
-                await self._ingest_one(store, model, str(f), content, dict(metadata or {}), None, known, report)
+                kind = "markdown" if f.suffix.lower() in (".html", ".htm") else None  # read_file made it text
+                await self._ingest_one(store, model, str(f), content, dict(metadata or {}), kind, known, report)
             if progress:
                 progress(i + 1, len(files), str(f))
         seen = {str(f) for f in files}
@@ -287,7 +294,7 @@ class RagService:
         n = max(self.cfg.candidates, k)
         vec_hits: list[Hit] = []
         kw_hits: list[Hit] = []
-        if mode == "hybrid" and model in self.english_only and _FOREIGN_SCRIPT.search(query):
+        if mode == "hybrid" and model in self.english_only and _mostly_foreign(query):
             # An English-only model's vectors for a Chinese (Japanese, Cyrillic...) question are close to
             # noise: fused in, they made hybrid search worse than keyword search alone.
             mode = "keyword"
@@ -348,9 +355,14 @@ def _confidence(hits: list[Hit], attr: str) -> float:
 def _adaptive_weight(vec: list[Hit], kw: list[Hit], prior: float) -> float:
     """The vector share for this query: the configured weight, scaled by each retriever's confidence."""
     cv, ck = _confidence(vec, "vector_score"), _confidence(kw, "keyword_score")
-    if cv + ck == 0:
-        return prior
-    return prior * cv / (prior * cv + (1.0 - prior) * ck)
+    den = prior * cv + (1.0 - prior) * ck
+    return prior * cv / den if den > 0 else prior
+
+
+def _mostly_foreign(text: str) -> bool:
+    """More than a tenth of the letters are beyond Latin script (one Greek letter in English is not)."""
+    letters = sum(c.isalpha() for c in text)
+    return bool(letters) and len(_FOREIGN_SCRIPT.findall(text)) / letters > 0.1
 
 
 def _walk(root: Path) -> list[Path]:

@@ -28,11 +28,12 @@ SearchHook = Callable[[str, str, float], None]  # (kb, mode, seconds)
 
 class RagStage:
     def __init__(self, cfg: RagConfig, registry: ModelRegistry, on_search: SearchHook | None = None, *,
-                 english_only: Iterable[str] = ()) -> None:  # fmt: skip
+                 english_only: Iterable[str] = (), multilingual: Iterable[str] = ()) -> None:  # fmt: skip
         self.cfg = cfg
         self.registry = registry
         self.on_search = on_search
-        self.english_only = list(english_only)  # embedding models trained on English only
+        self.english_only = list(english_only)  # local embedding models trained on English only
+        self.multilingual = list(multilingual)  # local embedding models trained on many languages
         self._service: RagService | None = None
 
     def __call__(self, request: ChatRequest, registry: ModelRegistry) -> tuple[str, Backend] | None:
@@ -90,8 +91,8 @@ class RagStage:
                 return shared_minilm().count_tokens(texts)  # type: ignore[no-any-return]
 
             embedders = list(registry.embedders)
-            multilingual = next((m for m in embedders if m not in self.english_only), None)
-            english = next((m for m in embedders if m in self.english_only), multilingual or "all-minilm")
+            multilingual = next(iter(self.multilingual), None)
+            english = next(iter(self.english_only), multilingual or "all-minilm")
             self._service = RagService(c, catalog, embed, count, models=embedders, english_only=self.english_only,
                                        english=english, multilingual=multilingual,
                                        on_search=self.on_search)  # fmt: skip

@@ -31,9 +31,10 @@ from hearth.core.errors import BadRequest
 MAX_CAP = 1000  # characters: beyond this a string cap only costs grammar size
 PREFERRED_CHARS = 80  # string length worth keeping before adding array items
 EXTRA_ITEMS = 6  # at most this many items beyond minItems for arrays that set no maxItems
-_FORMAT_CHARS = {"date": 12, "time": 20, "date-time": 35, "uuid": 38}
-_UNBOUNDED_INTEGER = 16  # the grammar's 15 digits and a sign
-_UNBOUNDED_NUMBER = 40  # integer part, fraction and exponent
+_FORMAT_CHARS = {"date": 12, "time": 20, "date-time": 35, "uuid": 38, "uuid1": 38, "uuid2": 38, "uuid3": 38,
+                 "uuid4": 38, "uuid5": 38}  # fmt: skip
+_UNBOUNDED_INTEGER = 17  # the grammar's sign and up to 16 digits
+_UNBOUNDED_NUMBER = 52  # the grammar's integer part, fraction and exponent
 
 
 class BudgetTooSmall(BadRequest):
@@ -91,8 +92,8 @@ def _shape(node: Any, extra: int, strings: list[dict[str, Any]]) -> str:
         return "[ " + ", ".join(_shape(each, extra, strings) for _ in range(n)) + "] "
     if t == "object":
         props = node.get("properties") or {}
-        if not props:
-            raise _Unbounded  # any object: nothing to cap
+        if not props or node.get("additionalProperties", False) not in (False, None):
+            raise _Unbounded  # any object, or any extra keys: nothing to cap
         return "{ " + ", ".join(json.dumps(k, ensure_ascii=False) + ": " + _shape(v, extra, strings)
                                 for k, v in props.items()) + "} "  # fmt: skip
     raise _Unbounded
@@ -196,9 +197,10 @@ def fit(schema: Any, budget: int, where: str = "response_format", count: Count |
     `count` is the model's tokenizer; without it every character counts as a token (safe, but stingy)."""
     cost = _Costs(schema, count)
     try:
-        base = _largest_cap(cost, budget, 0)
+        cost(0, 1)  # with an item in every open array, every part of the schema is visited once
     except _Unbounded:
         return schema, None
+    base = _largest_cap(cost, budget, 0)
     if base is None:
         need = cost(0, 0)
         raise BudgetTooSmall(f"{where}: the smallest answer this schema allows needs about {need} tokens, more "

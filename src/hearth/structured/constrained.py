@@ -30,7 +30,7 @@ from hearth.structured.schema import (
     repair,
     validate,
 )
-from hearth.structured.tools import ToolCallParser, tool_grammar, tool_mode
+from hearth.structured.tools import ToolCallParser, check_tools, tool_grammar, tool_mode
 
 
 def response_schema(rf: dict[str, Any] | None) -> tuple[str, Any]:
@@ -105,6 +105,7 @@ class ConstrainedBackend(WrappingBackend):
             mode, _ = tool_mode(req.tool_choice)
             tools, parallel, max_calls = req.tools, req.parallel_tool_calls is not False, None
             if budget is not None and mode != "none":
+                check_tools(req.tools)  # a broken schema is a 400 before the fitter reads it
                 tools, max_calls = _fit_calls(req.tools, budget, parallel, self._count)
             grammar = _tool_grammar_cached(canonical(tools), canonical(req.tool_choice), parallel, max_calls)
             if mode == "none":

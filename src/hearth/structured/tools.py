@@ -37,6 +37,11 @@ def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def check_tools(tools: list[dict[str, Any]]) -> None:
+    """400 for a tool that is not a function with a valid parameter schema."""
+    _functions(tools)
+
+
 def tool_mode(tool_choice: Any) -> tuple[str, str | None]:
     """('auto' | 'none' | 'required' | 'named', function name for 'named')."""
     if tool_choice is None or tool_choice == "auto":
