@@ -120,3 +120,31 @@ def test_arrays_whose_items_cannot_be_bounded_leave_the_schema_alone(items: Any)
     assert fit(schema, 300, count=approx) == (schema, None)
     open_keys = {"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": True}
     assert fit(open_keys, 300, count=approx) == (open_keys, None)
+
+
+def test_under_auto_a_tool_that_cannot_fit_is_left_out_not_refused() -> None:
+    import asyncio
+
+    from hearth.core.collect import collect
+    from hearth.core.types import ChatRequest, Message, Sampling
+    from hearth.structured.constrained import ConstrainedBackend
+    from hearth.testing import FunctionBackend, Reply
+
+    small = {"type": "function", "function": {"name": "ping", "parameters": {"type": "object", "properties": {}}}}
+    big = {"type": "function", "function": {"name": "essay", "parameters": {"type": "object", "properties": {
+        f"part{i}": {"type": "string", "minLength": 40} for i in range(6)}, "required": [f"part{i}" for i in range(6)]}}}  # fmt: skip
+    inner = FunctionBackend("m", lambda r: Reply("ok"), local=True)
+    backend = ConstrainedBackend(inner)
+
+    def ask(choice: Any, tools: list[dict[str, Any]]) -> ChatRequest:
+        req = ChatRequest(model="m", messages=[Message("user", "hi")], tools=tools, tool_choice=choice,
+                          sampling=Sampling(max_tokens=60))  # fmt: skip
+        asyncio.run(collect(backend.stream(req)))
+        return inner.requests[-1]
+
+    sent = ask("auto", [small, big])
+    assert [t["function"]["name"] for t in sent.tools or []] == ["ping"] and "essay" not in (sent.grammar or "")
+    sent = ask("auto", [big])  # no call fits: a plain answer still does
+    assert sent.tools is None and (sent.grammar or "").startswith("root ::= [^<{")
+    with pytest.raises(BudgetTooSmall):
+        ask("required", [big])

@@ -168,13 +168,15 @@ def _largest_cap(cost: _Costs, budget: int, extra: int) -> int | None:
     return lo
 
 
-def fit_tools(tools: list[dict[str, Any]], budget: int, count: Count | None = None
+def fit_tools(tools: list[dict[str, Any]], budget: int, count: Count | None = None, *, drop: bool = False
               ) -> tuple[list[dict[str, Any]], int | None]:  # fmt: skip
     """Tools whose parameters are fitted to what one call may spend of `budget` (the call's wrapper,
     `<tool_call>{"name": ..., "arguments": ...}</tool_call>`, is paid first), and the shortest string cap
-    that cost (None: nothing was capped)."""
+    that cost (None: nothing was capped). `drop`: a tool that cannot fit is left out (an error only when
+    none fits)."""
     out: list[dict[str, Any]] = []
     caps: list[int] = []
+    refused: BudgetTooSmall | None = None
     for i, t in enumerate(tools):
         fn = t.get("function") if isinstance(t, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("parameters"), dict):
@@ -183,10 +185,18 @@ def fit_tools(tools: list[dict[str, Any]], budget: int, count: Count | None = No
         name = json.dumps(fn.get("name", ""), ensure_ascii=False)
         text = '<tool_call>\n{"name": ' + name + ', "arguments": }\n</tool_call>'
         wrapper = (len(text) if count is None else count(text)) + 2
-        params, cap = fit(fn["parameters"], budget - wrapper, f"tools.{i}.function.parameters", count)
+        try:
+            params, cap = fit(fn["parameters"], budget - wrapper, f"tools.{i}.function.parameters", count)
+        except BudgetTooSmall as e:
+            if not drop:
+                raise
+            refused = refused or e
+            continue
         if cap is not None:
             caps.append(cap)
         out.append({**t, "function": {**fn, "parameters": params}})
+    if refused is not None and not out:
+        raise refused
     return out, min(caps, default=None)
 
 

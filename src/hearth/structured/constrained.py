@@ -55,15 +55,19 @@ def _tool_grammar_cached(tools_json: str, choice_json: str, parallel: bool, max_
     return tool_grammar(json.loads(tools_json), json.loads(choice_json), parallel, max_calls)
 
 
-def _fit_calls(tools: list[dict[str, Any]], budget: int, parallel: bool,
-               count: Count | None) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+def _fit_calls(tools: list[dict[str, Any]], budget: int, parallel: bool, count: Count | None,
+               drop: bool) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
     """Tools fitted so that every call the grammar allows closes within `budget`: up to 3 parallel calls share
-    it when their arguments can still be PREFERRED_CHARS long (or as long as a single call's), else fewer."""
-    one, best = fit_tools(tools, budget, count)  # raises when not even one call fits
+    it when their arguments can still be PREFERRED_CHARS long (or as long as a single call's), else fewer.
+    `drop`: tools whose smallest call does not fit are left out (under `auto`, the model may call another or
+    answer in text) instead of refusing the request."""
+    one, best = fit_tools(tools, budget, count, drop=drop)  # raises when not even one call fits
     if parallel:
         for n in (3, 2):
             try:
-                fitted, cap = fit_tools(tools, budget // n, count)
+                fitted, cap = fit_tools(tools, budget // n, count, drop=drop)
+                if len(fitted) < len(one):
+                    continue  # sharing the budget would cost a tool that fits alone
             except BudgetTooSmall:
                 continue
             if cap is None or best is None or cap >= min(PREFERRED_CHARS, best):
@@ -106,8 +110,16 @@ class ConstrainedBackend(WrappingBackend):
             tools, parallel, max_calls = req.tools, req.parallel_tool_calls is not False, None
             if budget is not None and mode != "none":
                 check_tools(req.tools)  # a broken schema is a 400 before the fitter reads it
-                tools, max_calls = _fit_calls(req.tools, budget, parallel, self._count)
-            grammar = _tool_grammar_cached(canonical(tools), canonical(req.tool_choice), parallel, max_calls)
+                try:
+                    tools, max_calls = _fit_calls(req.tools, budget, parallel, self._count, drop=mode == "auto")
+                except BudgetTooSmall:
+                    if mode != "auto":
+                        raise
+                    mode = "none"  # no call fits, but a plain answer does
+                if mode == "auto" and len(tools) < len(req.tools):
+                    req = dataclasses.replace(req, tools=tools)  # show only the tools the grammar allows
+            choice = "none" if mode == "none" else req.tool_choice
+            grammar = _tool_grammar_cached(canonical(tools), canonical(choice), parallel, max_calls)
             if mode == "none":
                 # Shown tools invite the small model to call anyway, so the prompt leaves them out and the
                 # grammar allows only a plain answer (not even JSON that looks like a call).
