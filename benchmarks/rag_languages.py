@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _data import boolq
 from hearth.config import RagConfig
-from hearth.embed.local import E5_PATH, shared_minilm
+from hearth.embed.local import E5_PATH, shared_model
 from hearth.rag.service import RagService, TextDocument
 from hearth.rag.store import LocalCatalog
 
@@ -121,14 +121,14 @@ def scores(ranked: list[list[str]], cases: list[Case]) -> tuple[float, float]:
 
 async def measure(set_name: str, model_key: str, docs: list[TextDocument], cases: list[Case]) -> dict[str, Any]:
     async def embed(texts: list[str], name: str = "", input_type: str = "document") -> np.ndarray:
-        model = shared_minilm(MODELS[name])
+        model = shared_model(MODELS[name])
         if name == "e5":
             return await asyncio.to_thread(model.encode, texts, input_type == "query")  # type: ignore[no-any-return]
         return await asyncio.to_thread(model.encode, texts)  # type: ignore[no-any-return]
 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as d:
-        count = shared_minilm(MODELS["minilm"]).count_tokens  # chunk sizes in MiniLM tokens, as hearth counts them
+        count = shared_model(MODELS["minilm"]).count_tokens  # chunk sizes in MiniLM tokens, as hearth counts them
         if model_key == "auto":  # hearth's default now: the model by the documents' script, no MiniLM on Chinese
             svc = RagService(RagConfig(), LocalCatalog(Path(d)), embed, count, english="minilm", multilingual="e5",
                              english_only=["minilm"])  # fmt: skip

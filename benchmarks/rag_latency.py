@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _data import boolq
 from hearth.config import RagConfig
-from hearth.embed.local import shared_minilm
+from hearth.embed.local import shared_model
 from hearth.rag.service import RagService, fuse
 from hearth.rag.store import LocalCatalog, LocalStore
 from hearth.rag.text import terms
@@ -47,7 +47,7 @@ async def run(n_chunks: int, n_queries: int) -> None:
     rows = boolq()
     passages = list(dict.fromkeys(r["passage"] for r in rows))
     sentences = [s for p in passages for s in re.split(r"(?<=[.!?])\s+", p) if len(s) > 20]
-    model = shared_minilm()
+    model = shared_model()
     t0 = time.perf_counter()
     base = model.encode(passages[:1000])
     print(f"embedded 1000 base passages in {time.perf_counter() - t0:.1f} s", flush=True)

@@ -23,7 +23,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from _data import boolq
 from hearth.config import RagConfig
-from hearth.embed.local import shared_minilm
+from hearth.embed.local import shared_model
 from hearth.rag.service import RagService, TextDocument
 from hearth.rag.store import LocalCatalog
 
@@ -32,7 +32,7 @@ async def run(n_questions: int, kb_dir: str | None) -> None:
     rows = boolq()
     passages = list(dict.fromkeys(r["passage"] for r in rows))
     pid = {p: f"boolq/{i}" for i, p in enumerate(passages)}
-    model = shared_minilm()
+    model = shared_model()
 
     async def embed(texts: list[str], name: str = "", input_type: str = "document") -> np.ndarray:
         return await asyncio.to_thread(model.encode, texts)  # type: ignore[no-any-return]

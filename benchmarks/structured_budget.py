@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import openai
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _baseline import src_before
+from _client import free_port, wait_ready
 
 S, INT = {"type": "string"}, {"type": "integer"}
 
@@ -72,12 +71,6 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
 TOPICS = ["a cat learning to surf", "一座城市的清晨", "the history of bread", "quantum computers", "a rainy marathon"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def today_src() -> str:
     return src_before("src/hearth/structured/budget.py", "structured")
 
@@ -89,14 +82,8 @@ def start(target: str) -> tuple[subprocess.Popen[bytes], int]:
         env["PYTHONPATH"] = today_src()
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tempfile.mkdtemp())  # fmt: skip
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).read()
-            return proc, port
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{target} did not start")
+    wait_ready(port, timeout=300)
+    return proc, port
 
 
 def string_chars(v: Any) -> int:

@@ -16,11 +16,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _client import free_port, wait_ready
 
 CONFIG = """
 models:
@@ -41,17 +42,12 @@ def main() -> None:
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="hearth-ui-"))
     (tmp / "h.yaml").write_text(CONFIG.format(db=tmp / "keys.db"))
-    port = 18434
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "serve", "--config", str(tmp / "h.yaml"), "--port",
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/health", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_ready(port)
         exe = shutil.which("chromium") or "chromium"
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=exe, args=["--no-sandbox"])

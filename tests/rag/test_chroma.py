@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hearth.config import RagConfig
-from hearth.embed.local import shared_minilm
+from hearth.embed.local import shared_model
 from hearth.rag.chroma import ChromaCatalog
 from hearth.rag.service import RagService, TextDocument
 from hearth.rag.types import NewChunk
@@ -83,7 +83,7 @@ def test_replicas_share_knowledge_bases_on_chroma(replicas: list[Server]) -> Non
 
 
 def test_half_written_versions_stay_invisible(chroma: str, tmp_path: Path) -> None:
-    model = shared_minilm()
+    model = shared_model()
 
     async def embed(texts: list[str], name: str = "", input_type: str = "document") -> np.ndarray:
         return model.encode(texts)  # type: ignore[no-any-return]

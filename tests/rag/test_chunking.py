@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hearth.embed.local import shared_minilm
+from hearth.embed.local import shared_model
 from hearth.rag.chunking import Piece, chunk
 from hearth.rag.text import kind_of
 
 
 @pytest.fixture(scope="module")
 def count():  # type: ignore[no-untyped-def]
-    return shared_minilm().count_tokens
+    return shared_model().count_tokens
 
 
 def _lines_hold(text: str, p: Piece) -> None:

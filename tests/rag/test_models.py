@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from hearth.config import RagConfig, multilingual_embedder_available
-from hearth.embed.local import E5_PATH, shared_minilm
+from hearth.embed.local import E5_PATH, shared_model
 from hearth.rag.service import RagService, TextDocument
 from hearth.rag.store import LocalCatalog
 
@@ -31,12 +31,12 @@ calls: list[tuple[str, str]] = []
 def service(root: Path, model: str = "auto", english_only: tuple[str, ...] = ("all-minilm",)) -> RagService:
     async def embed(texts: list[str], name: str, input_type: str) -> Any:
         calls.append((name, input_type))
-        m = shared_minilm(PATHS[name])
+        m = shared_model(PATHS[name])
         if name == "multilingual-e5-small":
             return await asyncio.to_thread(m.encode, texts, input_type == "query")
         return await asyncio.to_thread(m.encode, texts)
 
-    m = shared_minilm(PATHS["all-minilm"])
+    m = shared_model(PATHS["all-minilm"])
     return RagService(RagConfig(embedding_model=model), LocalCatalog(root), embed, m.count_tokens, models=list(PATHS),
                       english_only=english_only, english="all-minilm", multilingual="multilingual-e5-small")
 
@@ -72,7 +72,7 @@ def test_a_knowledge_base_keeps_its_model_until_reembedded(tmp_path: Path) -> No
         hits = await new.search("kb", "wifi 老是掉线怎么办", mode="vector", top_k=1)
         assert hits[0].source == "wifi.md"
         vecs = await store.chunk_vectors("wifi.md")
-        e5 = shared_minilm(E5_PATH).encode([next(iter(vecs))], False)[0]
+        e5 = shared_model(E5_PATH).encode([next(iter(vecs))], False)[0]
         assert np.allclose(next(iter(vecs.values())), e5, atol=1e-5)
 
     asyncio.run(go())

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from hearth.config import RagConfig
-from hearth.embed.local import shared_minilm
+from hearth.embed.local import shared_model
 from hearth.rag.service import RagService, TextDocument
 from hearth.rag.store import LocalCatalog, LocalStore
 
 
 def service(root: Path, **cfg: object) -> RagService:
-    model = shared_minilm()
+    model = shared_model()
 
     async def embed(texts: list[str], name: str = "", input_type: str = "document") -> np.ndarray:
         return model.encode(texts)  # type: ignore[no-any-return]

@@ -133,6 +133,13 @@ def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None
     requests_log.info(json.dumps(line, ensure_ascii=False, default=str))
 
 
+def _hold(ex: Exchange, ticket: Ticket | None) -> None:
+    """Keep an admitted request's ticket (the middleware releases it if nothing settles it) and its headers."""
+    if ticket is not None:
+        ex.tickets.append(ticket)
+        ex.rate = rate_headers(ticket.key, ticket.verdict)
+
+
 def names_of(registry: ModelRegistry, model: str) -> tuple[str, ...]:
     """The names a model goes by, for allow-lists: as asked, and canonical when it is an alias."""
     try:
@@ -165,9 +172,7 @@ async def open_stream(request: web.Request, api: str, req: ChatRequest) -> Strea
         namespace = access.cache_namespace(ex.principal, str(cache.get("namespace") or ""))
         if namespace:
             req.extensions["cache"] = {**cache, "namespace": namespace}
-    if ticket is not None:
-        ex.tickets.append(ticket)
-        ex.rate = rate_headers(ticket.key, ticket.verdict)
+    _hold(ex, ticket)
     stream = await gateway.open(api, req)  # a failure here: the middleware releases the ticket, charging nothing
     ex.stream = stream
     tracer = request.app.get(TRACER)
@@ -205,9 +210,7 @@ async def admit_embeddings(request: web.Request, model: str, texts: list[str]) -
     access, gateway, ex = request.app[ACCESS], request.app[GATEWAY], request[EXCHANGE]
     ex.model = model
     ticket = await access.admit_embeddings(ex.principal, model, names_of(gateway.registry, model), texts)
-    if ticket is not None:
-        ex.tickets.append(ticket)
-        ex.rate = rate_headers(ticket.key, ticket.verdict)
+    _hold(ex, ticket)
     return ticket
 
 
@@ -228,9 +231,7 @@ async def admit_kb(request: web.Request, kb: str) -> None:
     access, ex = request.app[ACCESS], request[EXCHANGE]
     ex.model = f"rag:{kb}"
     ticket = await access.admit_plain(ex.principal, (ex.model,))
-    if ticket is not None:
-        ex.tickets.append(ticket)
-        ex.rate = rate_headers(ticket.key, ticket.verdict)
+    _hold(ex, ticket)
 
 
 def setup(app: web.Application, access: Access, *, log_payloads: bool = False, tracer: Tracer | None = None) -> None:

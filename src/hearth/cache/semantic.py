@@ -79,9 +79,9 @@ class SemanticIndex:
             self._sync_task = asyncio.create_task(self._sync_loop())
 
     def _load(self) -> None:
-        from hearth.embed.local import shared_minilm
+        from hearth.embed.local import shared_model
 
-        self._model = shared_minilm()  # the same weights the embeddings API and RAG use
+        self._model = shared_model()  # the same weights the embeddings API and RAG use
         self._model.encode(["warm up"])
 
     async def close(self) -> None:

@@ -75,7 +75,7 @@ class Stream:
         self.sources: list[dict[str, Any]] | None = None
         self.status = "ok"
         self.outputs = 0  # text and tool-call deltas: the output size where a broken stream reports no usage
-        self.t_last = 0.0
+        self.t_last = 0.0  # when the Finish arrived; 0: the stream did not finish
         # Run once when the stream closes, however it ends (the access layer settles its reservation here).
         self.on_close: Callable[[Stream], Awaitable[None]] | None = None
 
@@ -122,14 +122,14 @@ class Stream:
         tc = type(c)
         if tc is TextDelta or tc is ToolCallDelta:
             self.outputs += 1
-            self.t_last = time.perf_counter()
             if self.ttft is None:
-                self.ttft = self.t_last - self.t0
+                self.ttft = time.perf_counter() - self.t0
                 self._metrics.ttft.observe(self._labels, self.ttft)
         elif tc is Usage:
             self.usage = c  # type: ignore[assignment]
         elif tc is Finish:
             self.finish = c  # type: ignore[assignment]
+            self.t_last = time.perf_counter()  # right after the last token: one clock read per stream, not per token
         elif tc is ErrorChunk:
             self._failed(c.error)  # type: ignore[union-attr]
             raise c.error  # type: ignore[union-attr]
@@ -163,7 +163,7 @@ class Stream:
                 if self.usage is not None:
                     m.tokens_in.inc(self._labels, self.usage.prompt_tokens)
                     m.tokens_out.inc(self._labels, self.usage.completion_tokens)
-                if self.outputs > 1 and self.ttft is not None:
+                if self.outputs > 1 and self.ttft is not None and self.t_last:
                     gaps = self.t_last - self.t0 - self.ttft
                     m.time_per_output_token.observe(self._labels, gaps / (self.outputs - 1))
                 self._labels = None  # type: ignore[assignment]

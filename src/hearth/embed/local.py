@@ -33,7 +33,7 @@ _shared_lock = threading.Lock()
 E5_PATH = "builtin:multilingual-e5-small"
 
 
-def shared_minilm(path: str = "builtin:all-minilm-l6-v2") -> Any:
+def shared_model(path: str = "builtin:all-minilm-l6-v2") -> Any:
     """One model per process and path, whoever asks (embeddings API, RAG, the semantic cache): the weights
     are mapped once. `builtin:multilingual-e5-small` is the 4-bit e5 engine, anything else a MiniLM-style BERT."""
     with _shared_lock:
@@ -123,7 +123,7 @@ class LocalEmbedder:
 
     def _run(self) -> None:
         try:
-            self._model = shared_minilm(self.cfg.path)
+            self._model = shared_model(self.cfg.path)
         except Exception as e:  # a missing package or file: every waiting request gets the reason
             log.error("cannot load embedding model %s: %s", self.name, e)
             err = HearthError(f"embedding model {self.name!r} failed to load: {e}", code="model_load_failed")

@@ -82,6 +82,20 @@ class ConstrainedBackend(WrappingBackend):
         engine = inner.local
         self.constrain_locally = engine is not None  # an engine we drive takes a grammar
         self._count: Count | None = engine.count_tokens if engine is not None else None
+        # Fitting tokenizes skeletons and searches caps: done once per schema, tool set and budget, not per request.
+        self._fit_schema = lru_cache(maxsize=256)(self._fit_schema_json)
+        self._fit_tools = lru_cache(maxsize=128)(self._fit_tools_json)
+
+    def _fit_schema_json(self, schema_json: str, budget: int) -> str:
+        schema, _ = fit(json.loads(schema_json), budget, "response_format.json_schema.schema", self._count)
+        return canonical(schema)
+
+    def _fit_tools_json(self, tools_json: str, budget: int, parallel: bool, drop: bool) -> tuple[str, int, int]:
+        """(the fitted tools as JSON, how many calls the grammar allows, how many tools were kept)."""
+        tools = json.loads(tools_json)
+        check_tools(tools)  # a broken schema is a 400 before the fitter reads it
+        fitted, max_calls = _fit_calls(tools, budget, parallel, self._count, drop)
+        return canonical(fitted), max_calls, len(fitted)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         if not request.response_format and not request.tools:
@@ -107,19 +121,19 @@ class ConstrainedBackend(WrappingBackend):
         budget = self._budget(req)
         if req.tools:
             mode, _ = tool_mode(req.tool_choice)
-            tools, parallel, max_calls = req.tools, req.parallel_tool_calls is not False, None
+            tools_json, parallel, max_calls = canonical(req.tools), req.parallel_tool_calls is not False, None
             if budget is not None and mode != "none":
-                check_tools(req.tools)  # a broken schema is a 400 before the fitter reads it
                 try:
-                    tools, max_calls = _fit_calls(req.tools, budget, parallel, self._count, drop=mode == "auto")
+                    tools_json, max_calls, kept = self._fit_tools(tools_json, budget, parallel, mode == "auto")
                 except BudgetTooSmall:
                     if mode != "auto":
                         raise
                     mode = "none"  # no call fits, but a plain answer does
-                if mode == "auto" and len(tools) < len(req.tools):
-                    req = dataclasses.replace(req, tools=tools)  # show only the tools the grammar allows
+                else:
+                    if kept < len(req.tools):  # show only the tools the grammar allows
+                        req = dataclasses.replace(req, tools=json.loads(tools_json))
             choice = "none" if mode == "none" else req.tool_choice
-            grammar = _tool_grammar_cached(canonical(tools), canonical(choice), parallel, max_calls)
+            grammar = _tool_grammar_cached(tools_json, canonical(choice), parallel, max_calls)
             if mode == "none":
                 # Shown tools invite the small model to call anyway, so the prompt leaves them out and the
                 # grammar allows only a plain answer (not even JSON that looks like a call).
@@ -130,9 +144,8 @@ class ConstrainedBackend(WrappingBackend):
             kind, schema = response_schema(req.response_format)
             if kind == "json_schema":
                 check_schema(schema, "response_format.json_schema.schema")
-                if budget is not None:
-                    schema, _ = fit(schema, budget, "response_format.json_schema.schema", self._count)
-                grammar = grammar_for(canonical(schema))
+                schema_json = canonical(schema)
+                grammar = grammar_for(self._fit_schema(schema_json, budget) if budget is not None else schema_json)
             elif kind == "json_object":
                 grammar = json_object_grammar()
         async for c in self.inner.stream(dataclasses.replace(req, grammar=grammar)):
