@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hearth.config import Config, EmbeddingModel, RouterModel
+from hearth.convo.stage import Conversation
+from hearth.core.pipeline import Annotator, AnswerObserver
 from hearth.core.registry import ModelRegistry
 from hearth.core.types import ENGINE_STATS, Backend, Embedder
 from hearth.metrics import GatewayMetrics
@@ -86,12 +88,24 @@ register_provider("embedding", _embedding)
 # --- the stages -------------------------------------------------------------------------------------
 
 
+def _intent(b: _Build) -> None:
+    """Before anything else, the latest turn is labelled (x-hearth-intent): RAG rewrites follow-ups, the cache
+    skips near matches of continuations, corrections and time-sensitive turns, routers match intents and keep
+    continuations on the backend of the previous turn. Finished answers are sampled for the quality score."""
+    if b.cfg.conversation.intents:
+        b.annotators.append(b.convo.annotate)
+    b.observers.append(b.convo)
+
+
 @dataclass
 class _Build:
     cfg: Config
     metrics: GatewayMetrics
     registry: ModelRegistry
     served: dict[str, Backend]  # model name -> its backend as wrapped so far
+    convo: Conversation
+    annotators: list[Annotator] = field(default_factory=list)
+    observers: list[AnswerObserver] = field(default_factory=list)
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
     cache: ResponseCache | None = None
     rag: RagStage | None = None
@@ -103,7 +117,8 @@ def _rag(b: _Build) -> None:
     local = {n: m for n, m in b.cfg.models.items() if isinstance(m, EmbeddingModel)}
     b.rag = RagStage(b.cfg.rag, b.registry, on_search=b.metrics.rag_searched,
                      english_only=[n for n, m in local.items() if not m.is_multilingual()],
-                     multilingual=[n for n, m in local.items() if m.is_multilingual()])  # fmt: skip
+                     multilingual=[n for n, m in local.items() if m.is_multilingual()],
+                     rewrite=b.convo.rewriter.query if b.cfg.conversation.rewrite != "off" else None)  # fmt: skip
     b.registry.resolvers.append(b.rag)
 
 
@@ -141,7 +156,9 @@ def _router(b: _Build) -> None:
 
     members = dict(b.served)
     for name, m in routers.items():
-        b.served[name] = RouterBackend(name, m, members, b.breakers, on_route=b.metrics.route_decided)
+        b.served[name] = RouterBackend(name, m, members, b.breakers, on_route=b.metrics.route_decided,
+                                       memory=b.convo.memory, sticky=b.cfg.conversation.sticky,
+                                       quality=b.convo.window_score)  # fmt: skip
 
 
 def _structured(b: _Build) -> None:
@@ -154,6 +171,7 @@ def _structured(b: _Build) -> None:
 
 # Outermost first. Each stage wraps everything below it; the leaves are innermost.
 STAGES: list[tuple[str, Callable[[_Build], None]]] = [
+    ("intent", _intent),
     ("rag", _rag),
     ("speech", _speech),
     ("cache", _cache),
@@ -173,8 +191,11 @@ class Assembly:
     metrics: GatewayMetrics
     rag: RagStage
     leaves: dict[str, Backend]
+    convo: Conversation
     cache: ResponseCache | None = None
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    annotators: list[Annotator] = field(default_factory=list)  # for Gateway: run on each request first
+    observers: list[AnswerObserver] = field(default_factory=list)  # for Gateway: see finished answers
 
     async def start(self) -> None:
         await self.registry.start()
@@ -186,6 +207,7 @@ class Assembly:
         await self.rag.warm()
 
     async def close(self) -> None:
+        await self.convo.close()
         await self.registry.close()
         await self.rag.close()
         if self.cache is not None:
@@ -211,13 +233,14 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
         if made.embedder is not None:
             embedders[name] = made.embedder
     registry = ModelRegistry({}, embedders, aliases)
-    build = _Build(cfg, metrics, registry, dict(chat))
+    build = _Build(cfg, metrics, registry, dict(chat), Conversation(cfg, registry, metrics))
     for _, stage in reversed(STAGES):  # innermost first
         stage(build)
     # Routers were added among the models; keep the config's order for listings.
     registry.chat.update({n: build.served[n] for n in cfg.models if n in build.served})
     assert build.rag is not None
-    assembly = Assembly(registry, metrics, build.rag, chat, build.cache, build.breakers)
+    assembly = Assembly(registry, metrics, build.rag, chat, build.convo, build.cache, build.breakers,
+                        build.annotators, build.observers)  # fmt: skip
     _instrument(assembly)
     return assembly
 

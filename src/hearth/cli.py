@@ -132,8 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, help="port (default 8434)")
     s.add_argument("--config", help="YAML config file (default: $HEARTH_CONFIG, else built-in defaults)")
-    s.add_argument("--insecure", action="store_true",
-                   help="listen beyond loopback even though no API key exists (anyone reaching the port may call)")
+    s.add_argument(
+        "--insecure",
+        action="store_true",
+        help="listen beyond loopback even though no API key exists (anyone reaching the port may call)",
+    )
     s.set_defaults(func=cmd_serve)
 
     c = sub.add_parser("config", help="inspect configuration")

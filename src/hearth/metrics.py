@@ -116,8 +116,9 @@ class Registry:
         self.metrics.append(m)
         return m
 
-    def histogram(self, name: str, help: str, labels: Sequence[str] = ()) -> Histogram:
-        m = Histogram(name, help, labels)
+    def histogram(self, name: str, help: str, labels: Sequence[str] = (),
+                  buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:  # fmt: skip
+        m = Histogram(name, help, labels, buckets)
         self.metrics.append(m)
         return m
 
@@ -126,6 +127,9 @@ class Registry:
         for m in self.metrics:
             lines.extend(m.render())
         return "\n".join(lines) + "\n"
+
+
+QUALITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 class GatewayMetrics:
@@ -185,6 +189,15 @@ class GatewayMetrics:
                                       ("model",))  # fmt: skip
         self.engine = r.gauge("hearth_engine_value", "Local engine state (queue, slots, prefix cache)",
                               ("model", "what"))  # fmt: skip
+        self.intents = r.counter("hearth_intents_total", "Requests by the intent of their latest turn",
+                                 ("model", "intent"))  # fmt: skip
+        self.quality = r.histogram("hearth_quality_score", "Quality score (0..1) of sampled answers",
+                                   ("model", "route"), QUALITY_BUCKETS)  # fmt: skip
+        self.drift = r.gauge("hearth_drift", "How far the recent window of a signal moved from its baseline "
+                             "(quality, refusal_rate: absolute difference; route_mix, intent_mix: total variation)",
+                             ("model", "signal"))  # fmt: skip
+        self.drift_samples = r.gauge("hearth_drift_window_samples", "Scored answers in the recent drift window",
+                                     ("model",))  # fmt: skip
 
     # --- hooks the composition root passes to the stages as constructor arguments -----------------
 

@@ -17,7 +17,7 @@ import sys
 from aiohttp import web
 
 from hearth.access import Access, open_access
-from hearth.api import admin, embeddings, gate, keys, ollama, openai, rag, ui
+from hearth.api import admin, embeddings, evaluate, gate, keys, ollama, openai, rag, ui
 from hearth.api.common import ASSEMBLY, GATEWAY, MAX_BODY, json_response
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
@@ -49,7 +49,8 @@ def _tracer(cfg: Config) -> Tracer | None:
 def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | None = None,
                tracer: Tracer | None = None) -> web.Application:  # fmt: skip
     assembly = assembly or assemble(cfg)
-    gateway = Gateway(assembly.registry, assembly.metrics)
+    gateway = Gateway(assembly.registry, assembly.metrics, annotators=assembly.annotators,
+                      observers=assembly.observers)  # fmt: skip
     # aiohttp's own limit is set above ours so that our handler, not aiohttp, words the 413.
     app = web.Application(client_max_size=cfg.server.max_body_bytes + 1)
     app[GATEWAY] = gateway
@@ -62,6 +63,7 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
     ollama.setup(app)
     admin.setup(app, public_metrics=cfg.keys.public_metrics)
     embeddings.setup(app)
+    evaluate.setup(app)
     rag.setup(app)
     keys.setup(app)
     ui.setup(app)

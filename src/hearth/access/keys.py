@@ -95,7 +95,7 @@ class KeySpec(BaseModel):
     @classmethod
     def _models(cls, v: list[str]) -> list[str]:
         if not v or any(not m.strip() for m in v):
-            raise ValueError("list at least one model name or pattern (\"*\" for all)")
+            raise ValueError('list at least one model name or pattern ("*" for all)')
         return v
 
 

@@ -270,4 +270,3 @@ def refuse(v: Verdict, why: Refusal, retry_after: float) -> Verdict:
     if why == "tokens":
         v.tokens_remaining = 0
     return v
-

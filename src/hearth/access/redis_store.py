@@ -204,8 +204,9 @@ class RedisAccess:
         args = [key.rpm or 0, key.tpm or 0, key.max_parallel or 0, -1 if key.budget is None else key.budget,
                 tokens, repr(cost), ticket, LEASE, WINDOW, self._spend_ttl(key)]  # fmt: skip
         keys = self._keys(key, key.period_index(time.time()))
-        why, retry, nreq, req_reset, used, tok_reset, second = await self._call("limits",
-                                                                                self._admit(keys=keys, args=args))
+        why, retry, nreq, req_reset, used, tok_reset, second = await self._call(
+            "limits", self._admit(keys=keys, args=args)
+        )
         v = Verdict(requests_reset=float(req_reset), tokens_reset=float(tok_reset), at=float(second))
         if key.rpm is not None:
             v.requests_remaining = max(0, key.rpm - int(nreq))

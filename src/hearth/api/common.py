@@ -19,6 +19,9 @@ log = logging.getLogger("hearth")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 ASSEMBLY: web.AppKey[Assembly] = web.AppKey("assembly", Assembly)  # the cache, breakers, knowledge bases
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # set by the access middleware
+# Headers that carry the client's conversation id (the first one present wins).
+CONVERSATION_HEADERS = ("x-hearth-conversation-id", "x-conversation-id")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorRenderer = Callable[[HearthError], web.Response]
@@ -67,7 +70,8 @@ def guarded(render_error: ErrorRenderer) -> Callable[[Handler], Handler]:
 def request_options(request: web.Request, ext: dict[str, Any] | None) -> dict[str, Any]:
     """Per-request options from headers, merged into the body extension `"hearth": {...}` (for clients that
     cannot set headers): cache control (`Cache-Control: no-cache | no-store | max-age=N`,
-    `x-hearth-cache-namespace`) and speech (`x-hearth-pace`, `x-hearth-segments`)."""
+    `x-hearth-cache-namespace`), speech (`x-hearth-pace`, `x-hearth-segments`) and the conversation id
+    (`x-hearth-conversation-id`)."""
     ext = dict(ext or {})
     c = dict(ext.get("cache") or {}) if isinstance(ext.get("cache"), dict) else {}
     cc = request.headers.get("Cache-Control", "").lower()
@@ -91,12 +95,20 @@ def request_options(request: web.Request, ext: dict[str, Any] | None) -> dict[st
         ext["pace"] = pace
     if (segments := request.headers.get("x-hearth-segments")) is not None:
         ext["segments"] = segments
+    for h in CONVERSATION_HEADERS:
+        if conversation := request.headers.get(h, "").strip()[:200]:
+            ext["conversation"] = conversation
+            break
+    if rid := request.get(REQUEST_ID):
+        ext["request_id"] = rid
     return ext
 
 
 def route_headers(stream: Stream) -> dict[str, str]:
     """How the response was produced: the backend, and for routed models the route and its reason."""
     h = {"x-hearth-backend": stream.served_by}
+    if stream.intent is not None:
+        h["x-hearth-intent"] = stream.intent.label
     if stream.sources is not None:
         h["x-hearth-rag-sources"] = str(len(stream.sources))
     if stream.cache is not None:

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from hearth.access import OPEN, Access, Principal, Ticket, rate_headers
 from hearth.access.keys import Scope
-from hearth.api.common import GATEWAY, ollama_error, openai_error
+from hearth.api.common import GATEWAY, REQUEST_ID, ollama_error, openai_error
 from hearth.core.errors import HearthError
 from hearth.core.pipeline import Stream
 from hearth.core.registry import ModelRegistry
@@ -79,6 +79,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
     t0 = time.perf_counter()
     rid = request.headers.get("x-request-id", "")
     ex = request[EXCHANGE] = Exchange(rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex)
+    request[REQUEST_ID] = ex.id
     access = request.app[ACCESS]
     response: web.StreamResponse | None = None
     try:
@@ -122,6 +123,10 @@ def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None
         line.update(backend=s.served_by, outcome=s.status, ttft_ms=round(s.ttft * 1000, 1) if s.ttft else None)
         if s.route is not None:
             line["route"] = s.route.reason
+        if s.intent is not None:
+            line["intent"] = s.intent.label
+        if s.quality is not None:
+            line["quality"] = s.quality
         if s.cache is not None:
             line["cache"] = s.cache.status
         if s.usage is not None:

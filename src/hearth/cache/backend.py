@@ -127,6 +127,8 @@ class CacheBackend(WrappingBackend):
         key = exact_key(self.name, req, ctl.namespace)
         vec = None
         sem = cache.semantic
+        if req.intent is not None and req.intent.has(*NO_NEAR_MATCH):
+            sem = None  # the same words mean something else after a different previous answer
         text = last_user_text(req)
         if not ctl.no_cache:
             t0 = time.perf_counter()
@@ -165,6 +167,10 @@ class CacheBackend(WrappingBackend):
                     vec = vec if vec is not None else await sem.embed(text)
                     await sem.add(semantic_namespace(self.name, req, ctl.namespace), vec, key, text)
             yield c
+
+
+# Turns whose meaning depends on the answer before them or on the clock: never answered by a near match.
+NO_NEAR_MATCH = ("task_continuation", "correction", "clarification", "time_sensitive")
 
 
 def _replay(a: dict[str, Any], stream: bool) -> list[Chunk]:

@@ -66,7 +66,7 @@ def uncacheable_reason(req: ChatRequest, policy: str, opted_in: bool) -> str | N
             return "sampling is random (temperature > 0)"
     if any(m.role == "tool" for m in req.messages):
         return "tool results"
-    if _TIME_SENSITIVE.search(last_user_text(req)):
+    if (req.intent is not None and req.intent.has("time_sensitive")) or _TIME_SENSITIVE.search(last_user_text(req)):
         return "time-sensitive"
     return None
 

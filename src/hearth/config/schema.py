@@ -43,7 +43,8 @@ class _Speech(_Strict):
     """Defaults for the speech stage, per chat model; a request's own `pace` / `segments` win."""
 
     pace: str | float | None = Field(
-        None, description="how fast clients take this model's text: speech, reading, characters per second, or none; "
+        None,
+        description="how fast clients take this model's text: speech, reading, characters per second, or none; "
         "the local engine schedules paced streams by how far ahead of their listener they are",
     )
     segments: bool = Field(False, description="stream one TTS segment per chunk (first at a comma, then sentences)")
@@ -83,7 +84,10 @@ class LocalModel(_Speech):
         64, ge=1, description="prompt tokens per step while others decode: smaller keeps their streams moving"
     )
     max_sequences: int = Field(
-        8, ge=1, le=63, description="sequences that hold a place at once (decoded together, or sitting out a step "
+        8,
+        ge=1,
+        le=63,
+        description="sequences that hold a place at once (decoded together, or sitting out a step "
         "while ahead of their listener); as many paced streams again may be parked",
     )
     kv_cache_tokens: int | None = Field(
@@ -102,7 +106,8 @@ class EmbeddingModel(_Strict):
                       "holding model.safetensors + tokenizer.json of a BERT sentence encoder")  # fmt: skip
     aliases: list[str] = Field(default_factory=list)
     multilingual: bool | None = Field(
-        None, description="trained on many languages; default: true for builtin:multilingual-e5-small, else false "
+        None,
+        description="trained on many languages; default: true for builtin:multilingual-e5-small, else false "
         "(hybrid search then skips vectors for questions in other scripts than Latin)",
     )
     max_batch: int = Field(64, ge=1, description="texts per forward pass when concurrent requests are merged")
@@ -137,20 +142,38 @@ class OllamaModel(_Speech):
     context_length: int | None = None
 
 
+IntentLabel = Literal[
+    "greeting", "farewell", "thanks", "chit-chat", "question", "task", "task_continuation", "clarification",
+    "correction", "topic_switch", "time_sensitive",
+]  # fmt: skip
+
+
+DEFAULT_STICKY: tuple[IntentLabel, ...] = ("task_continuation", "correction", "clarification")
+
+
 class RuleConfig(_Strict):
-    pattern: str = Field(description="regular expression (Python syntax; (?i) for case-insensitive)")
+    pattern: str | None = Field(None, description="regular expression (Python syntax; (?i) for case-insensitive)")
+    intent: list[IntentLabel] = Field(
+        default_factory=list, description="matches when the latest turn has any of these intents (with `pattern`: "
+        "both must match)")  # fmt: skip
     target: str = Field(description="a model, or a group from `groups`")
     name: str | None = None
     scope: Literal["last_user", "conversation"] = "last_user"
 
     @field_validator("pattern")
     @classmethod
-    def _compiles(cls, v: str) -> str:
+    def _compiles(cls, v: str | None) -> str | None:
         try:
-            re.compile(v)
+            re.compile(v or "")
         except re.error as e:
             raise ValueError(f"invalid regular expression: {e}") from None
         return v
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> RuleConfig:
+        if self.pattern is None and not self.intent:
+            raise ValueError("a rule needs a `pattern`, an `intent` list, or both")
+        return self
 
 
 class TierConfig(_Strict):
@@ -170,6 +193,9 @@ class EscalationConfig(_Strict):
     window: int = Field(8, ge=1, description="tokens of the local answer judged before the client sees any")
     min_mean_logprob: float = Field(-2.0, description="below this mean token log-probability, escalate")
     on_refusal: bool = Field(True, description="escalate empty answers and refusals")
+    min_quality: float | None = Field(
+        None, ge=0, le=1, description="escalate when the quality score of the judged window (relevance to the "
+        "question, language, repetition; see /v1/evaluate) is below this")  # fmt: skip
 
 
 class RouterModel(_Speech):
@@ -266,6 +292,34 @@ class ObserveConfig(_Strict):
     )
 
 
+class QualityConfig(_Strict):
+    sample: float = Field(0.1, ge=0, le=1, description="share of live answers scored off the request path "
+                          "(hearth_quality_score, drift windows)")  # fmt: skip
+    judge_model: str | None = Field(None, description="the model that scores answers in judge mode")
+    drift_window: float = Field(600.0, gt=0, description="seconds in the recent window the drift watch compares")
+    drift_baseline: float = Field(21600.0, gt=0, description="seconds of history before it that make the baseline")
+    drift_min_samples: int = Field(30, ge=1, description="answers a window needs before its drift is reported")
+
+
+class ConversationConfig(_Strict):
+    intents: bool = Field(True, description="label the latest turn of each request (x-hearth-intent, router "
+                          "`intent` rules, cache and RAG follow-up handling)")  # fmt: skip
+    sticky: list[IntentLabel] = Field(
+        default_factory=lambda: list(DEFAULT_STICKY),
+        description="turns a router sends to the backend that answered the previous turn (unless it is down)",
+    )
+    memory: Literal["memory", "redis"] = Field(
+        "memory", description="where routers remember which backend answered a turn; redis: shared by replicas"
+    )
+    redis_url: str | None = Field(None, description="for memory: redis; default: cache.redis_url")
+    memory_ttl: float = Field(3600.0, gt=0, description="seconds a turn's backend is remembered")
+    rewrite: Literal["off", "offline", "llm"] = Field(
+        "offline", description="how RAG makes a follow-up (\"and its price?\") a standalone query: offline: terms "
+        "from the earlier turns; llm: asks `rewrite_model`")  # fmt: skip
+    rewrite_model: str | None = Field(None, description="for rewrite: llm; default: the RAG chat model")
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+
+
 class SemanticCacheConfig(_Strict):
     enabled: bool = Field(False, description="look up similar questions (loads the 90 MB embedding model)")
     threshold: float = Field(0.9, gt=0, le=1, description="cosine similarity needed for a semantic hit")
@@ -303,7 +357,8 @@ class RagConfig(_Strict):
     chroma_tenant: str = "default_tenant"
     chroma_database: str = "default_database"
     embedding_model: str = Field(
-        "auto", description="embeds chunks and queries of new knowledge bases; auto: multilingual-e5-small (where it "
+        "auto",
+        description="embeds chunks and queries of new knowledge bases; auto: multilingual-e5-small (where it "
         "runs) for knowledge bases whose first documents are not in Latin script, else all-minilm. An existing "
         "knowledge base keeps the model it was built with until `hearth rag reembed`",
     )
@@ -312,8 +367,10 @@ class RagConfig(_Strict):
     chunk_overlap: int = Field(30, ge=0, description="tokens repeated from the end of one chunk at the next")
     top_k: int = Field(5, ge=1, le=100, description="chunks retrieved per question")
     fusion: Literal["adaptive", "weighted", "rrf"] = Field(
-        "adaptive", description="adaptive: weighted, with each query's weights scaled by how clearly each retriever "
-        "found something; weighted: fixed vector_weight; rrf: reciprocal-rank fusion")
+        "adaptive",
+        description="adaptive: weighted, with each query's weights scaled by how clearly each retriever "
+        "found something; weighted: fixed vector_weight; rrf: reciprocal-rank fusion",
+    )
     vector_weight: float = Field(0.7, ge=0, le=1, description="weighted fusion: vector share; keyword gets the rest")
     candidates: int = Field(50, ge=1, description="hits taken from each retriever before fusion")
     profiles: dict[str, RagProfile] = Field(
@@ -329,6 +386,7 @@ class Config(_Strict):
     keys: KeysConfig = Field(default_factory=KeysConfig)
     prices: dict[str, Price] = Field(default_factory=dict, description="per model name: what its tokens cost")
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
+    conversation: ConversationConfig = Field(default_factory=ConversationConfig)
     source: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")
@@ -338,8 +396,9 @@ class Config(_Strict):
             # can set only a base URL and a model name.
             self.models = {
                 DEFAULT_MODEL_NAME: LocalModel(aliases=["local"]),
-                "voice": RouterModel(kind="router", default=DEFAULT_MODEL_NAME, pace="speech", segments=True,
-                                     health_interval=None),
+                "voice": RouterModel(
+                    kind="router", default=DEFAULT_MODEL_NAME, pace="speech", segments=True, health_interval=None
+                ),
             }
         if not any(isinstance(m, EmbeddingModel) for m in self.models.values()) and all(
             n not in self.models for n in (DEFAULT_EMBEDDING_MODEL, *_EMBEDDING_ALIASES)
@@ -348,7 +407,8 @@ class Config(_Strict):
             self.models[DEFAULT_EMBEDDING_MODEL] = EmbeddingModel(kind="embedding", aliases=list(_EMBEDDING_ALIASES))
             if multilingual_embedder_available():
                 self.models[MULTILINGUAL_EMBEDDING_MODEL] = EmbeddingModel(
-                    kind="embedding", path="builtin:multilingual-e5-small", aliases=list(_E5_ALIASES))
+                    kind="embedding", path="builtin:multilingual-e5-small", aliases=list(_E5_ALIASES)
+                )
 
         seen: dict[str, str] = {p: f"rag.profiles.{p}" for p in self.rag.profiles}
         for name, m in self.models.items():

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Protocol
 
 from hearth.core.errors import HearthError
 from hearth.core.registry import ModelRegistry
@@ -22,6 +22,7 @@ from hearth.core.types import (
     Chunk,
     ErrorChunk,
     Finish,
+    Intent,
     RouteInfo,
     SourcesInfo,
     TextDelta,
@@ -31,6 +32,21 @@ from hearth.core.types import (
 from hearth.metrics import GatewayMetrics
 
 log = logging.getLogger("hearth")
+
+# Reads a request before it is resolved and fills in what stages decide by (the intent of its latest turn).
+Annotator = Callable[[ChatRequest], None]
+
+
+class AnswerObserver(Protocol):
+    """Looks at finished answers off the request path (the online quality score, drift windows)."""
+
+    def wants(self, request: ChatRequest) -> bool:
+        """Asked when the stream opens: keep this answer's text for `observe`? (sampling decides)."""
+        ...
+
+    def observe(self, request: ChatRequest, stream: Stream, text: str) -> None:
+        """Called once when the stream closes; must not block (schedule the work)."""
+        ...
 
 
 class Stream:
@@ -42,12 +58,16 @@ class Stream:
         "_labels",
         "_metrics",
         "_pending",
+        "_texts",
         "api",
         "cache",
         "finish",
+        "intent",
         "model",
+        "observers",
         "on_close",
         "outputs",
+        "quality",
         "route",
         "served_by",
         "sources",
@@ -78,6 +98,10 @@ class Stream:
         self.t_last = 0.0  # when the Finish arrived; 0: the stream did not finish
         # Run once when the stream closes, however it ends (the access layer settles its reservation here).
         self.on_close: Callable[[Stream], Awaitable[None]] | None = None
+        self.intent: Intent | None = None
+        self.quality: float | None = None  # the answer's quality score, where an observer already has it
+        self.observers: list[tuple[AnswerObserver, ChatRequest]] = []
+        self._texts: list[str] | None = None  # the answer's text, kept only while an observer wants it
 
     async def prime(self) -> None:
         """Wait for the first chunk, so that early failures raise before any byte is sent."""
@@ -122,6 +146,8 @@ class Stream:
         tc = type(c)
         if tc is TextDelta or tc is ToolCallDelta:
             self.outputs += 1
+            if self._texts is not None and tc is TextDelta:
+                self._texts.append(c.text)  # type: ignore[union-attr]
             if self.ttft is None:
                 self.ttft = time.perf_counter() - self.t0
                 self._metrics.ttft.observe(self._labels, self.ttft)
@@ -167,18 +193,35 @@ class Stream:
                     gaps = self.t_last - self.t0 - self.ttft
                     m.time_per_output_token.observe(self._labels, gaps / (self.outputs - 1))
                 self._labels = None  # type: ignore[assignment]
+                if self.observers and self.status == "ok" and self.finish is not None:
+                    text = "".join(self._texts or ())
+                    for observer, request in self.observers:
+                        try:
+                            observer.observe(request, self, text)
+                        except Exception:
+                            log.exception("answer observer failed")
                 if self.on_close is not None:
                     # Shielded: a client that disconnects cancels its handler, and the settlement must still run.
                     await asyncio.shield(self.on_close(self))
 
 
 class Gateway:
-    def __init__(self, registry: ModelRegistry, metrics: GatewayMetrics | None = None) -> None:
+    def __init__(self, registry: ModelRegistry, metrics: GatewayMetrics | None = None, *,
+                 annotators: Sequence[Annotator] = (), observers: Sequence[AnswerObserver] = ()) -> None:  # fmt: skip
         self.registry = registry
         self.metrics = metrics or GatewayMetrics()
+        self.annotators = list(annotators)
+        self.observers = list(observers)
 
     async def open(self, api: str, request: ChatRequest) -> Stream:
+        for annotate in self.annotators:
+            annotate(request)
         name, backend = self.registry.resolve(request)
         stream = Stream(api, name, backend.name, backend.stream(request), self.metrics)
+        stream.intent = request.intent
+        for observer in self.observers:
+            if observer.wants(request):
+                stream.observers.append((observer, request))
+                stream._texts = []
         await stream.prime()
         return stream

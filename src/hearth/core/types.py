@@ -78,6 +78,28 @@ class ChatRequest:
     # Internal: how fast the consumer takes the text (set by the speech stage); the local engine schedules
     # by how far each stream is ahead of it. None: as fast as possible.
     pace: Pace | None = None
+    # Internal: what the latest turn is for (set before any stage runs, when intent tracking is on).
+    intent: Intent | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Intent:
+    """What the latest user turn of a conversation is for, read from the conversation the request carries.
+
+    Stages decide by it without knowing how it was found: a router rule matches `labels`, a continuation
+    stays on the backend that answered before, the cache skips near matches of turns that depend on what
+    came before or on the clock, and RAG rewrites a follow-up into a standalone query.
+    """
+
+    label: str  # the one label that decides routing (the most specific of `labels`)
+    labels: tuple[str, ...]
+    task: str | None = None  # code | translate | analyse | write | summarise, when a task is involved
+    drift: float = 0.0  # 0: on the conversation's topic .. 1: nothing in common with it (0 with no history)
+    follow_up: bool = False  # leans on earlier turns ("and its price?", "它呢"): not understandable alone
+    conversation: str | None = None  # the client's conversation id, where it sent one
+
+    def has(self, *labels: str) -> bool:
+        return any(x in self.labels for x in labels)
 
 
 # --- chunks -------------------------------------------------------------------------------------

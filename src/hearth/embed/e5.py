@@ -51,4 +51,3 @@ class E5:
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [self._m.token_count(t, False) for t in texts]
-

@@ -31,6 +31,8 @@ class Prepared:
     item: Any  # the model's own form: a tokenizers Encoding, or (text, is_query) for engines that tokenize
     tokens: int
     too_long: bool
+
+
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 
 

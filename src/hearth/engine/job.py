@@ -93,5 +93,3 @@ class EngineStats:
         self.evictions = 0
         self.sat_out = 0  # decode turns skipped by paced streams that were ahead of their listener
         self.parked = 0  # paced streams that gave their place to a new turn
-
-

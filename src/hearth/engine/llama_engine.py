@@ -31,6 +31,7 @@ log = logging.getLogger("hearth.engine")
 
 MAX_SEQUENCES = 64  # llama.cpp's LLAMA_MAX_SEQ: a context with more sequence ids aborts the process
 
+
 class LlamaEngine:
     def __init__(
         self, model_path: str, *, n_ctx: int, threads: int, n_batch: int, max_sequences: int,

@@ -17,7 +17,7 @@ from hearth.core.errors import BadRequest
 from hearth.core.types import Backend, ChatRequest, Chunk, Message, SourcesInfo
 from hearth.core.wrapper import WrappingBackend
 from hearth.rag.service import RagService
-from hearth.rag.types import Hit
+from hearth.rag.types import Hit, Rewrite
 
 INSTRUCTIONS = (
     "Answer the question using only the numbered sources below. Cite the sources you use inline as [1], [2]. "
@@ -31,8 +31,9 @@ class RagBackend(WrappingBackend):
     """Made per request around a registry model (readiness and model info are the inner model's)."""
 
     def __init__(self, service: RagService, inner: Backend, inner_name: str, kb: str, *, top_k: int | None = None,
-                 where: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 where: dict[str, Any] | None = None, rewrite: Rewrite | None = None) -> None:  # fmt: skip
         super().__init__(inner)
+        self.rewrite = rewrite
         self.name = f"rag:{kb}"
         self.service = service
         self.inner_name = inner_name
@@ -48,6 +49,8 @@ class RagBackend(WrappingBackend):
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         query = _question(request)
+        if self.rewrite is not None:
+            query = await self.rewrite(request)
         hits = await self.service.search(self.kb, query, top_k=self.top_k, where=self.where)
         hits = await asyncio.to_thread(self._within_budget, request, hits)  # the tokenizer may load on first use
         block = _sources_block(hits)

@@ -17,6 +17,7 @@ from hearth.config import RagConfig
 from hearth.core.errors import BadRequest
 from hearth.core.registry import ModelRegistry
 from hearth.core.types import Backend, ChatRequest, InputType
+from hearth.rag.types import Rewrite
 
 if TYPE_CHECKING:  # both import numpy, which a gateway that never uses RAG should not load at start-up
     from hearth.rag.service import RagService
@@ -28,8 +29,11 @@ SearchHook = Callable[[str, str, float], None]  # (kb, mode, seconds)
 
 class RagStage:
     def __init__(self, cfg: RagConfig, registry: ModelRegistry, on_search: SearchHook | None = None, *,
-                 english_only: Iterable[str] = (), multilingual: Iterable[str] = ()) -> None:  # fmt: skip
+                 english_only: Iterable[str] = (), multilingual: Iterable[str] = (),
+                 rewrite: Rewrite | None = None) -> None:  # fmt: skip
+        """`rewrite`: makes a follow-up turn a standalone query before retrieval."""
         self.cfg = cfg
+        self.rewrite = rewrite
         self.registry = registry
         self.on_search = on_search
         self.english_only = list(english_only)  # local embedding models trained on English only
@@ -62,7 +66,7 @@ class RagStage:
 
         inner_name = registry.canonical(chat)
         backend = RagBackend(self.service(), registry.get(inner_name), inner_name, kb, top_k=top_k,
-                             where=opts.get("filter"))  # fmt: skip
+                             where=opts.get("filter"), rewrite=self.rewrite)  # fmt: skip
         return backend.name, backend
 
     def service(self) -> RagService:

@@ -124,8 +124,10 @@ class LocalStore:
             db.execute("INSERT INTO meta VALUES ('dims', ?)", (str(dims),))
             self.dims = dims
         elif int(row[0]) != dims:
-            raise BadRequest(f"knowledge base {self.name!r} holds {row[0]}-dimensional vectors but the embedding "
-                             f"model gives {dims}: use a new knowledge base after changing rag.embedding_model")
+            raise BadRequest(
+                f"knowledge base {self.name!r} holds {row[0]}-dimensional vectors but the embedding "
+                f"model gives {dims}: use a new knowledge base after changing rag.embedding_model"
+            )
 
     def _drop_chunks(self, db: sqlite3.Connection, source: str, gen: int) -> None:
         db.execute("INSERT OR REPLACE INTO removed SELECT id, ? FROM chunks WHERE source = ?", (gen, source))
@@ -197,8 +199,9 @@ class LocalStore:
                     return []
                 self._hnsw.set_ef(max(128, 2 * k))
                 try:
-                    labels, dist = self._hnsw.knn_query(q.reshape(1, -1), k=k,
-                                                        filter=None if allowed is None else allowed.__contains__)
+                    labels, dist = self._hnsw.knn_query(
+                        q.reshape(1, -1), k=k, filter=None if allowed is None else allowed.__contains__
+                    )
                     pairs = [(int(i), 1.0 - float(d)) for i, d in zip(labels[0], dist[0], strict=True)]
                 except RuntimeError:  # the filtered walk found fewer than k: fall back to exact
                     pairs = self._exact(q, allowed if allowed is not None else self._live_ids(), k)

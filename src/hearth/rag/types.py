@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from hearth.core.errors import BadRequest, HearthError
+from hearth.core.types import ChatRequest
+
+# The text to retrieve with for a request's latest turn (a follow-up made standalone).
+Rewrite = Callable[[ChatRequest], Awaitable[str]]
 
 if TYPE_CHECKING:  # the HTTP layer imports this module; numpy loads only when a knowledge base is used
     import numpy as np

@@ -63,24 +63,32 @@ class RoutingPolicy:
         self.is_local = is_local
         self.available = available
         self.rng = rng or random.Random()
-        self.rules = [(re.compile(r.pattern), r) for r in cfg.rules]
+        self.rules = [(re.compile(r.pattern) if r.pattern is not None else None, r) for r in cfg.rules]
         self.need_conversation = any(r.scope == "conversation" for r in cfg.rules)
 
-    def decide(self, req: ChatRequest) -> Decision:
+    def decide(self, req: ChatRequest, previous: str | None = None) -> Decision:
+        """`previous`: the backend that answered the conversation's previous turn, for a turn that carries
+        on from it (a continuation, a correction); it wins while its circuit is closed."""
         last = _last_user(req)
         turns = sum(1 for m in req.messages if m.role == "user") or 1
         sc = score(last, turns)
         target, reason, detail = self.cfg.default, "default", "no rule or tier matched"
         convo = "\n".join(m.content for m in req.messages) if self.need_conversation else ""
+        intent = req.intent
         for rx, rule in self.rules:
-            if rx.search(convo if rule.scope == "conversation" else last):
-                target, reason, detail = rule.target, "rule", rule.name or rule.pattern
+            if rule.intent and (intent is None or not intent.has(*rule.intent)):
+                continue
+            if rx is None or rx.search(convo if rule.scope == "conversation" else last):
+                target, reason, detail = rule.target, "rule", rule.name or rule.pattern or f"intent {intent.label}"  # type: ignore[union-attr]
                 break
         else:
             for tier in self.cfg.tiers:
                 if sc.value <= tier.max_score:
                     target, reason, detail = tier.target, "score", f"score {sc.value:.2f} <= {tier.max_score}"
                     break
+        if previous is not None and self.available(previous):
+            target, reason = previous, "sticky"
+            detail = f"{intent.label if intent else 'follow-up'}: stays on the backend of the previous turn"
         model = self._pick(target)
         tokens = sum(estimate_tokens(m.content) for m in req.messages) if req.messages else estimate_tokens(last)
         limit = self.cfg.max_local_prompt_tokens

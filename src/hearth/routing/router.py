@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 from hearth.config import RouterModel
+from hearth.convo.memory import TurnMemory
+from hearth.convo.quality import is_refusal
 from hearth.core.errors import UpstreamTimeout
 from hearth.core.types import (
     Backend,
@@ -36,20 +37,18 @@ from hearth.routing.policy import RoutingPolicy
 
 log = logging.getLogger("hearth.router")
 
-_REFUSAL = re.compile(
-    r"^\s*(i'?m sorry|i am sorry|sorry, i|i can(not|'t) (help|assist|answer)|as an ai|"
-    r"抱歉|对不起|我无法|我不能|作为一个?(ai|人工智能))",
-    re.IGNORECASE,
-)
-
 RouteHook = Callable[[str, str, str, str], None]  # (router, target, reason, moved from)
+QualityCheck = Callable[[ChatRequest, str], Awaitable[float]]  # (request, answer so far) -> score in [0, 1]
 
 
 class RouterBackend:
     def __init__(
         self, name: str, cfg: RouterModel, backends: dict[str, Backend], breakers: dict[str, CircuitBreaker],
-        on_route: RouteHook | None = None,
+        on_route: RouteHook | None = None, *, memory: TurnMemory | None = None, sticky: Collection[str] = (),
+        quality: QualityCheck | None = None,
     ) -> None:  # fmt: skip
+        """`memory` and `sticky`: turns with these intents go back to the backend that answered the previous
+        turn. `quality`: scores a local answer's first window for `escalation.min_quality`."""
         self.name = name
         self.cfg = cfg
         self.backends = backends
@@ -61,6 +60,9 @@ class RouterBackend:
         self.policy = RoutingPolicy(cfg, is_local=self.is_local, available=lambda n: self.breakers[n].available())
         self.criteria = Criteria(cfg.fallback_on)
         self._on_route = on_route
+        self.memory = memory
+        self.sticky = frozenset(sticky)
+        self.quality = quality
         self._health_task: asyncio.Task[None] | None = None
 
     def _members(self) -> set[str]:
@@ -115,12 +117,18 @@ class RouterBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.total_deadline if self.cfg.total_deadline else None
-        decision = self.policy.decide(request)
+        previous = None
+        intent = request.intent
+        if self.memory is not None and intent is not None and intent.label in self.sticky:
+            previous = await self.memory.previous(request)
+            if previous not in self._members():
+                previous = None
+        decision = self.policy.decide(request, previous)
         plan: deque[tuple[str, int]] = deque((n, 0) for n in decision.chain)
         opened = await Attempts(self, request, plan, decision.reason, deadline).run()
         esc = self.cfg.escalation
         if esc is not None and self.is_local(opened.name) and plan:
-            judged = await self._judge(opened, esc.window)
+            judged = await self._judge(request, opened, esc.window)
             if judged is not None:
                 await aclose(opened.it)
                 log.info("router %s: escalating from %s (%s)", self.name, opened.name, judged)
@@ -132,6 +140,8 @@ class RouterBackend:
         if opened.rejected:
             detail = f"{detail}; served although {opened.rejected}: every candidate's answer was rejected"
         self.on_route(opened.name, opened.reason, "")
+        if self.memory is not None:
+            self.memory.remember(request, opened.name)
         yield RouteInfo(opened.name, opened.reason, detail)
         it = opened.it
         try:
@@ -144,7 +154,7 @@ class RouterBackend:
         finally:
             await aclose(it)
 
-    async def _judge(self, opened: Opened, window: int) -> str | None:
+    async def _judge(self, request: ChatRequest, opened: Opened, window: int) -> str | None:
         """Read up to `window` tokens of a local answer into its head; say why to escalate, or None to keep it."""
         esc = self.cfg.escalation
         assert esc is not None
@@ -158,11 +168,15 @@ class RouterBackend:
         text = "".join(c.text for c in texts)
         if esc.on_refusal and not text.strip() and not any(type(c) is ToolCallDelta for c in head):
             return "empty answer"
-        if esc.on_refusal and _REFUSAL.search(text):
+        if esc.on_refusal and is_refusal(text):
             return "refusal"
         lps = [c.logprob for c in texts if c.logprob is not None]
         if lps and sum(lps) / len(lps) < esc.min_mean_logprob:
             return f"mean log-probability {sum(lps) / len(lps):.2f} < {esc.min_mean_logprob}"
+        if esc.min_quality is not None and self.quality is not None and text.strip():
+            q = await self.quality(request, text)
+            if q < esc.min_quality:
+                return f"quality {q:.2f} < {esc.min_quality}"
         return None
 
     # --- health ----------------------------------------------------------------------------------

@@ -1,0 +1,62 @@
+"""`POST /v1/evaluate`: score an answer to a question, with the same evaluator that scores live traffic.
+
+Body: `{"question", "answer", "sources"?: [text | {"text"}], "mode"?: "heuristic" | "judge", "model"?}`;
+answer: `{"overall": 0..1, "scores": {...}, "suggestions": [...], "mode", "flags"}`. Judge mode asks
+`model` (default `conversation.quality.judge_model`) for a grade, so the caller's key must be allowed
+that model.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from hearth.api import openai
+from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, read_body
+from hearth.api.gate import add_route, check_model
+from hearth.api.schemas import _Body, parse
+from hearth.convo.quality import QualityEvaluator
+from hearth.core.errors import BadRequest
+
+MAX_CHARS = 100_000
+
+
+class Source(_Body):
+    text: str
+    title: str | None = None
+    source: str | None = None
+
+
+class EvaluateBody(_Body):
+    question: str = Field(min_length=1, max_length=MAX_CHARS)
+    answer: str = Field(max_length=MAX_CHARS)
+    sources: list[str | Source] | None = Field(None, max_length=100)
+    mode: Literal["heuristic", "judge"] = "heuristic"
+    model: str | None = Field(None, description="judge mode: the model that grades")
+
+
+@guarded(openai.render_error)
+async def evaluate(request: web.Request) -> web.Response:
+    body = parse(EvaluateBody, await read_body(request))
+    convo = request.app[ASSEMBLY].convo
+    sources = [s if isinstance(s, str) else s.text for s in body.sources or ()]
+    if body.mode == "judge":
+        model = body.model or convo.cfg.quality.judge_model
+        if model is None:
+            raise BadRequest("mode judge: name the grading model in `model` (no conversation.quality.judge_model "
+                             "is configured)", param="model")  # fmt: skip
+        registry = request.app[GATEWAY].registry
+        model = registry.canonical(model)  # 404 for an unknown model
+        registry.get(model)  # 400 for an embedding model
+        check_model(request, model)
+        evaluator = QualityEvaluator(None, convo.generator(model))
+        report = await evaluator.evaluate(body.question, body.answer, sources or None, mode="judge")
+    else:
+        report = await convo.evaluate(body.question, body.answer, sources or None)
+    return json_response(report.as_dict())
+
+
+def setup(app: web.Application) -> None:
+    add_route(app, "POST", "/v1/evaluate", evaluate, "chat")

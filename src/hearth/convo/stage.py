@@ -1,0 +1,161 @@
+"""Conversation intelligence as one gateway uses it: the intent annotator, the turn memory for sticky
+routing, the follow-up rewriter for RAG, and the online quality score with its drift watch.
+
+Built once by the composition root; each stage that uses a part gets it as a constructor argument.
+Quality work never runs on the request path: the gateway hands finished answers to `observe`, which
+schedules the scoring and returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+
+from hearth.config import Config
+from hearth.convo import text as tx
+from hearth.convo.drift import SIGNALS, DriftWatch
+from hearth.convo.intent import IntentTracker
+from hearth.convo.memory import TurnMemory
+from hearth.convo.quality import QualityEvaluator, Report
+from hearth.convo.rewrite import Rewriter
+from hearth.core.collect import collect
+from hearth.core.pipeline import Stream
+from hearth.core.registry import ModelRegistry
+from hearth.core.types import ChatRequest, Message, Sampling
+from hearth.metrics import GatewayMetrics
+
+log = logging.getLogger("hearth.convo")
+requests_log = logging.getLogger("hearth.requests")
+
+CONVERSATION_EXT = "conversation"  # ChatRequest.extensions key for the client's conversation id
+
+
+def question_of(request: ChatRequest) -> str:
+    if request.prompt is not None:
+        return request.prompt
+    return next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+
+
+class Conversation:
+    def __init__(self, cfg: Config, registry: ModelRegistry, metrics: GatewayMetrics,
+                 rng: random.Random | None = None) -> None:  # fmt: skip
+        c = cfg.conversation
+        self.cfg = c
+        self.registry = registry
+        self.metrics = metrics
+        self.rng = rng or random.Random()
+        self.tracker = IntentTracker()
+        self.memory = (
+            TurnMemory(c.memory_ttl, redis_url=(c.redis_url or cfg.cache.redis_url) if c.memory == "redis" else None,
+                       redis_timeout=cfg.cache.redis_timeout)
+            if c.intents and c.sticky else None
+        )  # fmt: skip
+        judge = c.quality.judge_model
+        self.evaluator = QualityEvaluator(self._embed_pair, self.generator(judge) if judge else None)
+        self.drift = DriftWatch(c.quality.drift_window, c.quality.drift_baseline, c.quality.drift_min_samples)
+        rewrite_model = c.rewrite_model or cfg.rag.chat_model
+        self.rewriter = Rewriter(c.rewrite, self.generator(rewrite_model) if c.rewrite == "llm" else None,
+                                 self.tracker)  # fmt: skip
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watched: set[str] = set()
+
+    # --- intents ---------------------------------------------------------------------------------
+
+    def annotate(self, request: ChatRequest) -> None:
+        if not self.cfg.intents or request.intent is not None:
+            return
+        conversation = request.extensions.get(CONVERSATION_EXT)
+        conversation = conversation if isinstance(conversation, str) and conversation else None
+        if request.prompt is not None:
+            request.intent = self.tracker.label(request.prompt, (), conversation)
+        elif request.messages:
+            request.intent = self.tracker.track(request.messages, conversation)
+        if request.intent is not None:
+            self.metrics.intents.inc((request.model, request.intent.label))
+
+    # --- quality ---------------------------------------------------------------------------------
+
+    async def _embed_pair(self, question: str, answer: str) -> object:
+        """Relevance needs a model that reads both languages: e5 when either side is Chinese and it is here."""
+        names = self.registry.embedders
+        zh = tx.language(question) == "zh" or tx.language(answer) == "zh"
+        model = next((n for n in names if "e5" in n), None) if zh else None
+        model = model or self.registry.default_embedder()
+        if model is None:
+            raise LookupError("no embedding model")
+        return (await self.registry.embed(model, [question, answer[:2000]], input_type="query")).vectors
+
+    def generator(self, model: str | None) -> Callable[[str], Awaitable[str]]:
+        """A prompt -> text function over a served model (the judge, the LLM rewrite): greedy, 64 tokens."""
+
+        async def generate(prompt: str) -> str:
+            name = model or self.registry.default_chat()
+            req = ChatRequest(name, [Message("user", prompt)], sampling=Sampling(max_tokens=64, temperature=0.0))
+            return (await collect(self.registry.get(name).stream(req))).text
+
+        return generate
+
+    async def evaluate(self, question: str, answer: str, sources: Sequence[str] | None = None, *,
+                       mode: str = "heuristic", finish_reason: str | None = None) -> Report:  # fmt: skip
+        try:
+            return await self.evaluator.evaluate(question, answer, sources, mode=mode, finish_reason=finish_reason)
+        except LookupError:
+            if mode == "judge":
+                raise
+            # No embedding model (a gateway configured without one): terms alone judge relevance.
+            return await QualityEvaluator(None).evaluate(question, answer, sources, finish_reason=finish_reason)
+
+    async def window_score(self, request: ChatRequest, text: str) -> float:
+        """For a router's escalation check: the first window of a local answer, not judged on completeness."""
+        report = await self.evaluator.heuristic(question_of(request), text, partial=True)
+        return report.overall
+
+    def wants(self, request: ChatRequest) -> bool:
+        sample = self.cfg.quality.sample
+        return sample > 0 and (sample >= 1 or self.rng.random() < sample) and bool(question_of(request).strip())
+
+    def observe(self, request: ChatRequest, stream: Stream, text: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._score(request, stream, text))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _score(self, request: ChatRequest, stream: Stream, text: str) -> None:
+        try:
+            sources = [str(s.get("text", "")) for s in stream.sources or ()]
+            finish = stream.finish.reason if stream.finish is not None else None
+            report = await self.evaluate(question_of(request), text, sources or None, finish_reason=finish)
+        except Exception as e:
+            log.warning("could not score an answer of %s: %r", stream.model, e)
+            return
+        route = stream.served_by
+        stream.quality = report.overall
+        self.metrics.quality.observe((stream.model, route), report.overall)
+        intent = request.intent.label if request.intent else ""
+        self.drift.add(stream.model, report.overall, refusal="refusal" in report.flags, route=route, intent=intent)
+        self._watch(stream.model)
+        if requests_log.isEnabledFor(logging.INFO):
+            line = {"event": "quality", "request_id": request.extensions.get("request_id"), "model": stream.model,
+                    "backend": route, "intent": intent or None, "quality": report.overall, "scores": report.scores,
+                    "flags": report.flags}  # fmt: skip
+            requests_log.info(json.dumps(line, ensure_ascii=False))
+
+    def _watch(self, model: str) -> None:
+        if model in self._watched:
+            return
+        self._watched.add(model)
+        for signal in SIGNALS:
+            self.metrics.drift.set_function((model, signal), functools.partial(self.drift.drift, model, signal))
+        self.metrics.drift_samples.set_function((model,), functools.partial(self._samples, model))
+
+    def _samples(self, model: str) -> float:
+        return float(self.drift.samples(model))
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.memory is not None:
+            await self.memory.close()
