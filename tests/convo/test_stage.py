@@ -89,7 +89,7 @@ def test_cache_never_near_matches_a_continuation() -> None:
         await a.start()
         out = []
         for text in ("keep going", "keep going please"):
-            s, answer = await _ask(a, [Message("user", "write a poem"), Message("assistant", "Roses"),
+            s, _ = await _ask(a, [Message("user", "write a poem"), Message("assistant", "Roses"),
                                        Message("user", text)], "local", {})  # fmt: skip
             out.append(s.cache.status if s.cache else "none")
         await a.close()

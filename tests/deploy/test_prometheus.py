@@ -64,6 +64,7 @@ def _post(url: str, body: Any, key: str | None) -> int:
 @pytest.fixture(scope="module")
 def scraped(tmp_session: Path, bad: Server) -> Iterator[str]:
     config = f"""
+conversation: {{quality: {{sample: 1.0}}}}
 models:
 {smol_model()}
   paid:
