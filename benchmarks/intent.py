@@ -105,7 +105,7 @@ def line(name: str, rows: list[dict], preds: list[str], times: list[float]) -> N
         parts.append(f"{lang} {a:.3f}/{f:.3f}")
     ts = sorted(times)
     p50, p99 = statistics.median(ts) * 1000, ts[min(len(ts) - 1, int(len(ts) * 0.99))] * 1000
-    print(f"{name:<26} n={len(rows):>3}  accuracy {acc:.3f}  macro-F1 {f1:.3f}  ({', '.join(parts)})  "
+    print(f"{name:<44} n={len(rows):>3}  accuracy {acc:.3f}  macro-F1 {f1:.3f}  ({', '.join(parts)})  "
           f"p50 {p50:.3f} ms  p99 {p99:.3f} ms")  # fmt: skip
 
 
@@ -139,6 +139,8 @@ def main() -> None:
                 print(f"prototypes over {model}: not run ({e})")
                 continue
             line(f"prototypes over {model}, odd half", test, p, t)
+            p, t = asyncio.run(prototypes(rows, held, model))
+            line(f"prototypes over {model} (all 374), held-out", held, p, t)
     print()
     confusion(held, hp)
     if args.errors:

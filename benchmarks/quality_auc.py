@@ -52,7 +52,7 @@ def failures(question: str, gold: str, other: str) -> dict[str, str]:
     return {
         "good": f"The answer is {gold}.",
         "refusal": "I'm sorry, but I can't help with that request.",
-        "wrong_language": f"答案是{gold}。",
+        "wrong_language": f"这个问题的答案是{gold}。希望这个回答对你有帮助，如果还有其他问题，欢迎继续提问。",
         "loop": f"The answer is {gold} and " * 8,
         "off_topic": f"{other} is a popular topic that many people enjoy discussing with friends.",
         "empty": "",
