@@ -90,11 +90,14 @@ def cmd_route_explain(args: argparse.Namespace) -> int:
         return 2
     local = {n for n, m in cfg.models.items() if m.kind == "llamacpp"}
     policy = RoutingPolicy(routers[name], is_local=lambda n: n in local)
-    d = policy.decide(ChatRequest(model=name, messages=[Message("user", args.prompt)]))
+    from hearth.convo.intent import IntentTracker
+
+    intent = IntentTracker().label(args.prompt, ())
+    d = policy.decide(ChatRequest(model=name, messages=[Message("user", args.prompt)], intent=intent))
     if args.json:
-        print(json.dumps({"router": name, **d.as_dict()}, ensure_ascii=False))
+        print(json.dumps({"router": name, "intent": intent.label, **d.as_dict()}, ensure_ascii=False))
         return 0
-    print(f"router {name}: -> {d.target}  (reason: {d.reason}: {d.detail})")
+    print(f"router {name}: -> {d.target}  (reason: {d.reason}: {d.detail}; intent: {intent.label})")
     print(f"complexity score {d.score:.3f}; prompt ~{d.prompt_tokens} tokens; chain: {' -> '.join(d.chain)}")
     if d.signals:
         sig = d.signals.signals
