@@ -110,6 +110,9 @@ class EmbeddingModel(_Strict):
         description="trained on many languages; default: true for builtin:multilingual-e5-small, else false "
         "(hybrid search then skips vectors for questions in other scripts than Latin)",
     )
+    engine: Literal["auto", "llamacpp", "numpy"] = Field(
+        "auto", description="runs a BERT model (not e5): llamacpp (an F16 GGUF made at first use under "
+        "$HEARTH_HOME/models; ~2x numpy's speed, the same vectors), numpy, or auto: llamacpp where installed")
     max_batch: int = Field(64, ge=1, description="texts per forward pass when concurrent requests are merged")
     batch_window_ms: float = Field(
         0.0, ge=0, description="wait this long for more requests before a forward pass; 0: take what is queued"

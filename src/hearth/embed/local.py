@@ -33,22 +33,39 @@ _shared_lock = threading.Lock()
 E5_PATH = "builtin:multilingual-e5-small"
 
 
-def shared_model(path: str = "builtin:all-minilm-l6-v2") -> Any:
+def shared_model(path: str = "builtin:all-minilm-l6-v2", engine: str = "auto") -> Any:
     """One model per process and path, whoever asks (embeddings API, RAG, the semantic cache): the weights
-    are mapped once. `builtin:multilingual-e5-small` is the 4-bit e5 engine, anything else a MiniLM-style BERT."""
+    are mapped once. `builtin:multilingual-e5-small` is the 4-bit e5 engine, anything else a MiniLM-style BERT,
+    run by llama.cpp (`engine: llamacpp`, what `auto` picks where llama-cpp-python is installed: ~2x faster)
+    or by numpy (`engine: numpy`, and the fallback when llama.cpp cannot load it)."""
     with _shared_lock:
-        if path not in _shared:
-            from pathlib import Path
+        key = f"{path}|{engine}"
+        if key not in _shared:
+            _shared[key] = _load(path, engine)
+        return _shared[key]
 
-            if path == E5_PATH:
-                from hearth.embed.e5 import E5
 
-                _shared[path] = E5()
-            else:
-                from hearth.embed.minilm import MiniLM
+def _load(path: str, engine: str) -> Any:
+    from pathlib import Path
 
-                _shared[path] = MiniLM(None if path.startswith("builtin:") else Path(path))
-        return _shared[path]
+    if path == E5_PATH:
+        from hearth.embed.e5 import E5
+
+        return E5()
+    model_dir = None if path.startswith("builtin:") else Path(path)
+    if engine != "numpy":
+        from hearth.embed import bert_gguf
+
+        if engine == "llamacpp" or bert_gguf.available():
+            try:
+                return bert_gguf.GgufBert(model_dir)
+            except Exception as e:
+                if engine == "llamacpp":
+                    raise
+                log.warning("embedding model %s: llama.cpp engine unavailable (%s); using numpy", path, e)
+    from hearth.embed.minilm import MiniLM
+
+    return MiniLM(model_dir)
 
 
 @dataclass(slots=True)
@@ -123,7 +140,7 @@ class LocalEmbedder:
 
     def _run(self) -> None:
         try:
-            self._model = shared_model(self.cfg.path)
+            self._model = shared_model(self.cfg.path, self.cfg.engine)
         except Exception as e:  # a missing package or file: every waiting request gets the reason
             log.error("cannot load embedding model %s: %s", self.name, e)
             err = HearthError(f"embedding model {self.name!r} failed to load: {e}", code="model_load_failed")

@@ -116,24 +116,22 @@ def groups(order: list[int], lengths: list[int]) -> list[list[int]]:
     return out
 
 
-class MiniLM:
+class BertTokens:
+    """What every engine for a BERT sentence encoder shares: the model's own tokenizer and the prepare/encode
+    interface `LocalEmbedder` drives. Engines differ in `encode_tokenized` (numpy here, llama.cpp in
+    `bert_gguf`)."""
+
     family, parameter_size, quantization = "bert", "22M", "F32"
     dims, max_tokens = DIM, MAX_TOKENS
 
-    def __init__(self, model_dir: Path | None = None) -> None:
+    def __init__(self, model_dir: Path) -> None:
         from tokenizers import Tokenizer
 
-        d = self.dir = model_dir or find_model_dir()
+        self.dir = model_dir
         self._counter: Any = None
-        self.w = load_safetensors(d / "model.safetensors")
-        self.tok = Tokenizer.from_file(str(d / "tokenizer.json"))
+        self.tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tok.enable_truncation(MAX_TOKENS)
         self.tok.no_padding()
-        self.layers = 1 + max(int(k.split(".")[2]) for k in self.w if k.startswith("encoder.layer."))
-        # Linear weights as contiguous (in, out) copies, so each layer is one 2-D BLAS call.
-        for k in [k for k in self.w if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k]:
-            self.w[k + "_t"] = np.ascontiguousarray(self.w[k].T)
-        self.heads = 12
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         """Whole lengths, not truncated at MAX_TOKENS (the chunker needs to know how much is too much)."""
@@ -155,6 +153,22 @@ class MiniLM:
     def encode(self, texts: list[str]) -> np.ndarray:
         """L2-normalised embeddings, shape (len(texts), 384), float32."""
         return self.encode_tokenized(self.tok.encode_batch(texts)) if texts else np.zeros((0, DIM), np.float32)
+
+    def encode_tokenized(self, enc: list[Any]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class MiniLM(BertTokens):
+    """The forward pass in numpy: no native dependency beyond BLAS, so it runs wherever numpy does."""
+
+    def __init__(self, model_dir: Path | None = None) -> None:
+        super().__init__(model_dir or find_model_dir())
+        self.w = load_safetensors(self.dir / "model.safetensors")
+        self.layers = 1 + max(int(k.split(".")[2]) for k in self.w if k.startswith("encoder.layer."))
+        # Linear weights as contiguous (in, out) copies, so each layer is one 2-D BLAS call.
+        for k in [k for k in self.w if k.endswith(".weight") and self.w[k].ndim == 2 and "embeddings" not in k]:
+            self.w[k + "_t"] = np.ascontiguousarray(self.w[k].T)
+        self.heads = 12
 
     def encode_tokenized(self, enc: list[Any]) -> np.ndarray:
         """Texts sorted by length and run in forward passes of at most GROUP_TOKENS padded tokens."""
