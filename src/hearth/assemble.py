@@ -233,7 +233,8 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
         if made.embedder is not None:
             embedders[name] = made.embedder
     registry = ModelRegistry({}, embedders, aliases)
-    build = _Build(cfg, metrics, registry, dict(chat), Conversation(cfg, registry, metrics))
+    multilingual = [n for n, m in cfg.models.items() if isinstance(m, EmbeddingModel) and m.is_multilingual()]
+    build = _Build(cfg, metrics, registry, dict(chat), Conversation(cfg, registry, metrics, multilingual=multilingual))
     for _, stage in reversed(STAGES):  # innermost first
         stage(build)
     # Routers were added among the models; keep the config's order for listings.

@@ -42,3 +42,23 @@ def test_pace_in_config() -> None:
     for bad in (True, "warp", 0):
         with pytest.raises(ValueError, match="pace"):
             LocalModel(pace=bad)
+
+
+def test_conversation_section_is_checked(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("conversation:\n  memory: redis\n  quality: {judge_model: nope}\n"
+                 "models:\n  m: {kind: openai, base_url: 'http://x'}\n"
+                 "  auto: {kind: router, default: m, rules: [{intent: [greeting], target: m}, {target: m}]}\n")  # fmt: skip
+    with pytest.raises(ConfigError) as e:
+        load_config(f, env={})
+    msg = str(e.value)
+    assert "a rule needs a `pattern`, an `intent` list, or both" in msg
+    f.write_text(f.read_text().replace(", {target: m}", ""))
+    with pytest.raises(ConfigError) as e:
+        load_config(f, env={})
+    msg = str(e.value)
+    assert "conversation.quality.judge_model: unknown chat model 'nope'" in msg
+    assert "memory: redis needs conversation.redis_url" in msg
+    f.write_text(f.read_text().replace("intent: [greeting]", "intent: [hello]"))
+    with pytest.raises(ConfigError, match=re.escape("intent.0")):
+        load_config(f, env={})

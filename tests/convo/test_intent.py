@@ -86,3 +86,15 @@ def test_accuracy_on_the_labelled_set() -> None:
     ]
     right = sum(T.track([Message(m["role"], m["content"]) for m in r["messages"]]).label == r["label"] for r in rows)
     assert right / len(rows) >= 0.85
+
+
+def test_pasted_megabytes_cost_no_more_than_a_short_turn() -> None:
+    """Every pattern reads a bounded head of each turn: adversarial or huge turns cannot stall the event loop
+    (a generous bound, far above the ~0.1 ms a turn takes; catastrophic backtracking would take seconds)."""
+    import time
+
+    for evil in ("why did " * 20000, "say " * 20000, "知道" * 50000, "a" * 1_000_000):
+        t0 = time.perf_counter()
+        T.track([Message("user", evil), Message("assistant", evil), Message("user", "and the next one?")])
+        T.track([Message("user", evil)])
+        assert time.perf_counter() - t0 < 1.0

@@ -34,17 +34,24 @@ def test_next_turn_finds_the_previous_one() -> None:
 def test_conversation_id_wins() -> None:
     intent = Intent("task_continuation", ("task_continuation",), conversation="conv-7")
     req = ChatRequest("auto", TURN2, intent=intent)
-    assert record_key(req) == lookup_key(req) == "turn:c:conv-7"
+    assert record_key(req, "auto") == lookup_key(req, "auto") == "turn:auto::c:conv-7"
+
+
+def test_tenants_and_routers_do_not_share_turns() -> None:
+    intent = Intent("task_continuation", ("task_continuation",), conversation="1")
+    a = ChatRequest("auto", TURN2, intent=intent, extensions={"cache": {"namespace": "key-a"}})
+    b = ChatRequest("auto", TURN2, intent=intent, extensions={"cache": {"namespace": "key-b"}})
+    assert len({lookup_key(a, "auto"), lookup_key(b, "auto"), lookup_key(a, "voice")}) == 3
 
 
 def test_memory_and_shared_redis(redis_port: int) -> None:
     async def go() -> None:
         a = TurnMemory(60, redis_url=f"redis://127.0.0.1:{redis_port}/0")
         b = TurnMemory(60, redis_url=f"redis://127.0.0.1:{redis_port}/0")
-        a.remember(ChatRequest("auto", TURN1), "cloud")
+        a.remember(ChatRequest("auto", TURN1), "auto", "cloud")
         await asyncio.sleep(0.2)  # the Redis write runs in the background
-        assert await a.previous(ChatRequest("auto", TURN2)) == "cloud"
-        assert await b.previous(ChatRequest("auto", TURN2)) == "cloud"  # another replica
+        assert await a.previous(ChatRequest("auto", TURN2), "auto") == "cloud"
+        assert await b.previous(ChatRequest("auto", TURN2), "auto") == "cloud"  # another replica
         await a.close()
         await b.close()
 
@@ -54,8 +61,8 @@ def test_memory_and_shared_redis(redis_port: int) -> None:
 def test_redis_down_falls_back_to_memory() -> None:
     async def go() -> None:
         m = TurnMemory(60, redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_timeout=0.05)
-        m.remember(ChatRequest("auto", TURN1), "local")
-        assert await m.previous(ChatRequest("auto", TURN2)) == "local"
+        m.remember(ChatRequest("auto", TURN1), "auto", "local")
+        assert await m.previous(ChatRequest("auto", TURN2), "auto") == "local"
         await m.close()
 
     asyncio.run(go())

@@ -118,3 +118,29 @@ def test_sampled_answers_are_scored_into_metrics_and_drift() -> None:
     m = a.metrics.registry.render()
     assert 'hearth_quality_score_count{model="auto",route="local"} 1' in m
     assert 'hearth_drift_window_samples{model="auto"} 1' in m
+
+
+def test_a_rule_that_names_the_intent_beats_stickiness() -> None:
+    a = build({"local": ScriptedBackend("local", local=True), "cloud": ScriptedBackend("cloud"),
+               "big": ScriptedBackend("big")},
+              {"default": "local", "rules": [{"pattern": "story", "target": "cloud"},
+                                             {"intent": ["correction"], "target": "big"}]})  # fmt: skip
+    ask(a, "write a story")
+    s, _ = ask(a, "write a story", "ok", "continue")
+    assert (s.served_by, s.route and s.route.reason) == ("cloud", "sticky")
+    s, _ = ask(a, "write a story", "ok", "no, I meant one about cats")
+    assert (s.served_by, s.route and s.route.reason) == ("big", "rule")
+
+
+def test_tool_results_continue_and_tool_calls_are_not_scored() -> None:
+    from hearth.convo.intent import IntentTracker
+    from hearth.core.types import ToolCall
+
+    msgs = [Message("user", "weather in Oslo?"),
+            Message("assistant", "", tool_calls=[ToolCall("c1", "weather", "{}")]),
+            Message("tool", "12C", tool_call_id="c1")]  # fmt: skip
+    assert IntentTracker().track(msgs).label == "task_continuation"
+    a = build({"local": ScriptedBackend("local", Reply(tool_calls=[("weather", {"city": "Oslo"})]), local=True)},
+              {"default": "local"}, conversation={"quality": {"sample": 1.0}})  # fmt: skip
+    s, _ = ask(a, "weather in Oslo?")
+    assert s.quality is None and "hearth_quality_score_count" not in a.metrics.registry.render()

@@ -57,3 +57,13 @@ def test_engine_choice(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a BERT"):
         _load(str(copy), "llamacpp")
     assert isinstance(_load(str(copy), "auto"), MiniLM)  # auto falls back to numpy
+
+
+def test_a_damaged_file_is_written_again(tmp_path: Path) -> None:
+    path = bert_gguf.gguf_file(find_model_dir(), tmp_path)
+    path.write_bytes(path.read_bytes()[:1000])  # cut short, as by a full disk
+    m = GgufBert(cache_dir=tmp_path)
+    assert float((m.encode(["hello"]) * MiniLM().encode(["hello"])).sum()) > 0.9999
+    m.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        m.encode(["hello"])

@@ -2,8 +2,8 @@
 
 Body: `{"question", "answer", "sources"?: [text | {"text"}], "mode"?: "heuristic" | "judge", "model"?}`;
 answer: `{"overall": 0..1, "scores": {...}, "suggestions": [...], "mode", "flags"}`. Judge mode asks
-`model` (default `conversation.quality.judge_model`) for a grade, so the caller's key must be allowed
-that model.
+`model` (default `conversation.quality.judge_model`) for a grade through the same admission as a chat
+request: the key must be allowed that model, and the grade counts against its limits and budget.
 """
 
 from __future__ import annotations
@@ -15,10 +15,12 @@ from pydantic import Field
 
 from hearth.api import openai
 from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, read_body
-from hearth.api.gate import add_route, check_model
+from hearth.api.gate import add_route, open_stream
 from hearth.api.schemas import _Body, parse
 from hearth.convo.quality import QualityEvaluator
+from hearth.core.collect import collect
 from hearth.core.errors import BadRequest
+from hearth.core.types import ChatRequest, Message, Sampling
 
 MAX_CHARS = 100_000
 
@@ -50,8 +52,17 @@ async def evaluate(request: web.Request) -> web.Response:
         registry = request.app[GATEWAY].registry
         model = registry.canonical(model)  # 404 for an unknown model
         registry.get(model)  # 400 for an embedding model
-        check_model(request, model)
-        evaluator = QualityEvaluator(None, convo.generator(model))
+        judge_model = model
+
+        async def grade(prompt: str) -> str:
+            req = ChatRequest(judge_model, [Message("user", prompt)], sampling=Sampling(max_tokens=8, temperature=0.0))
+            stream = await open_stream(request, "openai", req)
+            try:
+                return (await collect(stream)).text
+            finally:
+                await stream.aclose()
+
+        evaluator = QualityEvaluator(None, grade)
         report = await evaluator.evaluate(body.question, body.answer, sources or None, mode="judge")
     else:
         report = await convo.evaluate(body.question, body.answer, sources or None)

@@ -125,8 +125,6 @@ def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None
             line["route"] = s.route.reason
         if s.intent is not None:
             line["intent"] = s.intent.label
-        if s.quality is not None:
-            line["quality"] = s.quality
         if s.cache is not None:
             line["cache"] = s.cache.status
         if s.usage is not None:

@@ -58,6 +58,8 @@ def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
         problems.append((("rag", "embedding_model"), f"unknown model {cfg.rag.embedding_model!r}"))
     refs: list[tuple[tuple[str, ...], str | None]] = [(("rag", "chat_model"), cfg.rag.chat_model)]
     refs += [(("rag", "profiles", p, "model"), prof.model) for p, prof in cfg.rag.profiles.items()]
+    refs += [(("conversation", "rewrite_model"), cfg.conversation.rewrite_model),
+             (("conversation", "quality", "judge_model"), cfg.conversation.quality.judge_model)]  # fmt: skip
     for path, ref in refs:
         if ref is not None and ref not in chat:
             problems.append((path, f"unknown chat model {ref!r}; known: {', '.join(chat)}"))
@@ -66,4 +68,7 @@ def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
             problems.append((("prices", priced), f"unknown model {priced!r}; prices are per model name (not alias)"))
     if cfg.keys.store == "redis" and not (cfg.keys.redis_url or cfg.cache.redis_url):
         problems.append((("keys", "redis_url"), "store: redis needs keys.redis_url (or cache.redis_url)"))
+    if cfg.conversation.memory == "redis" and not (cfg.conversation.redis_url or cfg.cache.redis_url):
+        need_url = "memory: redis needs conversation.redis_url (or cache.redis_url)"
+        problems.append((("conversation", "redis_url"), need_url))
     return problems

@@ -76,14 +76,14 @@ QUESTION = _rx(
     r"should|will|would|has|have|may|might|shall|isn'?t|aren'?t|don'?t|doesn'?t|tell me (about|why|how|what|"
     r"when|where|who)|i (wonder|want to know)|any idea)\b|"
     r"吗\s*[?？。!]?\s*$|呢\s*[?？。]?\s*$|么\s*[?？]?\s*$|什么|怎么|怎样|如何|为什么|为啥|哪|谁|多少|几(个|点|号|岁|天|年|月|次|种|分钟|小时|周|遍)|(\w)不\2|"
-    r"多(长|大|高|远|重|宽|深|久|贵|快|少)|是否|是不是|能不能|可不可以|会不会|有没有|要不要|对不对|好不好|行不行|请问|想知道|知道.*吗|啥|咋|多久|"
+    r"多(长|大|高|远|重|宽|深|久|贵|快|少)|是否|是不是|能不能|可不可以|会不会|有没有|要不要|对不对|好不好|行不行|请问|想知道|知道.{0,20}吗|啥|咋|多久|"
     r"还是.{1,10}[啊呀呢吗]?\W*$"
 )
 # Live data: the answer is out of date as soon as it is given.
 TIME = _rx(
     _W + r"(weather|forecast|temperature (outside|today|now)|(will|is) it (rain|snow)|news|headlines?|stock price|"
     r"share price|stock market|exchange rate|bitcoin|(latest|newest) \w+|when is the next|how many days (until|till|to|left)|"
-    r"price (of|now|today)|how much is .* (now|today)|scores?\b|"
+    r"price (of|now|today)|how much is .{0,40} (now|today)|scores?\b|"
     r"who won|live score|breaking|trending|what time is it|what'?s the time\W*$|time is it|what day is (it|today)|"
     r"what'?s the date|today'?s date|date today|still open|open (now|today)|traffic|flight status|delays?\b|"
     r"election results|latest (version|release|news|update|model|iphone)|newest (version|release|model)|"
@@ -178,7 +178,7 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [
     (
         "translate",
         _rx(
-            _W + r"(translate|translation|translating|how (do|would) (you|i) say|say .* in (english|chinese|french|"
+            _W + r"(translate|translation|translating|how (do|would) (you|i) say|say .{0,60} in (english|chinese|french|"
             r"german|spanish|japanese|korean|italian|russian|portuguese|arabic)|in (english|chinese|mandarin|french|"
             r"german|spanish|japanese|korean)\b|into (english|chinese|french|german|spanish|japanese|korean))|翻译|"
             r"译成|译为|(用|换成|改成|翻成)(英文|英语|中文|汉语|日文|日语|法语|德语|韩语|西班牙语)|英文怎么说|英语怎么说|中文(怎么说|是什么)|"
@@ -213,7 +213,7 @@ _KINDS: list[tuple[str, re.Pattern[str]]] = [
             _W + r"(analy[sz]e|analysis|compare|comparison|versus|\bvs\.?\b|pros and cons|advantages and "
             r"disadvantages|evaluate|evaluation|assess|assessment|review (my|this|the)|critique|difference between|"
             r"differences between|which is better|better for|trade-?offs?|swot|break down|breakdown|interpret|"
-            r"insights?|trend|correlat|root cause|why did .* (drop|rise|fall|increase|decrease))|分析|比较|对比|"
+            r"insights?|trend|correlat|root cause|why did .{0,60} (drop|rise|fall|increase|decrease))|分析|比较|对比|"
             r"优缺点|优劣|利弊|评估|评价一下|区别|差别|不同之处|哪个(更)?好|哪个更|异同|诊断|原因是什么|趋势|解读|拆解|点评"
         ),
     ),
@@ -268,6 +268,11 @@ _TO_ASSISTANT = _rx(r"\byou(r|rs|rself)?\b|\bu\b|你")
 _ANALYSIS = _rx(r"pros and cons|advantages and disadvantages|analy[sz]|evaluat|assess|swot|利弊|优缺点|优劣|分析|评估")
 
 
+# Characters of any one turn that are read: intents are in the first lines, and every pattern then costs
+# microseconds whatever a client pastes (bodies may be megabytes).
+_MAX_READ = 2000
+
+
 def _request_part(text: str) -> str:
     """The user's own words: the first lines before pasted material ("Summarise this:\n\n<article>")."""
     m = re.search(r"[:：]\s*\n|\n\s*\n|```", text)
@@ -295,19 +300,22 @@ class IntentTracker:
         self.drift_threshold = drift_threshold
 
     def track(self, messages: Sequence[Message], conversation: str | None = None) -> Intent:
+        if messages and messages[-1].role == "tool":
+            # A tool result handed back: the model carries on with the call it made (and should stay the same).
+            return Intent("task_continuation", ("task_continuation",), None, 0.0, True, conversation)
         turns = [m for m in messages if m.role in ("user", "assistant")]
         last = turns[-1].content if turns and turns[-1].role == "user" else ""
         history = turns[:-1] if last else turns
         return self.label(last, history, conversation)
 
     def label(self, last: str, history: Sequence[Message], conversation: str | None = None) -> Intent:
-        text = _WAKE.sub("", last).strip()
+        text = _WAKE.sub("", last[:_MAX_READ]).strip()
         head = _request_part(text)  # pasted material (after "...:\n") does not decide the intent
         bare = _LEAD.sub("", head)
         labels: set[str] = set()
         answered = any(m.role == "assistant" for m in history)
         prior_users = [m.content for m in history if m.role == "user"]
-        previous_answer = next((m.content for m in reversed(history) if m.role == "assistant"), "")
+        previous_answer = next((m.content[:_MAX_READ] for m in reversed(history) if m.role == "assistant"), "")
         drift = self._drift(head, history)
         # A pronoun leans on earlier turns only where the turn does not name its own subject: "fix this script"
         # about a new topic is not a follow-up, "and its price?" is.
@@ -342,7 +350,7 @@ class IntentTracker:
             and (CLARIFY.search(head) or (asks and _about_answer(head, previous_answer)))
         ):
             labels.add("clarification")
-        prev_task = bool(prior_users) and self._task(prior_users[-1]) is not None
+        prev_task = bool(prior_users) and self._task(_request_part(prior_users[-1])) is not None
         if (
             answered
             and not labels & {"correction", "clarification"}
@@ -378,7 +386,7 @@ class IntentTracker:
             else:
                 labels.add("chit-chat")
         if task is None and labels & {"task_continuation", "correction"} and prior_users:
-            task = self._task(prior_users[-1])  # carrying on (or fixing) the task asked before
+            task = self._task(_request_part(prior_users[-1]))  # carrying on (or fixing) the task asked before
         substantive = labels & {"question", "task", "time_sensitive"}
         if (
             prior_users
@@ -425,7 +433,7 @@ class IntentTracker:
         best = 0.0
         context: Counter[str] = Counter()
         for m in recent:
-            b = tx.bag(m.content)
+            b = tx.bag(m.content[:_MAX_READ])
             context.update(b)
             best = max(best, tx.cosine(now, b))
         best = max(best, tx.cosine(now, context), tx.overlap(now, context) * 0.8)

@@ -34,24 +34,33 @@ def _digest(messages: Sequence[Message]) -> str:
     return h.hexdigest()
 
 
-def record_key(request: ChatRequest) -> str | None:
+def _scope(request: ChatRequest, router: str) -> str:
+    """Turns are remembered per router and per tenant: two keys that both send conversation id "1" (or the
+    same opening message) never steer each other. The tenant is the cache namespace the access layer gives
+    each key."""
+    cache = request.extensions.get("cache")
+    tenant = cache.get("namespace", "") if isinstance(cache, dict) else ""
+    return f"turn:{router}:{tenant}:"
+
+
+def record_key(request: ChatRequest, router: str = "") -> str | None:
     """Where the backend that answers this request is stored."""
     if request.intent is not None and request.intent.conversation:
-        return "turn:c:" + request.intent.conversation
+        return _scope(request, router) + "c:" + request.intent.conversation
     if not request.messages:
         return None
-    return "turn:" + _digest(request.messages)
+    return _scope(request, router) + _digest(request.messages)
 
 
-def lookup_key(request: ChatRequest) -> str | None:
+def lookup_key(request: ChatRequest, router: str = "") -> str | None:
     """Where the backend that answered the previous turn of this request's conversation was stored."""
     if request.intent is not None and request.intent.conversation:
-        return "turn:c:" + request.intent.conversation
+        return _scope(request, router) + "c:" + request.intent.conversation
     msgs = request.messages
     last_answer = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i].role == "assistant"), None)
     if last_answer is None:
         return None
-    return "turn:" + _digest(msgs[:last_answer])
+    return _scope(request, router) + _digest(msgs[:last_answer])
 
 
 class TurnMemory:
@@ -62,9 +71,9 @@ class TurnMemory:
         self.redis = RedisStore(redis_url, redis_timeout, prefix="hearth:convo:") if redis_url else None
         self._writes: set[asyncio.Task[None]] = set()
 
-    def remember(self, request: ChatRequest, backend: str) -> None:
+    def remember(self, request: ChatRequest, router: str, backend: str) -> None:
         """Called as a router commits to a backend; the Redis write runs in the background, off the stream."""
-        key = record_key(request)
+        key = record_key(request, router)
         if key is None:
             return
         value = backend.encode()
@@ -74,8 +83,8 @@ class TurnMemory:
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
-    async def previous(self, request: ChatRequest) -> str | None:
-        key = lookup_key(request)
+    async def previous(self, request: ChatRequest, router: str) -> str | None:
+        key = lookup_key(request, router)
         if key is None:
             return None
         # Redis first where there is one: another replica may have answered the latest turn.

@@ -50,6 +50,7 @@ _DATE = re.compile(r"\b(1\d{3}|20\d{2})\b|\d+(st|nd|rd|th)|\b(january|february|m
 _NAME = re.compile(r"\b[A-Z][a-z]+|[\u4e00-\u9fff]{2,4}")
 _END = re.compile(r"[.!?。！？…)\]\"'`”」』*]\s*$|```\s*$|\d\s*$")
 
+_MAX_CHARS = 20_000
 WEIGHTS = {"relevance": 0.35, "completeness": 0.2, "coherence": 0.15, "language": 0.15, "groundedness": 0.15}
 
 # Embeds [question, answer] (query-side for the question where the model distinguishes) into unit rows.
@@ -123,7 +124,9 @@ class QualityEvaluator:
 
     async def heuristic(self, question: str, answer: str, sources: Sequence[str] | None = None, *,
                         finish_reason: str | None = None, partial: bool = False) -> Report:  # fmt: skip
-        a = answer.strip()
+        # Bounded work on the event loop whatever the size: the checks need the start of a long answer only.
+        a, question = answer.strip()[:_MAX_CHARS], question[:_MAX_CHARS]
+        sources = [x[:_MAX_CHARS] for x in sources[:20]] if sources else sources
         tips: list[str] = []
         flags: list[str] = []
         if not a:
@@ -211,7 +214,7 @@ class QualityEvaluator:
             f"{ctx}Question: {question.strip()}\nAnswer: {answer.strip()}\nGrade:"
         )
         reply = await self.judge(prompt)
-        m = re.search(r"\b(10|[1-9])\b", reply)
+        m = re.search(r"\b(10|[1-9])\b(?!\s*[-–/]\s*\d)", reply)  # "1-10: 7" is a 7
         if m is None:
             return Report(0.5, {"judge": 0.5}, ["The judge gave no grade; 0.5 stands in."], mode="judge",
                           flags=["judge_unparsed"])  # fmt: skip

@@ -25,7 +25,7 @@ _MAX_ADDED_TERMS = 24
 
 def _content(text: str) -> str:
     """The turn's words without the ones that carry no topic (kept in order; Han text kept whole)."""
-    words = re.findall(r"[\w'+#.-]+|[^\w\s]", text)
+    words = re.findall(r"[\w'+#.-]+|[^\w\s]", text[:2000])
     kept = [w for w in words if tx.han_share(w) > 0 or (w.lower() not in tx.STOP and re.match(r"\w", w))]
     return " ".join(kept[:_MAX_ADDED_TERMS])
 
@@ -39,7 +39,7 @@ def needs_context(question: str, history: Sequence[Message], intent: Intent | No
             return False
         if intent.follow_up or intent.has("task_continuation", "clarification", "correction"):
             return True
-    return bool(FOLLOW.search(question)) or len(tx.terms(question)) <= 2
+    return bool(FOLLOW.search(question[:2000])) or len(tx.terms(question[:2000])) <= 2
 
 
 def offline(question: str, history: Sequence[Message], intent: Intent | None = None) -> str:

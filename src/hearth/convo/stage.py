@@ -31,7 +31,8 @@ from hearth.metrics import GatewayMetrics
 log = logging.getLogger("hearth.convo")
 requests_log = logging.getLogger("hearth.requests")
 
-CONVERSATION_EXT = "conversation"  # ChatRequest.extensions key for the client's conversation id
+CONVERSATION_EXT = "conversation"
+MAX_PENDING = 64  # sampled answers waiting to be scored  # ChatRequest.extensions key for the client's conversation id
 
 
 def question_of(request: ChatRequest) -> str:
@@ -41,9 +42,15 @@ def question_of(request: ChatRequest) -> str:
 
 
 class Conversation:
-    def __init__(self, cfg: Config, registry: ModelRegistry, metrics: GatewayMetrics,
-                 rng: random.Random | None = None) -> None:  # fmt: skip
+    """The conversation-intelligence parts of one gateway, built once by the composition root.
+
+    `multilingual`: the local embedding models that read Chinese (relevance of a Chinese question to its answer
+    is judged with one of them; an English-only model's cosines are noise there)."""
+
+    def __init__(self, cfg: Config, registry: ModelRegistry, metrics: GatewayMetrics, *,
+                 multilingual: Sequence[str] = (), rng: random.Random | None = None) -> None:  # fmt: skip
         c = cfg.conversation
+        self.multilingual = list(multilingual)
         self.cfg = c
         self.registry = registry
         self.metrics = metrics
@@ -66,25 +73,22 @@ class Conversation:
     # --- intents ---------------------------------------------------------------------------------
 
     def annotate(self, request: ChatRequest) -> None:
+        """Label the request's latest turn (the gateway calls this before resolving the model)."""
         if not self.cfg.intents or request.intent is not None:
             return
         conversation = request.extensions.get(CONVERSATION_EXT)
-        conversation = conversation if isinstance(conversation, str) and conversation else None
+        conversation = conversation[:200] if isinstance(conversation, str) and conversation else None
         if request.prompt is not None:
             request.intent = self.tracker.label(request.prompt, (), conversation)
         elif request.messages:
             request.intent = self.tracker.track(request.messages, conversation)
-        if request.intent is not None:
-            self.metrics.intents.inc((request.model, request.intent.label))
 
     # --- quality ---------------------------------------------------------------------------------
 
     async def _embed_pair(self, question: str, answer: str) -> object:
         """Relevance needs a model that reads both languages: e5 when either side is Chinese and it is here."""
-        names = self.registry.embedders
         zh = tx.language(question) == "zh" or tx.language(answer) == "zh"
-        model = next((n for n in names if "e5" in n), None) if zh else None
-        model = model or self.registry.default_embedder()
+        model = (self.multilingual[0] if zh and self.multilingual else None) or self.registry.default_embedder()
         if model is None:
             raise LookupError("no embedding model")
         return (await self.registry.embed(model, [question, answer[:2000]], input_type="query")).vectors
@@ -110,15 +114,27 @@ class Conversation:
             return await QualityEvaluator(None).evaluate(question, answer, sources, finish_reason=finish_reason)
 
     async def window_score(self, request: ChatRequest, text: str) -> float:
-        """For a router's escalation check: the first window of a local answer, not judged on completeness."""
-        report = await self.evaluator.heuristic(question_of(request), text, partial=True)
+        """For a router's escalation check: the first window of a local answer, not judged on completeness.
+        An embedding model that fails (overloaded, missing) must not fail the answer: terms judge alone."""
+        try:
+            report = await self.evaluator.heuristic(question_of(request), text, partial=True)
+        except Exception as e:
+            log.warning("quality check without embeddings: %r", e)
+            report = await QualityEvaluator(None).heuristic(question_of(request), text, partial=True)
         return report.overall
 
     def wants(self, request: ChatRequest) -> bool:
+        """Sample this answer? Never while the backlog is full: scoring waits on the embedding thread, and a
+        slow one (an ingest running) must not pile up answers in memory."""
         sample = self.cfg.quality.sample
-        return sample > 0 and (sample >= 1 or self.rng.random() < sample) and bool(question_of(request).strip())
+        if sample <= 0 or len(self._tasks) >= MAX_PENDING or not question_of(request).strip():
+            return False
+        return sample >= 1 or self.rng.random() < sample
 
     def observe(self, request: ChatRequest, stream: Stream, text: str) -> None:
+        """A sampled answer finished: score it in the background. Tool calls are not answers to score."""
+        if stream.finish is not None and stream.finish.reason == "tool_calls":
+            return
         task = asyncio.get_running_loop().create_task(self._score(request, stream, text))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -156,6 +172,8 @@ class Conversation:
 
     async def close(self) -> None:
         if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            _, late = await asyncio.wait(self._tasks, timeout=5.0)
+            for t in late:
+                t.cancel()
         if self.memory is not None:
             await self.memory.close()

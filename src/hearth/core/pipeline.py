@@ -193,7 +193,7 @@ class Stream:
                     gaps = self.t_last - self.t0 - self.ttft
                     m.time_per_output_token.observe(self._labels, gaps / (self.outputs - 1))
                 self._labels = None  # type: ignore[assignment]
-                if self.observers and self.status == "ok" and self.finish is not None:
+                if self.observers and self.status == "ok" and self.finish is not None and self._texts:
                     text = "".join(self._texts or ())
                     for observer, request in self.observers:
                         try:
@@ -218,7 +218,9 @@ class Gateway:
             annotate(request)
         name, backend = self.registry.resolve(request)
         stream = Stream(api, name, backend.name, backend.stream(request), self.metrics)
-        stream.intent = request.intent
+        if request.intent is not None:
+            stream.intent = request.intent
+            self.metrics.intents.inc((name, request.intent.label))  # the resolved name: no label per typo
         for observer in self.observers:
             if observer.wants(request):
                 stream.observers.append((observer, request))

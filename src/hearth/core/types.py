@@ -139,7 +139,7 @@ class RouteInfo:
     """Sent by a router before the first real chunk: which backend answers, and why."""
 
     backend: str
-    reason: str  # rule | score | default | length | weight | fallback | deadline | shed | escalation
+    reason: str  # rule | score | default | length | sticky | fallback | deadline | shed | escalation
     detail: str = ""
 
 

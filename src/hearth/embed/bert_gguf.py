@@ -56,6 +56,8 @@ def gguf_file(model_dir: Path, cache_dir: Path) -> Path:
         tmp = out.with_suffix(f".{os.getpid()}.tmp")
         try:
             convert(model_dir, tmp)
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())  # on disk before it has its name: a crash leaves no torn file behind
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
@@ -170,6 +172,10 @@ class GgufBert(BertTokens):
             _logger.set_verbose(False)  # llama.cpp prints dozens of lines per load otherwise
         L.llama_backend_init()
         self.model = L.llama_model_load_from_file(str(self.path).encode(), L.llama_model_default_params())
+        if not self.model:  # a damaged file (a full disk, a copy cut short): write it again, once
+            self.path.unlink(missing_ok=True)
+            self.path = gguf_file(self.dir, cache_dir)
+            self.model = L.llama_model_load_from_file(str(self.path).encode(), L.llama_model_default_params())
         if not self.model:
             raise RuntimeError(f"llama.cpp could not load {self.path}")
         cp = L.llama_context_default_params()
@@ -200,6 +206,8 @@ class GgufBert(BertTokens):
             packs[-1].append(i)
             used += n
         with self._lock:
+            if not self.ctx:
+                raise RuntimeError("the embedding model was closed")
             for pack in packs:
                 out[pack] = self._decode([enc[i].ids for i in pack])
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

@@ -45,6 +45,19 @@ def shared_model(path: str = "builtin:all-minilm-l6-v2", engine: str = "auto") -
         return _shared[key]
 
 
+def shared_tokens(path: str = "builtin:all-minilm-l6-v2") -> Any:
+    """The tokenizer alone (RAG sizes chunks in MiniLM tokens): no weights, whichever engine embeds."""
+    with _shared_lock:
+        key = f"{path}|tokens"
+        if key not in _shared:
+            from pathlib import Path
+
+            from hearth.embed.minilm import BertTokens, find_model_dir
+
+            _shared[key] = BertTokens(find_model_dir() if path.startswith("builtin:") else Path(path))
+        return _shared[key]
+
+
 def _load(path: str, engine: str) -> Any:
     from pathlib import Path
 

@@ -90,9 +90,9 @@ class RagStage:
                 return (await registry.embed(model, texts, input_type=input_type)).vectors
 
             def count(texts: list[str]) -> list[int]:
-                from hearth.embed.local import shared_model
+                from hearth.embed.local import shared_tokens
 
-                return shared_model().count_tokens(texts)  # type: ignore[no-any-return]
+                return shared_tokens().count_tokens(texts)  # type: ignore[no-any-return]
 
             embedders = list(registry.embedders)
             multilingual = next(iter(self.multilingual), None)

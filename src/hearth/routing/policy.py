@@ -23,7 +23,7 @@ from hearth.routing.scorer import Score, estimate_tokens, score
 @dataclass(slots=True)
 class Decision:
     target: str
-    reason: str  # rule | score | default | length
+    reason: str  # rule | score | default | length | sticky
     detail: str
     score: float
     chain: list[str]
@@ -68,25 +68,29 @@ class RoutingPolicy:
 
     def decide(self, req: ChatRequest, previous: str | None = None) -> Decision:
         """`previous`: the backend that answered the conversation's previous turn, for a turn that carries
-        on from it (a continuation, a correction); it wins while its circuit is closed."""
+        on from it (a continuation, a correction); it wins while its circuit is closed, unless a rule names
+        the turn's intent."""
         last = _last_user(req)
         turns = sum(1 for m in req.messages if m.role == "user") or 1
         sc = score(last, turns)
         target, reason, detail = self.cfg.default, "default", "no rule or tier matched"
         convo = "\n".join(m.content for m in req.messages) if self.need_conversation else ""
         intent = req.intent
+        label = intent.label if intent is not None else ""
+        by_intent = False  # a rule that names this turn's intent: the operator's word beats stickiness
         for rx, rule in self.rules:
             if rule.intent and (intent is None or not intent.has(*rule.intent)):
                 continue
             if rx is None or rx.search(convo if rule.scope == "conversation" else last):
-                target, reason, detail = rule.target, "rule", rule.name or rule.pattern or f"intent {intent.label}"  # type: ignore[union-attr]
+                target, reason, detail = rule.target, "rule", rule.name or rule.pattern or f"intent {label}"
+                by_intent = label in rule.intent
                 break
         else:
             for tier in self.cfg.tiers:
                 if sc.value <= tier.max_score:
                     target, reason, detail = tier.target, "score", f"score {sc.value:.2f} <= {tier.max_score}"
                     break
-        if previous is not None and self.available(previous):
+        if previous is not None and not by_intent and self.available(previous):
             target, reason = previous, "sticky"
             detail = f"{intent.label if intent else 'follow-up'}: stays on the backend of the previous turn"
         model = self._pick(target)

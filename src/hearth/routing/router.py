@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+from typing import Protocol
 
 from hearth.config import RouterModel
-from hearth.convo.memory import TurnMemory
 from hearth.convo.quality import is_refusal
 from hearth.core.errors import UpstreamTimeout
 from hearth.core.types import (
@@ -41,10 +41,18 @@ RouteHook = Callable[[str, str, str, str], None]  # (router, target, reason, mov
 QualityCheck = Callable[[ChatRequest, str], Awaitable[float]]  # (request, answer so far) -> score in [0, 1]
 
 
+class TurnStore(Protocol):
+    """Which backend answered a conversation's previous turn (hearth.convo.memory.TurnMemory)."""
+
+    async def previous(self, request: ChatRequest, router: str) -> str | None: ...
+
+    def remember(self, request: ChatRequest, router: str, backend: str) -> None: ...
+
+
 class RouterBackend:
     def __init__(
         self, name: str, cfg: RouterModel, backends: dict[str, Backend], breakers: dict[str, CircuitBreaker],
-        on_route: RouteHook | None = None, *, memory: TurnMemory | None = None, sticky: Collection[str] = (),
+        on_route: RouteHook | None = None, *, memory: TurnStore | None = None, sticky: Collection[str] = (),
         quality: QualityCheck | None = None,
     ) -> None:  # fmt: skip
         """`memory` and `sticky`: turns with these intents go back to the backend that answered the previous
@@ -120,7 +128,7 @@ class RouterBackend:
         previous = None
         intent = request.intent
         if self.memory is not None and intent is not None and intent.label in self.sticky:
-            previous = await self.memory.previous(request)
+            previous = await self.memory.previous(request, self.name)
             if previous not in self._members():
                 previous = None
         decision = self.policy.decide(request, previous)
@@ -141,7 +149,7 @@ class RouterBackend:
             detail = f"{detail}; served although {opened.rejected}: every candidate's answer was rejected"
         self.on_route(opened.name, opened.reason, "")
         if self.memory is not None:
-            self.memory.remember(request, opened.name)
+            self.memory.remember(request, self.name, opened.name)
         yield RouteInfo(opened.name, opened.reason, detail)
         it = opened.it
         try:
