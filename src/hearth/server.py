@@ -17,7 +17,7 @@ import sys
 from aiohttp import web
 
 from hearth.access import Access, open_access
-from hearth.api import admin, embeddings, evaluate, gate, keys, ollama, openai, rag, ui
+from hearth.api import admin, embeddings, evaluate, gate, keys, ollama, openai, openapi, rag, ui
 from hearth.api.common import ASSEMBLY, GATEWAY, MAX_BODY, json_response
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
@@ -67,7 +67,8 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
     rag.setup(app)
     keys.setup(app)
     ui.setup(app)
-    gate.add_route(app, "*", "/{tail:.*}", _not_found, "public")
+    openapi.setup(app)
+    gate.add_route(app, "*", "/{tail:[\\s\\S]*}", _not_found, "public")
     return app
 
 

@@ -40,19 +40,28 @@ def parse_duration(text: str, what: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
+_LAST_EXPIRY = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+
+
 def parse_expiry(value: str | float | None, now: float) -> float | None:
     """An expiry as a duration from now (`30d`), an ISO date or time (`2027-01-31`), or epoch seconds."""
     if value is None or value == "":
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if _DURATION.match(value):
-        return now + parse_duration(value, "expires")
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(f"expires: {value!r} is neither a duration (30d) nor an ISO date", param="expires") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+        out = float(value)
+    elif _DURATION.match(value):
+        out = now + parse_duration(value, "expires")
+    else:
+        try:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            why = f"expires: {value!r} is neither a duration (30d) nor an ISO date"
+            raise BadRequest(why, param="expires") from None
+        out = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    # Listings print it as a date: a time before 1970 or after 9999 would break every listing, not just this key.
+    if not 0 <= out <= _LAST_EXPIRY:
+        raise BadRequest(f"expires: {value!r} is outside 1970..9999", param="expires")
+    return out
 
 
 def new_secret() -> str:

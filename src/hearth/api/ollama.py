@@ -6,6 +6,7 @@ its final line; errors are `{"error": "..."}`, also as the last line of a broken
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -70,7 +71,12 @@ def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _args_text(args: dict[str, Any] | str) -> str:
-    return args if isinstance(args, str) else orjson.dumps(args).decode()
+    if isinstance(args, str):
+        return args
+    try:
+        return orjson.dumps(args).decode()
+    except TypeError:  # integers beyond 64 bits, which orjson refuses and JSON allows
+        return json.dumps(args, ensure_ascii=False)
 
 
 def _final_fields(stream: Stream, reason: str) -> dict[str, Any]:

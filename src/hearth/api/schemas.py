@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hearth.core.errors import BadRequest
@@ -221,10 +222,16 @@ def ollama_options(raw: dict[str, Any] | None) -> OllamaOptions:
 
 
 def parse(cls: type[T], data: bytes | dict[str, Any], prefix: str = "") -> T:
-    """Validate, turning the first pydantic error into a BadRequest that names the field."""
+    """Validate, turning the first pydantic error into a BadRequest that names the field.
+
+    Bytes are read by orjson first: integers beyond 64 bits become floats there (and 1e400 is refused), so no
+    client value can later fail to serialize on its way to a provider, a cache key or a log line."""
+    if isinstance(data, bytes):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            raise BadRequest(f"malformed JSON body: {e}") from None
     try:
-        if isinstance(data, bytes):
-            return cls.model_validate_json(data)
         return cls.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
