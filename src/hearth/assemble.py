@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from hearth.cache.backend import ResponseCache
     from hearth.embed.local import LocalEmbedder
     from hearth.routing.breaker import CircuitBreaker
+    from hearth.routing.shared import SharedBreakers
 
 
 # --- providers: config kind -> leaf -----------------------------------------------------------------
@@ -194,6 +195,7 @@ class Assembly:
     convo: Conversation
     cache: ResponseCache | None = None
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    shared: SharedBreakers | None = None  # circuit states published to and taken from other replicas
     annotators: list[Annotator] = field(default_factory=list)  # for Gateway: run on each request first
     observers: list[AnswerObserver] = field(default_factory=list)  # for Gateway: see finished answers
 
@@ -201,12 +203,16 @@ class Assembly:
         await self.registry.start()
         if self.cache is not None:
             await self.cache.start()
+        if self.shared is not None:
+            await self.shared.start()
 
     async def warm(self) -> None:
         """Work that may follow readiness: preloading knowledge-base indexes."""
         await self.rag.warm()
 
     async def close(self) -> None:
+        if self.shared is not None:
+            await self.shared.close()
         await self.convo.close()
         await self.registry.close()
         await self.rag.close()
@@ -240,7 +246,13 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
     # Routers were added among the models; keep the config's order for listings.
     registry.chat.update({n: build.served[n] for n in cfg.models if n in build.served})
     assert build.rag is not None
-    assembly = Assembly(registry, metrics, build.rag, chat, build.convo, build.cache, build.breakers,
+    shared = None
+    url = cfg.replicas.redis_url or cfg.cache.redis_url
+    if url and cfg.replicas.share_breakers and build.breakers:
+        from hearth.routing.shared import SharedBreakers
+
+        shared = SharedBreakers(url, build.breakers)
+    assembly = Assembly(registry, metrics, build.rag, chat, build.convo, build.cache, build.breakers, shared,
                         build.annotators, build.observers)  # fmt: skip
     _instrument(assembly)
     return assembly

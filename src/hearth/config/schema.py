@@ -381,6 +381,12 @@ class RagConfig(_Strict):
     )
 
 
+class ReplicasConfig(_Strict):
+    redis_url: str | None = Field(None, description="Redis the replicas share state through; default: cache.redis_url")
+    share_breakers: bool = Field(
+        True, description="a provider one replica finds down (its circuit opens) is down for every replica at once")
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -390,6 +396,7 @@ class Config(_Strict):
     prices: dict[str, Price] = Field(default_factory=dict, description="per model name: what its tokens cost")
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
+    replicas: ReplicasConfig = Field(default_factory=ReplicasConfig)
     source: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -33,6 +34,9 @@ class CircuitBreaker:
     probing: bool = False
     outcomes: deque[tuple[float, bool]] = field(default_factory=deque)
     clock: object = time.monotonic
+    # Told when this breaker opens (with its cooldown) or closes again by its own outcomes, so that other
+    # replicas can follow (routing/shared.py); not told of changes applied from elsewhere.
+    on_change: Callable[[CircuitBreaker, State], None] | None = None
 
     def _now(self) -> float:
         return self.clock()  # type: ignore[operator,no-any-return]
@@ -65,9 +69,12 @@ class CircuitBreaker:
         while self.outcomes and now - self.outcomes[0][0] > self.window:
             self.outcomes.popleft()
         if ok:
+            was = self.state
             self.consecutive = 0
             self.state = State.CLOSED
             self.probing = False
+            if was is not State.CLOSED and self.on_change is not None:
+                self.on_change(self, State.CLOSED)
             return
         self.consecutive += 1
         if self.state is State.HALF_OPEN:
@@ -82,3 +89,20 @@ class CircuitBreaker:
         self.state = State.OPEN
         self.opened_at = now
         self.probing = False
+        if self.on_change is not None:
+            self.on_change(self, State.OPEN)
+
+    def apply_open(self, remaining: float) -> None:
+        """Another replica saw this backend fail: open here too, for what is left of its cooldown."""
+        if remaining <= 0:
+            return
+        self.state = State.OPEN
+        self.opened_at = self._now() - max(0.0, self.cooldown - remaining)
+        self.probing = False
+
+    def apply_closed(self) -> None:
+        """Another replica's probe succeeded: the backend is back."""
+        self.state = State.CLOSED
+        self.consecutive = 0
+        self.probing = False
+        self.outcomes.clear()
