@@ -5,12 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 # From Debian: Redis for the cache and key-store tests, Prometheus (with promtool) for the deploy/ rules and
-# dashboard tests, Chromium for the console tests. The tests start their own servers on free ports; nothing
+# dashboard tests, Chromium for the console tests, nginx for the replica fault tests. The tests start their own servers on free ports; nothing
 # listens by default.
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v promtool >/dev/null 2>&1 || missing="$missing prometheus"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
 if [ -n "$missing" ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null

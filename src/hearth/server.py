@@ -18,7 +18,7 @@ from aiohttp import web
 
 from hearth.access import Access, open_access
 from hearth.api import admin, embeddings, evaluate, gate, keys, ollama, openai, openapi, rag, ui
-from hearth.api.common import ASSEMBLY, GATEWAY, MAX_BODY, json_response
+from hearth.api.common import ASSEMBLY, BODY_TIMEOUT, GATEWAY, MAX_BODY, json_response
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
 from hearth.core.errors import HearthError
@@ -56,6 +56,7 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
     app[GATEWAY] = gateway
     app[ASSEMBLY] = assembly
     app[MAX_BODY] = cfg.server.max_body_bytes
+    app[BODY_TIMEOUT] = cfg.server.body_timeout
     app[gate.GUARDS] = {}
     gate.setup(app, access or open_access(cfg, on_event=assembly.metrics.access_event),
                log_payloads=cfg.observe.log_payloads, tracer=tracer or _tracer(cfg))  # fmt: skip
@@ -113,7 +114,11 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
         return 2
     if not keyed:
         print("hearth: no API keys exist, so requests need none (loopback only)", file=sys.stderr, flush=True)
-    runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+    # Idle keep-alive connections are closed after keepalive_timeout (aiohttp's default is an hour). A client
+    # that dribbles its headers is not timed out here (aiohttp has no header timeout): nginx in front does
+    # that (client_header_timeout; deploy/nginx/hearth.conf).
+    runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
+                           keepalive_timeout=cfg.server.keepalive_timeout)  # fmt: skip
     await runner.setup()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port, backlog=1024)
     try:

@@ -12,6 +12,8 @@ OpenAI (`/v1/chat/completions`, `/v1/models`) or Ollama (`/api/chat`) path:
   /garbage/...   streams one token, then a line that is not JSON
   /truncate/...  streams two tokens, then closes the stream without a finish reason or [DONE]
   /slow/...      answers correctly after 1.0 s
+  /drip/...      streams 30 tokens, one every 0.1 s (a stream long enough to kill a replica in the middle)
+  /flap/...      up for 2 s, down (HTTP 500) for 2 s, and so on
   /jsonfence/... JSON inside a ```json fence with a trailing comma (repairable)
   /jsonretry/... JSON missing a required field, then correct once the request carries the feedback
   /jsonbad/...   never JSON
@@ -63,6 +65,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         await asyncio.sleep(3600)
     if mode == "slow":
         await asyncio.sleep(1.0)
+    if mode == "flap" and int(time.time() / 2) % 2:
+        return web.json_response({"error": {"message": "flapping: down", "type": "server_error"}}, status=500)
     if mode.startswith(("json", "tool")):
         return _structured(mode, body)
     if not stream:
@@ -77,6 +81,10 @@ async def handle(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson" if ollama else "text/event-stream"})
     await resp.prepare(request)
     line = _ollama_line if ollama else _chunk
+    if mode == "drip":
+        for i in range(30):
+            await resp.write(line(f" t{i}"))
+            await asyncio.sleep(0.1)
     await resp.write(line("Hello"))
     await resp.write(line(" from"))
     if mode == "stall":

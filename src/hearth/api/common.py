@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from hearth.assemble import Assembly
-from hearth.core.errors import BadRequest, HearthError, PayloadTooLarge
+from hearth.core.errors import BadRequest, HearthError, PayloadTooLarge, RequestTimeout
 from hearth.core.pipeline import Gateway, Stream
 
 log = logging.getLogger("hearth")
@@ -19,6 +20,7 @@ log = logging.getLogger("hearth")
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 ASSEMBLY: web.AppKey[Assembly] = web.AppKey("assembly", Assembly)  # the cache, breakers, knowledge bases
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
+BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # set by the access middleware
 # Headers that carry the client's conversation id (the first one present wins).
 CONVERSATION_HEADERS = ("x-hearth-conversation-id", "x-conversation-id")
@@ -35,8 +37,11 @@ async def read_body(request: web.Request) -> bytes:
     limit = request.app[MAX_BODY]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")
+    timeout = request.app.get(BODY_TIMEOUT, 30.0)
     try:
-        body = await request.read()
+        body = await asyncio.wait_for(request.read(), timeout)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
     except web.HTTPRequestEntityTooLarge:
         raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes") from None
     if len(body) > limit:
@@ -124,11 +129,18 @@ def route_headers(stream: Stream) -> dict[str, str]:
 
 def openai_error(e: HearthError) -> web.Response:
     body = {"error": {"message": e.message, "type": e.type, "param": e.param, "code": e.code}}
-    return json_response(body, status=e.status, headers=error_headers(e))
+    return _closing(e, json_response(body, status=e.status, headers=error_headers(e)))
 
 
 def ollama_error(e: HearthError) -> web.Response:
-    return json_response({"error": e.message}, status=e.status, headers=error_headers(e))
+    return _closing(e, json_response({"error": e.message}, status=e.status, headers=error_headers(e)))
+
+
+def _closing(e: HearthError, response: web.Response) -> web.Response:
+    """A client that timed out sending its body has an unread rest in the connection: close it."""
+    if isinstance(e, RequestTimeout):
+        response.force_close()
+    return response
 
 
 def error_headers(e: HearthError) -> dict[str, str] | None:

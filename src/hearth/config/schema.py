@@ -252,6 +252,8 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=0, le=65535)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    body_timeout: float = Field(30.0, gt=0, description="seconds a request body may take to arrive (then 408)")
+    keepalive_timeout: float = Field(75.0, gt=0, description="seconds an idle keep-alive connection is kept")
     insecure: bool = Field(
         False, description="serve beyond loopback with no API key at all (otherwise hearth refuses to start)"
     )

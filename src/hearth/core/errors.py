@@ -42,6 +42,14 @@ class ContextLengthExceeded(BadRequest):
     code = "context_length_exceeded"
 
 
+class RequestTimeout(HearthError):
+    """The client sent its body too slowly (a dribbling client would otherwise hold a connection forever)."""
+
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class ModelNotFound(HearthError):
     status = 404
     type = "invalid_request_error"
