@@ -116,6 +116,9 @@ class RemoteBackend:
         self.name = name
         self.cfg = cfg
         self.http = HttpProvider(name, cfg, transport)
+        # The upstream's context window, where its model list tells (vLLM, llama.cpp's server): what RAG fits its
+        # sources into when the config gives no context_length.
+        self.discovered_context: int | None = None
 
     @property
     def ready(self) -> bool:
@@ -143,7 +146,8 @@ class RemoteBackend:
     def info(self) -> ModelInfo:
         return ModelInfo(
             name=self.name, kind=self.kind, owned_by=self.http.base_url,
-            context_length=self.cfg.context_length, extra={"upstream_model": self.http.upstream_model},
+            context_length=self.cfg.context_length or self.discovered_context,
+            extra={"upstream_model": self.http.upstream_model},
         )  # fmt: skip
 
 

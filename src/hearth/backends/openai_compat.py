@@ -7,6 +7,8 @@ ends in an error chunk, never in silence.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -53,6 +55,8 @@ def message_to_openai(m: Message) -> dict[str, Any]:
 
 
 class OpenAICompatBackend(RemoteBackend):
+
+    _discovery: asyncio.Task[None] | None = None
     kind = "openai"
     cfg: OpenAIModel
 
@@ -164,7 +168,35 @@ class OpenAICompatBackend(RemoteBackend):
 
     async def list_models(self) -> list[str]:
         data = await self.http.get_json("/models")
-        return [m.get("id", "") for m in data.get("data", [])]
+        models = [m for m in data.get("data", []) if isinstance(m, dict)]
+        mine = next((m for m in models if m.get("id") == self.http.upstream_model), None)
+        if mine is not None:
+            self.discovered_context = context_of(mine)
+        return [m.get("id", "") for m in models]
+
+    async def start(self) -> None:
+        """Learn the upstream's context window in the background: a provider that is down must not hold up
+        the gateway's start, and its requests report that themselves."""
+        if self.cfg.context_length is None:
+            self._discovery = asyncio.get_running_loop().create_task(self._discover())
+
+    async def _discover(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.list_models(), 5.0)
+
+    async def close(self) -> None:
+        if self._discovery is not None:
+            self._discovery.cancel()
+        await super().close()
+
+
+def context_of(model: dict[str, Any]) -> int | None:
+    """vLLM's `max_model_len`; llama.cpp's server: `meta.n_ctx` (the slot's context), else `meta.n_ctx_train`."""
+    meta: dict[str, Any] = model["meta"] if isinstance(model.get("meta"), dict) else {}
+    for value in (model.get("max_model_len"), meta.get("n_ctx"), meta.get("n_ctx_train"), model.get("context_length")):
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
 
 
 def _usage(u: dict[str, Any]) -> Usage:
