@@ -68,8 +68,9 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
     raise RuntimeError(f"{url} not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
-def start_hearth(config: str, tmp: Path, name: str, wait: bool = True, env: dict[str, str] | None = None) -> Server:
-    port = free_port()
+def start_hearth(config: str, tmp: Path, name: str, wait: bool = True, env: dict[str, str] | None = None,
+                 port: int | None = None) -> Server:  # fmt: skip
+    port = port or free_port()
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(config)
     log = tmp / f"{name}.log"

@@ -13,6 +13,7 @@ import importlib.util
 import os
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,8 @@ def _slice_path(dist_name: str, index: int, key: str) -> Path:
 
 def _join(parts: list[Path], target: Path, spec: BuiltinModel, progress: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    # Unique per writer, not per pid: replicas in containers are all pid 1 and may share the volume.
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     total = sum(p.stat().st_size for p in parts)
     digest = hashlib.sha256()
     done = 0

@@ -1,7 +1,7 @@
 """A real llama.cpp-based inference server behind hearth: `python -m llama_cpp.server` (llama-cpp-python's
 OpenAI-compatible server) serving SmolLM2, reached through `kind: openai` with the real `openai` client in front.
-Also: the upstream's context window learnt from its model list (vLLM's `max_model_len`, llama.cpp server's
-`meta`), from a real HTTP server that answers like each."""
+Also: the upstream's context window learnt from its model list (vLLM's `max_model_len`, a served `meta.n_ctx`;
+never a training context), from a real HTTP server that answers like each."""
 
 from __future__ import annotations
 
@@ -32,17 +32,19 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smol",
                              "--n_ctx", "1024", "--n_threads", "2", "--host", "127.0.0.1", "--port", str(port)],
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.2)
-    yield port
-    proc.terminate()
-    proc.wait(30)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                time.sleep(0.2)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +76,8 @@ def test_an_aborted_stream_does_not_break_the_next(gw: Server) -> None:
 
 @pytest.mark.parametrize(("entry", "expected"), [
     ({"id": "m", "object": "model", "max_model_len": 32768}, 32768),  # vLLM
-    ({"id": "m", "object": "model", "meta": {"n_ctx_train": 8192, "n_vocab": 1}}, 8192),  # llama.cpp's server
+    ({"id": "m", "object": "model", "meta": {"n_ctx": 8192, "n_vocab": 1}}, 8192),  # a served context in meta
+    ({"id": "m", "object": "model", "meta": {"n_ctx_train": 131072}}, None),  # llama-server: training context only
     ({"id": "m", "object": "model"}, None),  # llama_cpp.server, OpenAI: not told
 ])  # fmt: skip
 def test_context_window_is_learnt_from_the_model_list(entry: dict[str, object], expected: int | None) -> None:

@@ -66,8 +66,9 @@ def _wait_port(port: int, timeout: float = 10.0) -> None:
 def _nginx_conf(tmp: Path, listen: int, replicas: list[int]) -> Path:
     """deploy/nginx/hearth.conf as shipped, with this test's replicas and port, inside a minimal nginx.conf."""
     server = (DEPLOY / "nginx" / "hearth.conf").read_text()
-    upstreams = "".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;\n" for p in replicas)
-    server = server.replace("    server hearth:8434 max_fails=1 fail_timeout=5s;\n", upstreams)
+    upstreams = "".join(f"    server 127.0.0.1:{p} max_fails=3 fail_timeout=5s;\n" for p in replicas)
+    server = server.replace("    server hearth:8434 resolve max_fails=3 fail_timeout=5s;\n", upstreams)
+    assert upstreams in server, "deploy/nginx/hearth.conf changed its upstream line: update this test"
     server = server.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
     server = server.replace("proxy_pass http://hearth;", "proxy_pass http://hearth;\n        add_header X-Upstream $upstream_addr always;")
     (tmp / "hearth.conf").write_text(server)
@@ -107,7 +108,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, bad: Server) -> Iterator[C
     )  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        c.replicas = [start_hearth(cfg, tmp, f"replica{i}", wait=False) for i in range(2)]
+        for i in range(2):
+            c.replicas.append(start_hearth(cfg, tmp, f"replica{i}", wait=False))
         for r in c.replicas:
             wait_http(r.url + "/health", r.proc, r.log)
         conf = _nginx_conf(tmp, c.nginx, [r.port for r in c.replicas])
@@ -149,6 +151,7 @@ def test_replica_killed_mid_stream(cluster: Cluster) -> None:
     got = 0
     while got < 5:
         line = resp.readline()
+        assert line, "the stream ended before the replica was killed"
         got += line.startswith(b"data: {")
     victim.proc.send_signal(signal.SIGKILL)
     victim.proc.wait(10)
@@ -165,8 +168,9 @@ def test_replica_killed_mid_stream(cluster: Cluster) -> None:
         status, headers, body = chat(cluster.nginx, "ok")
         assert status == 200 and body["choices"][0]["message"]["content"] == "Hello from upstream"
         assert headers["X-Upstream"].endswith(f":{survivor.port}")
-    # Bring the replica back for the tests after this one.
-    back = start_hearth(victim.log.with_suffix(".yaml").read_text(), cluster.tmp, victim.log.stem + "b")
+    # Bring the replica back, on its port, for the tests after this one (nginx's config names the port).
+    back = start_hearth(victim.log.with_suffix(".yaml").read_text(), cluster.tmp, victim.log.stem + "b",
+                        port=victim.port)  # fmt: skip
     cluster.replicas[cluster.replicas.index(victim)] = back
 
 
@@ -181,11 +185,14 @@ def test_redis_killed_and_restarted(cluster: Cluster) -> None:
         status, _, _body = chat(r0.port, "ok", f"while redis is down {i}", **q)
         assert status == 200 and time.monotonic() - t0 < 5
     cluster.start_redis()
-    # The cache comes back: an answer one replica stores is a hit on the other (through Redis, L2).
+    # The cache comes back: an answer one replica stores is a hit on the other, which never saw the question
+    # (a new one each pass, so neither in-process cache can answer it: only Redis).
     deadline = time.monotonic() + 10
+    n = 0
     while True:
-        chat(cluster.replicas[0].port, "ok", "after redis returned", **q)
-        status, headers, _ = chat(cluster.replicas[1].port, "ok", "after redis returned", **q)
+        n += 1
+        chat(cluster.replicas[0].port, "ok", f"after redis returned {n}", **q)
+        status, headers, _ = chat(cluster.replicas[1].port, "ok", f"after redis returned {n}", **q)
         if headers.get("x-hearth-cache") == "hit":
             break
         assert time.monotonic() < deadline, "the shared cache did not come back after Redis restarted"

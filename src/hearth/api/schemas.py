@@ -1,4 +1,4 @@
-"""Request bodies of both APIs, validated by pydantic straight from the raw bytes.
+"""Request bodies of both APIs, read by orjson and validated by pydantic.
 
 Unknown fields are rejected with the field's name (a typo like `max_token` would otherwise be
 ignored silently and the user would wonder why the answer is so long). Fields that OpenAI defines
@@ -235,14 +235,14 @@ def parse(cls: type[T], data: bytes | dict[str, Any], prefix: str = "") -> T:
         return cls.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
-        if err["type"] == "json_invalid":
-            raise BadRequest(f"malformed JSON body: {err['msg'].removeprefix('Invalid JSON: ')}") from None
         if err["type"] == "model_type" and not err["loc"]:
             raise BadRequest("the request body must be a JSON object") from None
         loc = prefix + ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif err["type"] == "int_parsing_size":
+            msg = "integer too large"
         elif err["type"] == "missing":
             msg = "field required"
         raise BadRequest(f"{loc}: {msg}", param=loc or None) from None

@@ -187,13 +187,16 @@ class OpenAICompatBackend(RemoteBackend):
     async def close(self) -> None:
         if self._discovery is not None:
             self._discovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._discovery
         await super().close()
 
 
 def context_of(model: dict[str, Any]) -> int | None:
-    """vLLM's `max_model_len`; llama.cpp's server: `meta.n_ctx` (the slot's context), else `meta.n_ctx_train`."""
+    """vLLM's `max_model_len`, or a served context in `meta.n_ctx`. Not `n_ctx_train` (llama-server reports the
+    model's training context there, often far beyond the `-c` it serves with: RAG would overfill it)."""
     meta: dict[str, Any] = model["meta"] if isinstance(model.get("meta"), dict) else {}
-    for value in (model.get("max_model_len"), meta.get("n_ctx"), meta.get("n_ctx_train"), model.get("context_length")):
+    for value in (model.get("max_model_len"), meta.get("n_ctx"), model.get("context_length")):
         if isinstance(value, int) and value > 0:
             return value
     return None

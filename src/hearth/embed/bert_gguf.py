@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,7 @@ def gguf_file(model_dir: Path, cache_dir: Path) -> Path:
     out = cache_dir / f"bert-{h.hexdigest()[:16]}.f16.gguf"
     if not out.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix(f".{os.getpid()}.tmp")
+        tmp = out.with_suffix(f".{uuid.uuid4().hex}.tmp")  # not the pid: container replicas are all pid 1
         try:
             convert(model_dir, tmp)
             with tmp.open("rb+") as fh:

@@ -86,10 +86,11 @@ class CircuitBreaker:
             self._open(now)
 
     def _open(self, now: float) -> None:
+        was = self.state
         self.state = State.OPEN
         self.opened_at = now
         self.probing = False
-        if self.on_change is not None:
+        if was is not State.OPEN and self.on_change is not None:  # late failures of an open circuit: no news
             self.on_change(self, State.OPEN)
 
     def apply_open(self, remaining: float) -> None:

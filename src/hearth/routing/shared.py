@@ -26,6 +26,7 @@ from hearth.routing.breaker import CircuitBreaker, State
 log = logging.getLogger("hearth.router")
 
 CHANNEL = "hearth:breakers"
+CATCH_UP = 5.0  # seconds between reads of the keys, besides the channel
 KEY = "hearth:breaker:"
 
 
@@ -40,6 +41,7 @@ class SharedBreakers:
         self._task: asyncio.Task[None] | None = None
         self._writes: set[asyncio.Task[None]] = set()
         self.applied = 0  # changes taken from other replicas
+        self._closed = False
         for b in breakers.values():
             b.on_change = self._changed
 
@@ -58,13 +60,16 @@ class SharedBreakers:
             import redis.asyncio as redis
 
             self._listener = redis.Redis.from_url(self.url, socket_connect_timeout=self.timeout,
-                                                  health_check_interval=5)  # fmt: skip
+                                                  socket_keepalive=True, health_check_interval=5)  # fmt: skip
         return self._listener
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._follow())
 
     async def close(self) -> None:
+        self._closed = True
+        for b in self.breakers.values():
+            b.on_change = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -79,20 +84,23 @@ class SharedBreakers:
     # --- ours, to the others --------------------------------------------------------------------------
 
     def _changed(self, breaker: CircuitBreaker, state: State) -> None:
+        if self._closed:
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return  # outside the gateway's loop (a CLI explaining a route): nothing to share
-        until = time.time() + breaker.cooldown if state is State.OPEN else 0.0
-        task = loop.create_task(self._publish(breaker.name, state, until))
+        task = loop.create_task(self._publish(breaker.name, state, breaker.cooldown))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _publish(self, name: str, state: State, until: float) -> None:
-        msg = json.dumps({"from": self.me, "backend": name, "state": int(state), "until": until})
+    async def _publish(self, name: str, state: State, cooldown: float) -> None:
+        # The remaining cooldown travels, not a wall-clock time: replicas' clocks need not agree. A replica
+        # applies it for what is left of the sender's cooldown.
+        msg = json.dumps({"from": self.me, "backend": name, "state": int(state), "remaining": cooldown})
         try:
             if state is State.OPEN:
-                await self.client.set(KEY + name, msg, px=max(1, int((until - time.time()) * 1000)))
+                await self.client.set(KEY + name, msg, px=max(1, int(cooldown * 1000)))
             else:
                 await self.client.delete(KEY + name)
             await self.client.publish(CHANNEL, msg)
@@ -101,19 +109,32 @@ class SharedBreakers:
 
     # --- the others', to ours -------------------------------------------------------------------------
 
-    def _apply(self, raw: bytes | str) -> None:
+    def _apply(self, raw: bytes | str, remaining: float | None = None) -> None:
+        """`remaining`: for a key read on catch-up, what its TTL says is left (the message has the full one)."""
         try:
             msg = json.loads(raw)
             breaker = self.breakers.get(msg["backend"])
             if breaker is None or msg.get("from") == self.me:
                 return
             if msg["state"] == State.OPEN:
-                breaker.apply_open(float(msg["until"]) - time.time())
+                left = float(msg["remaining"]) if remaining is None else remaining
+                if breaker.state is State.OPEN and breaker.available() is False:
+                    return  # already open here: do not restart its cooldown
+                breaker.apply_open(left)
             else:
                 breaker.apply_closed()
             self.applied += 1
         except (ValueError, KeyError, TypeError) as e:
             log.warning("ignored a malformed circuit message: %r", e)
+
+    async def _catch_up(self) -> None:
+        """What was decided while we were not listening (a new replica, a Redis reconnect): the keys."""
+        for name in self.breakers:
+            raw = await self.client.get(KEY + name)
+            if raw is not None:
+                ttl = await self.client.pttl(KEY + name)
+                if ttl and ttl > 0:
+                    self._apply(raw, ttl / 1000)
 
     async def _follow(self) -> None:
         while True:
@@ -121,13 +142,15 @@ class SharedBreakers:
             try:
                 pubsub = self.listener.pubsub()
                 await pubsub.subscribe(CHANNEL)
-                # What was decided while we were away (a new replica, a Redis reconnect).
-                for name in self.breakers:
-                    if (raw := await self.client.get(KEY + name)) is not None:
-                        self._apply(raw)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                await self._catch_up()
+                last = time.monotonic()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=CATCH_UP)
+                    if message is not None and message.get("type") == "message":
                         self._apply(message["data"])
+                    if time.monotonic() - last >= CATCH_UP:  # a message lost in a reconnect is found here
+                        await self._catch_up()
+                        last = time.monotonic()
             except asyncio.CancelledError:
                 raise
             except Exception as e:
