@@ -5,18 +5,11 @@ from __future__ import annotations
 import pytest
 
 from hearth.convo.drift import DriftWatch
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 100_000.0
-
-    def __call__(self) -> float:
-        return self.t
+from hearth.testing import ManualClock
 
 
 def test_windows_and_signals() -> None:
-    clock = Clock()
+    clock = ManualClock(100_000.0)
     w = DriftWatch(window=600, baseline=3600, min_samples=10, clock=clock)
     for i in range(40):  # an hour of good answers, mostly local
         w.add("auto", 0.9, route="local" if i % 4 else "cloud", intent="question")
@@ -33,7 +26,7 @@ def test_windows_and_signals() -> None:
 
 
 def test_memory_is_bounded_by_the_windows() -> None:
-    clock = Clock()
+    clock = ManualClock(100_000.0)
     w = DriftWatch(window=600, baseline=600, min_samples=1, clock=clock)
     for _ in range(1000):
         w.add("m", 0.5)

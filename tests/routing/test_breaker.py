@@ -1,18 +1,11 @@
 """Circuit breaker states with a controllable clock."""
 
 from hearth.routing.breaker import CircuitBreaker, State
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 0.0
-
-    def __call__(self) -> float:
-        return self.t
+from hearth.testing import ManualClock
 
 
 def test_opens_after_consecutive_failures_and_probes_after_cooldown() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker("x", failures=3, cooldown=10, clock=clock)
     for _ in range(2):
         b.record(False)
@@ -28,7 +21,7 @@ def test_opens_after_consecutive_failures_and_probes_after_cooldown() -> None:
 
 
 def test_failed_probe_reopens() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker("x", failures=1, cooldown=5, clock=clock)
     b.record(False)
     clock.t = 6
@@ -38,7 +31,7 @@ def test_failed_probe_reopens() -> None:
 
 
 def test_error_rate_in_window() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker("x", failures=100, error_rate=0.5, min_requests=4, window=30, clock=clock)
     for ok in (True, False, True, False):
         b.record(ok)
@@ -46,7 +39,7 @@ def test_error_rate_in_window() -> None:
 
 
 def test_old_outcomes_leave_the_window() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     b = CircuitBreaker("x", failures=100, error_rate=0.5, min_requests=4, window=10, clock=clock)
     b.record(False)
     b.record(False)

@@ -6,9 +6,11 @@ code built on hearth, and our own fast tests run, without a provider, a server o
 answers in OpenAI's SSE and Ollama's NDJSON formats. `ScriptedBackend` and `FunctionBackend` replace a
 whole model: pass them to `hearth.assemble.assemble(cfg, leaves={...})` and every stage is built around
 them as the config says. `running(make_app)` serves an app on a real loopback port for synchronous clients.
+`ManualClock` moves time by hand for anything that takes a `clock=` (circuit breakers, drift windows).
 """
 
 from hearth.testing.backends import FunctionBackend, Reply, ScriptedBackend
+from hearth.testing.clock import ManualClock
 from hearth.testing.server import running
 from hearth.testing.transport import (
     MockReply,
@@ -22,6 +24,7 @@ from hearth.testing.transport import (
 
 __all__ = [
     "FunctionBackend",
+    "ManualClock",
     "MockReply",
     "MockRequest",
     "MockTransport",
