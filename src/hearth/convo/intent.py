@@ -317,10 +317,15 @@ class IntentTracker:
         prior_users = [m.content for m in history if m.role == "user"]
         previous_answer = next((m.content[:_MAX_READ] for m in reversed(history) if m.role == "assistant"), "")
         drift = self._drift(head, history)
+        n_terms = len(tx.terms(head))
+        chitchat = bool(CHITCHAT.search(head))
+        correcting = bool(CORRECTION.search(head))
+        continuing = bool(CONTINUATION.search(bare))
+        prev_kind = self._task(_request_part(prior_users[-1])) if prior_users else None  # the task asked before
         # A pronoun leans on earlier turns only where the turn does not name its own subject: "fix this script"
         # about a new topic is not a follow-up, "and its price?" is.
         follow = bool(history) and (
-            bool(FOLLOW_START.search(bare)) or (bool(FOLLOW.search(head)) and (len(tx.terms(head)) <= 4 or drift < 0.9))
+            bool(FOLLOW_START.search(bare)) or (bool(FOLLOW.search(head)) and (n_terms <= 4 or drift < 0.9))
         )
 
         if GREETING.search(head) and (not history or _social_only(head, GREETING, CHITCHAT)):
@@ -334,30 +339,29 @@ class IntentTracker:
         asks = bool(QUESTION.search(head))
         if social and (
             _social_only(head, GREETING, FAREWELL, THANKS, CHITCHAT)
-            or (labels & {"farewell", "thanks"} and not asks and task is None and not CORRECTION.search(head))
+            or (labels & {"farewell", "thanks"} and not asks and task is None and not correcting)
         ):
-            if CHITCHAT.search(head) and "greeting" in labels and not labels & {"farewell", "thanks"}:
+            if chitchat and "greeting" in labels and not labels & {"farewell", "thanks"}:
                 labels.add("chit-chat")  # "hi, how are you?" is small talk that opens with a greeting
             return self._done(labels, None, drift, False, conversation)
 
-        if answered and CORRECTION.search(head) and not (asks and not CORRECTION.search(bare[:40])):
+        if answered and correcting and not (asks and not CORRECTION.search(bare[:40])):
             labels.add("correction")
         if (
             answered
             and not labels & {"correction"}
-            and not CONTINUATION.search(bare)
+            and not continuing
             and len(head) <= 160
             and (CLARIFY.search(head) or (asks and _about_answer(head, previous_answer)))
         ):
             labels.add("clarification")
-        prev_task = bool(prior_users) and self._task(_request_part(prior_users[-1])) is not None
         if (
             answered
             and not labels & {"correction", "clarification"}
             and (
-                CONTINUATION.search(bare)
+                continuing
                 or (
-                    prev_task
+                    prev_kind is not None
                     and (task is not None or IMPERATIVE.search(bare))
                     and _SAME_WORK.search(bare)
                     and drift < 0.95
@@ -365,14 +369,14 @@ class IntentTracker:
             )
         ):
             labels.add("task_continuation")
-        if TIME.search(head) or (asks and task is None and TIME_WEAK.search(head) and not CHITCHAT.search(head)):
+        if TIME.search(head) or (asks and task is None and TIME_WEAK.search(head) and not chitchat):
             labels.add("time_sensitive")
         if task is not None:
             labels.add("task")
         elif asks:
             labels.add("question")
         work = {"task", "time_sensitive", "task_continuation", "correction", "clarification"}
-        if (CHITCHAT.search(head) and not labels & work
+        if (chitchat and not labels & work
                 and (not asks or _social_only(head, CHITCHAT) or _TO_ASSISTANT.search(head))):  # fmt: skip
             labels.add("chit-chat")  # small talk, including questions about the assistant itself
             labels.discard("question")
@@ -385,14 +389,14 @@ class IntentTracker:
                 task = task or "analyse"
             else:
                 labels.add("chit-chat")
-        if task is None and labels & {"task_continuation", "correction"} and prior_users:
-            task = self._task(_request_part(prior_users[-1]))  # carrying on (or fixing) the task asked before
+        if task is None and labels & {"task_continuation", "correction"}:
+            task = prev_kind  # carrying on (or fixing) the task asked before
         substantive = labels & {"question", "task", "time_sensitive"}
         if (
             prior_users
             and substantive
             and not labels & {"correction", "clarification", "task_continuation"}
-            and (SWITCH.search(head) or (drift >= self.drift_threshold and not follow and len(tx.terms(head)) >= 3))
+            and (SWITCH.search(head) or (drift >= self.drift_threshold and not follow and n_terms >= 3))
         ):
             labels.add("topic_switch")
         return self._done(labels, task, drift, follow and "topic_switch" not in labels, conversation)

@@ -60,12 +60,11 @@ class Rewriter:
 
     async def query(self, request: ChatRequest) -> str:
         """The text to retrieve with for this request's latest user turn."""
-        msgs = request.messages
         if request.prompt is not None or self.mode == "off":
-            return request.prompt if request.prompt is not None else _last_user(msgs)
-        turns = [m for m in msgs if m.role in ("user", "assistant")]
+            return request.question()
+        turns = [m for m in request.messages if m.role in ("user", "assistant")]
         if not turns or turns[-1].role != "user":
-            return _last_user(msgs)
+            return request.question()
         question, history = turns[-1].content, turns[:-1]
         intent = request.intent or self.tracker.label(question, history)
         if not needs_context(question, history, intent):
@@ -88,6 +87,3 @@ class Rewriter:
         out = (await self.generate(prompt)).strip().splitlines()
         return out[0].strip().strip('"') if out and out[0].strip() else question
 
-
-def _last_user(msgs: Sequence[Message]) -> str:
-    return next((m.content for m in reversed(msgs) if m.role == "user"), "")

@@ -35,12 +35,6 @@ CONVERSATION_EXT = "conversation"
 MAX_PENDING = 64  # sampled answers waiting to be scored  # ChatRequest.extensions key for the client's conversation id
 
 
-def question_of(request: ChatRequest) -> str:
-    if request.prompt is not None:
-        return request.prompt
-    return next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-
-
 class Conversation:
     """The conversation-intelligence parts of one gateway, built once by the composition root.
 
@@ -63,6 +57,7 @@ class Conversation:
         )  # fmt: skip
         judge = c.quality.judge_model
         self.evaluator = QualityEvaluator(self._embed_pair, self.generator(judge) if judge else None)
+        self.terms_only = QualityEvaluator(None)  # where no embedding model can judge relevance
         self.drift = DriftWatch(c.quality.drift_window, c.quality.drift_baseline, c.quality.drift_min_samples)
         rewrite_model = c.rewrite_model or cfg.rag.chat_model
         self.rewriter = Rewriter(c.rewrite, self.generator(rewrite_model) if c.rewrite == "llm" else None,
@@ -111,23 +106,23 @@ class Conversation:
             if mode == "judge":
                 raise
             # No embedding model (a gateway configured without one): terms alone judge relevance.
-            return await QualityEvaluator(None).evaluate(question, answer, sources, finish_reason=finish_reason)
+            return await self.terms_only.evaluate(question, answer, sources, finish_reason=finish_reason)
 
     async def window_score(self, request: ChatRequest, text: str) -> float:
         """For a router's escalation check: the first window of a local answer, not judged on completeness.
         An embedding model that fails (overloaded, missing) must not fail the answer: terms judge alone."""
         try:
-            report = await self.evaluator.heuristic(question_of(request), text, partial=True)
+            report = await self.evaluator.heuristic(request.question(), text, partial=True)
         except Exception as e:
             log.warning("quality check without embeddings: %r", e)
-            report = await QualityEvaluator(None).heuristic(question_of(request), text, partial=True)
+            report = await self.terms_only.heuristic(request.question(), text, partial=True)
         return report.overall
 
     def wants(self, request: ChatRequest) -> bool:
         """Sample this answer? Never while the backlog is full: scoring waits on the embedding thread, and a
         slow one (an ingest running) must not pile up answers in memory."""
         sample = self.cfg.quality.sample
-        if sample <= 0 or len(self._tasks) >= MAX_PENDING or not question_of(request).strip():
+        if sample <= 0 or len(self._tasks) >= MAX_PENDING or not request.question().strip():
             return False
         return sample >= 1 or self.rng.random() < sample
 
@@ -143,7 +138,7 @@ class Conversation:
         try:
             sources = [str(s.get("text", "")) for s in stream.sources or ()]
             finish = stream.finish.reason if stream.finish is not None else None
-            report = await self.evaluate(question_of(request), text, sources or None, finish_reason=finish)
+            report = await self.evaluate(request.question(), text, sources or None, finish_reason=finish)
         except Exception as e:
             log.warning("could not score an answer of %s: %r", stream.model, e)
             return

@@ -221,9 +221,8 @@ class Gateway:
         if request.intent is not None:
             stream.intent = request.intent
             self.metrics.intents.inc((name, request.intent.label))  # the resolved name: no label per typo
-        for observer in self.observers:
-            if observer.wants(request):
-                stream.observers.append((observer, request))
-                stream._texts = []
+        stream.observers = [(o, request) for o in self.observers if o.wants(request)]
+        if stream.observers:
+            stream._texts = []
         await stream.prime()
         return stream

@@ -81,6 +81,12 @@ class ChatRequest:
     # Internal: what the latest turn is for (set before any stage runs, when intent tracking is on).
     intent: Intent | None = None
 
+    def question(self) -> str:
+        """What the request asks now: the raw prompt, else the latest user message ("" when there is none)."""
+        if self.prompt is not None:
+            return self.prompt
+        return next((m.content for m in reversed(self.messages) if m.role == "user"), "")
+
 
 @dataclass(frozen=True, slots=True)
 class Intent:

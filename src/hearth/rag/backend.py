@@ -91,10 +91,7 @@ class RagBackend(WrappingBackend):
 
 
 def _question(request: ChatRequest) -> str:
-    if request.prompt is not None:
-        q = request.prompt
-    else:
-        q = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+    q = request.question()
     if not q.strip():
         raise BadRequest("RAG needs a question: the last user message is empty", param="messages")
     return q
