@@ -22,6 +22,14 @@ def client(gw: Server) -> openai.OpenAI:
     return openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0, timeout=120)
 
 
+def same_vector(a: list[float], b: list[float]) -> bool:
+    """llama.cpp's kernels differ with the batch's shape (F16 dot products, tiled matmuls, flash attention over
+    a longer masked cache), so one text embedded alone or beside 15 others differs in the fifth decimal on some
+    CPUs (CI's did, by 6e-5). The same text must still give the same direction."""
+    x, y = np.asarray(a), np.asarray(b)
+    return float(x @ y / (np.linalg.norm(x) * np.linalg.norm(y))) > 0.99999 and np.allclose(x, y, atol=5e-4)
+
+
 def test_openai_client_default_base64_matches_float(gateway: Server) -> None:
     c = client(gateway)
     texts = ["How do I reset my password?", "What's the way to change my password?", "The cat sat on the mat."]
@@ -35,7 +43,7 @@ def test_openai_client_default_base64_matches_float(gateway: Server) -> None:
     assert a[0] @ a[1] > 0.7 > 0.2 > a[0] @ a[2]  # a paraphrase is near, an unrelated sentence is far
     assert r.usage.prompt_tokens == r.usage.total_tokens > 10
     one = c.embeddings.create(model="all-MiniLM-L6-v2", input="The cat sat on the mat.")  # alias, single string
-    assert np.allclose(one.data[0].embedding, a[2], atol=1e-5)
+    assert same_vector(one.data[0].embedding, list(a[2]))
 
 
 def test_concurrent_requests_are_batched_and_match_single_results(gateway: Server) -> None:
@@ -57,7 +65,7 @@ def test_concurrent_requests_are_batched_and_match_single_results(gateway: Serve
     assert metric("texts") - done == 16
     assert metric("batches") - batches < 16  # some requests shared a forward pass
     for s, r in zip(singles, results[:3], strict=True):
-        assert np.allclose(s.data[0].embedding, r.data[0].embedding, atol=1e-5)  # batching changes nothing
+        assert same_vector(s.data[0].embedding, r.data[0].embedding)  # batching changes nothing that matters
 
 
 def test_ollama_client_embed_and_legacy_embeddings(gateway: Server) -> None:
@@ -66,7 +74,7 @@ def test_ollama_client_embed_and_legacy_embeddings(gateway: Server) -> None:
     assert len(r.embeddings) == 2 and len(r.embeddings[0]) == 384
     assert (r.prompt_eval_count or 0) > 0
     legacy = c.embeddings(model="all-minilm", prompt="hello world")
-    assert np.allclose(legacy.embedding, r.embeddings[0], atol=1e-5)
+    assert same_vector(legacy.embedding, r.embeddings[0])
     status, body = call(gateway.url + "/api/embed", {"model": "all-minilm", "input": "word " * 400, "truncate": False})
     assert status == 400 and "256-token" in body["error"]
     status, body = call(gateway.url + "/api/embed", {"model": "all-minilm", "input": "word " * 400})
@@ -78,7 +86,7 @@ def test_remote_provider_embeddings(gateway: Server, model: str) -> None:
     c = client(gateway)
     local = c.embeddings.create(model="all-minilm", input=["remote check"], encoding_format="float")
     remote = c.embeddings.create(model=model, input=["remote check"])
-    assert np.allclose(local.data[0].embedding, remote.data[0].embedding, atol=1e-5)
+    assert same_vector(local.data[0].embedding, remote.data[0].embedding)
 
 
 @pytest.mark.parametrize(

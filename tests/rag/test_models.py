@@ -73,7 +73,8 @@ def test_a_knowledge_base_keeps_its_model_until_reembedded(tmp_path: Path) -> No
         assert hits[0].source == "wifi.md"
         vecs = await store.chunk_vectors("wifi.md")
         e5 = shared_model(E5_PATH).encode([next(iter(vecs))], False)[0]
-        assert np.allclose(next(iter(vecs.values())), e5, atol=1e-5)
+        stored = np.asarray(next(iter(vecs.values())))  # embedded in a batch of 4: llama.cpp's sums differ a little
+        assert float(stored @ e5) > 0.99999 and np.allclose(stored, e5, atol=5e-4)
 
     asyncio.run(go())
 
