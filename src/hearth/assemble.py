@@ -8,6 +8,9 @@ arguments.
 
 Providers (the leaves) are registered by config `kind` through `register_provider`, the same call a
 plugin would make; the built-in ones below use it too.
+
+Models pulled while the gateway runs go through the same per-model stages (`PER_MODEL`) as configured
+ones, through `Assembly.serve`, so a pulled model is cached, paced and constrained like any other.
 """
 
 from __future__ import annotations
@@ -17,17 +20,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hearth.config import Config, EmbeddingModel, RouterModel
+from hearth.config import Config, EmbeddingModel, LocalModel, ModelConfig, RouterModel
 from hearth.convo.stage import Conversation
 from hearth.core.pipeline import Annotator, AnswerObserver
 from hearth.core.registry import ModelRegistry
 from hearth.core.types import ENGINE_STATS, Backend, Embedder
+from hearth.lifecycle.keep_alive import FOREVER, parse_keep_alive
+from hearth.lifecycle.residency import Residency
 from hearth.metrics import GatewayMetrics
 from hearth.rag.stage import RagStage
 
 if TYPE_CHECKING:
     from hearth.cache.backend import ResponseCache
     from hearth.embed.local import LocalEmbedder
+    from hearth.lifecycle.service import LocalModels
     from hearth.routing.breaker import CircuitBreaker
     from hearth.routing.shared import SharedBreakers
 
@@ -44,37 +50,48 @@ class Made:
     embedder: Embedder | None = None
 
 
-ProviderFactory = Callable[[str, Any], Made]
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the gateway lends every provider: the residency that decides which local models are in memory."""
+
+    residency: Residency
+
+
+ProviderFactory = Callable[[str, Any, Services], Made]
 _PROVIDERS: dict[str, ProviderFactory] = {}
 
 
 def register_provider(kind: str, factory: ProviderFactory) -> None:
-    """Make `kind:` in a model's config build its backend with `factory(name, model_config)`."""
+    """Make `kind:` in a model's config build its backend with `factory(name, model_config, services)`."""
     _PROVIDERS[kind] = factory
 
 
 # Imports are inside the factories, so a gateway with only remote models never imports the engine.
-def _llamacpp(name: str, cfg: Any) -> Made:
+def _llamacpp(name: str, cfg: Any, services: Services) -> Made:
     from hearth.backends.llamacpp import LlamaCppBackend
 
-    return Made(chat=LlamaCppBackend(name, cfg))
+    b = LlamaCppBackend(name, cfg, services.residency)
+    keep = parse_keep_alive(cfg.keep_alive)
+    default = FOREVER if cfg.preload else services.residency.default_keep_alive
+    services.residency.register(b, keep if keep is not None else default)
+    return Made(chat=b)
 
 
-def _openai(name: str, cfg: Any) -> Made:
+def _openai(name: str, cfg: Any, services: Services) -> Made:
     from hearth.backends.openai_compat import OpenAICompatBackend
 
     b = OpenAICompatBackend(name, cfg)
     return Made(chat=b, embedder=b)
 
 
-def _ollama(name: str, cfg: Any) -> Made:
+def _ollama(name: str, cfg: Any, services: Services) -> Made:
     from hearth.backends.ollama import OllamaBackend
 
     b = OllamaBackend(name, cfg)
     return Made(chat=b, embedder=b)
 
 
-def _embedding(name: str, cfg: Any) -> Made:
+def _embedding(name: str, cfg: Any, services: Services) -> Made:
     from hearth.embed.local import LocalEmbedder
 
     return Made(embedder=LocalEmbedder(name, cfg))
@@ -105,6 +122,7 @@ class _Build:
     registry: ModelRegistry
     served: dict[str, Backend]  # model name -> its backend as wrapped so far
     convo: Conversation
+    models: dict[str, ModelConfig]  # the config's models, and models pulled since
     annotators: list[Annotator] = field(default_factory=list)
     observers: list[AnswerObserver] = field(default_factory=list)
     breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
@@ -130,7 +148,7 @@ def _speech(b: _Build) -> None:
     from hearth.speech.backend import SpeechBackend
 
     for name, backend in b.served.items():
-        m = b.cfg.models[name]
+        m = b.models[name]
         assert not isinstance(m, EmbeddingModel)
         b.served[name] = SpeechBackend(backend, pace=m.speech_pace(), segments=m.segments,
                                        on_first_segment=b.metrics.first_segment_out,
@@ -143,7 +161,8 @@ def _cache(b: _Build) -> None:
         return
     from hearth.cache.backend import CacheBackend, ResponseCache
 
-    b.cache = ResponseCache(b.cfg.cache, on_event=b.metrics.cache_event)
+    if b.cache is None:
+        b.cache = ResponseCache(b.cfg.cache, on_event=b.metrics.cache_event)
     b.served = {name: CacheBackend(backend, b.cache) for name, backend in b.served.items()}
 
 
@@ -179,6 +198,8 @@ STAGES: list[tuple[str, Callable[[_Build], None]]] = [
     ("router", _router),
     ("structured", _structured),
 ]
+# The stages that wrap each model on its own: a model pulled at run time goes through these, in this order.
+PER_MODEL = ("speech", "cache", "structured")
 
 
 # --- the assembly -----------------------------------------------------------------------------------
@@ -198,9 +219,37 @@ class Assembly:
     shared: SharedBreakers | None = None  # circuit states published to and taken from other replicas
     annotators: list[Annotator] = field(default_factory=list)  # for Gateway: run on each request first
     observers: list[AnswerObserver] = field(default_factory=list)  # for Gateway: see finished answers
+    residency: Residency | None = None
+    build: _Build | None = None
+    pulled: LocalModels | None = None  # models pulled from the Hub, served beside the configured ones
+
+    def serve(self, name: str, leaf: Backend, model: LocalModel) -> None:
+        """Serve a model added at run time (a pull): wrapped by the per-model stages, listed, measured."""
+        b = self.build
+        assert b is not None
+        b.models[name] = model
+        b.served = {name: leaf}
+        for stage_name, stage in reversed(STAGES):
+            if stage_name in PER_MODEL:
+                stage(b)
+        self.leaves[name] = leaf
+        self.registry.chat[name] = b.served[name]
+        _instrument_leaf(self.metrics, name, leaf)
+
+    def unserve(self, name: str) -> None:
+        self.registry.chat.pop(name, None)
+        self.leaves.pop(name, None)
+        if self.build is not None:
+            self.build.models.pop(name, None)
+        for key in ENGINE_STATS:
+            self.metrics.engine.remove_function((name, key))
 
     async def start(self) -> None:
+        if self.residency is not None:
+            self.residency.start()
         await self.registry.start()
+        if self.pulled is not None:
+            await self.pulled.start()
         if self.cache is not None:
             await self.cache.start()
         if self.shared is not None:
@@ -211,6 +260,8 @@ class Assembly:
         await self.rag.warm()
 
     async def close(self) -> None:
+        if self.pulled is not None:
+            await self.pulled.close()
         if self.shared is not None:
             await self.shared.close()
         await self.convo.close()
@@ -218,6 +269,8 @@ class Assembly:
         await self.rag.close()
         if self.cache is not None:
             await self.cache.close()
+        if self.residency is not None:
+            await self.residency.close()
 
 
 def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
@@ -225,6 +278,11 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
     """Build the gateway for `cfg`. `leaves` replaces the provider of the named models (test doubles such
     as `hearth.testing.ScriptedBackend`); every stage is still built around them as configured."""
     metrics = metrics or GatewayMetrics()
+    residency = Residency(max_models=cfg.local.max_loaded_models, max_bytes=cfg.local.budget_bytes(),
+                          load_timeout=cfg.local.load_timeout,
+                          default_keep_alive=_seconds(cfg.local.keep_alive),
+                          on_load=metrics.model_loaded)  # fmt: skip
+    services = Services(residency)
     chat: dict[str, Backend] = {}
     embedders: dict[str, Embedder] = {}
     aliases: dict[str, str] = {}
@@ -233,14 +291,15 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
             aliases[a] = name
         if isinstance(m, RouterModel):
             continue
-        made = Made(chat=leaves[name]) if leaves and name in leaves else _PROVIDERS[m.kind](name, m)
+        made = Made(chat=leaves[name]) if leaves and name in leaves else _PROVIDERS[m.kind](name, m, services)
         if made.chat is not None:
             chat[name] = made.chat
         if made.embedder is not None:
             embedders[name] = made.embedder
     registry = ModelRegistry({}, embedders, aliases)
     multilingual = [n for n, m in cfg.models.items() if isinstance(m, EmbeddingModel) and m.is_multilingual()]
-    build = _Build(cfg, metrics, registry, dict(chat), Conversation(cfg, registry, metrics, multilingual=multilingual))
+    convo = Conversation(cfg, registry, metrics, multilingual=multilingual)
+    build = _Build(cfg, metrics, registry, dict(chat), convo, dict(cfg.models))
     for _, stage in reversed(STAGES):  # innermost first
         stage(build)
     # Routers were added among the models; keep the config's order for listings.
@@ -253,7 +312,10 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
 
         shared = SharedBreakers(url, build.breakers)
     assembly = Assembly(registry, metrics, build.rag, chat, build.convo, build.cache, build.breakers, shared,
-                        build.annotators, build.observers)  # fmt: skip
+                        build.annotators, build.observers, residency, build)  # fmt: skip
+    from hearth.lifecycle.service import LocalModels
+
+    assembly.pulled = LocalModels(cfg, residency, assembly.serve, assembly.unserve)
     _instrument(assembly)
     return assembly
 
@@ -262,10 +324,7 @@ def _instrument(a: Assembly) -> None:
     """Gauges read at scrape time from the parts that own the numbers."""
     m = a.metrics
     for name, leaf in a.leaves.items():
-        engine = leaf.local
-        if engine is not None:
-            for key in ENGINE_STATS:
-                m.engine.set_function((name, key), _stat(engine.stats, key))
+        _instrument_leaf(m, name, leaf)
     from hearth.embed.local import LocalEmbedder
 
     for name, embedder in a.registry.embedders.items():
@@ -280,6 +339,18 @@ def _instrument(a: Assembly) -> None:
             m.cache_size.set_function(("semantic_entries",), cache.semantic.size)
     for bname, breaker in a.breakers.items():
         m.circuit.set_function((bname,), functools.partial(_circuit, breaker))
+
+
+def _seconds(keep_alive: str | float) -> float:
+    parsed = parse_keep_alive(keep_alive)
+    return 0.0 if parsed is None else parsed
+
+
+def _instrument_leaf(m: GatewayMetrics, name: str, leaf: Backend) -> None:
+    engine = leaf.local
+    if engine is not None:
+        for key in ENGINE_STATS:
+            m.engine.set_function((name, key), _stat(engine.stats, key))
 
 
 def _stat(stats: Callable[[], Mapping[str, Any]], key: str) -> Callable[[], float]:

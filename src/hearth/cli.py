@@ -1,4 +1,5 @@
-"""`hearth serve`, `config check`, `models`, `route explain`, `cache`, `rag`, `keys`.
+"""`hearth serve`, `config check`, `models`, `route explain`, `cache`, `rag`, `keys`, and the model commands
+(`pull`, `list`, `rm`, `cp`, `ps`).
 
 argparse rather than click/typer: the CLI starts in a few tens of milliseconds, and nothing heavy is
 imported until a command needs it.
@@ -163,10 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     ca.set_defaults(func=cmd_cache)
 
     from hearth.access.cli import add_parser as add_keys
+    from hearth.lifecycle.cli import add_parser as add_lifecycle
     from hearth.rag.cli import add_parser as add_rag
 
     add_rag(sub, _load)
     add_keys(sub, _load)
+    add_lifecycle(sub, _load)
 
     m = sub.add_parser("models", help="list configured models")
     m.add_argument("--config")

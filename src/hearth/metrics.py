@@ -57,6 +57,10 @@ class Gauge:
     def set_function(self, labels: LabelValues, fn: Callable[[], float]) -> None:
         self.sources[labels] = fn
 
+    def remove_function(self, labels: LabelValues) -> None:
+        """Drop a series whose source is gone (a model that was removed), so it is not scraped forever."""
+        self.sources.pop(labels, None)
+
     def set(self, labels: LabelValues, value: float) -> None:
         self.values[labels] = value
 
@@ -130,6 +134,7 @@ class Registry:
 
 
 QUALITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 
 class GatewayMetrics:
@@ -196,6 +201,8 @@ class GatewayMetrics:
         self.drift = r.gauge("hearth_drift", "How far the recent window of a signal moved from its baseline "
                              "(quality, refusal_rate: absolute difference; route_mix, intent_mix: total variation)",
                              ("model", "signal"))  # fmt: skip
+        self.model_loads = r.histogram("hearth_model_load_seconds", "Local model loads (at start, on demand)",
+                                       ("model",), LOAD_BUCKETS)  # fmt: skip
         self.drift_samples = r.gauge("hearth_drift_window_samples", "Scored answers in the recent drift window",
                                      ("model",))  # fmt: skip
 
@@ -216,6 +223,9 @@ class GatewayMetrics:
             self.cache_guard.inc((str(value),))
         else:
             self.cache.inc((kind,))
+
+    def model_loaded(self, model: str, seconds: float) -> None:
+        self.model_loads.observe((model,), seconds)
 
     def first_segment_out(self, model: str, seconds: float) -> None:
         self.first_segment.observe((model,), seconds)

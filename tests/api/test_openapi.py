@@ -23,6 +23,8 @@ from schemathesis import GenerationMode
 from hearth.api.openapi import OPERATIONS, document
 from hearth.config import Config
 from hearth.server import create_app
+from hearth.testing.hub import HubStandIn
+from hearth.testing.server import running
 from tests.conftest import Server, start_hearth
 
 ADMIN = "hk-admin-for-fuzzing-0123456789"
@@ -46,11 +48,12 @@ def test_every_route_is_documented() -> None:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, bad: Server) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    cfg = (f"keys: {{path: {tmp / 'keys.db'}}}\nrag: {{path: {tmp / 'rag'}}}\n"
+    cfg = (f"keys: {{path: {tmp / 'keys.db'}}}\nrag: {{path: {tmp / 'rag'}}}\nlocal: {{models_dir: {tmp / 'm'}}}\n"
            f"models:\n  m: {{kind: openai, base_url: '{bad.url}/ok/v1', model: gpt}}\n")  # fmt: skip
-    server = start_hearth(cfg, tmp, "fuzz", env={"HEARTH_ADMIN_KEY": ADMIN})
-    yield server
-    server.stop()
+    with running(HubStandIn({}).app) as hub:  # an empty Hub: every pull the fuzzer makes up is a clean 404
+        server = start_hearth(cfg, tmp, "fuzz", env={"HEARTH_ADMIN_KEY": ADMIN, "HF_ENDPOINT": hub})
+        yield server
+        server.stop()
 
 
 def _error_format(path: str, raw: bytes) -> str | None:

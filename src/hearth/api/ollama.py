@@ -1,4 +1,5 @@
-"""The Ollama dialect: `/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/ps`, `/api/version`.
+"""The Ollama dialect: `/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/version` (model management,
+`/api/ps` included, is in models.py).
 
 Ollama streams by default (NDJSON, one object per line) and reports durations in nanoseconds in
 its final line; errors are `{"error": "..."}`, also as the last line of a broken stream.
@@ -8,15 +9,25 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from hearth import __version__
-from hearth.api.common import GATEWAY, guarded, json_response, ollama_error, read_body, request_options, route_headers
-from hearth.api.gate import add_route, check_model, open_stream, visible
+from hearth.api.common import (
+    ASSEMBLY,
+    GATEWAY,
+    guarded,
+    json_response,
+    ollama_error,
+    read_body,
+    request_options,
+    route_headers,
+)
+from hearth.api.gate import add_route, open_stream, visible
+from hearth.api.models import load_or_unload, model_details, tag
 from hearth.api.schemas import (
     OllamaChatBody,
     OllamaGenerateBody,
@@ -31,12 +42,12 @@ from hearth.core.types import (
     ChatRequest,
     Finish,
     Message,
-    ModelInfo,
     Sampling,
     TextDelta,
     ToolCall,
     ToolCallDelta,
 )
+from hearth.lifecycle.keep_alive import parse_keep_alive
 
 _NS = 1_000_000_000
 
@@ -112,13 +123,8 @@ def _tool_calls(calls: list[ToolCallDelta]) -> list[dict[str, Any]]:
 @guarded(render_error)
 async def chat(request: web.Request) -> web.StreamResponse:
     body = parse(OllamaChatBody, await read_body(request))
-    if not body.messages:  # Ollama loads the model and answers at once
-        check_model(request, body.model)
-        request.app[GATEWAY].registry.canonical(body.model)
-        loaded = {"role": "assistant", "content": ""}
-        return json_response(
-            {"model": body.model, "created_at": _now(), "message": loaded, "done": True, "done_reason": "load"}
-        )
+    if not body.messages:  # Ollama loads the model (unloads it with keep_alive 0) and answers at once
+        return await load_or_unload(request, body.model, body.keep_alive, "message")
     msgs = []
     for m in body.messages:
         calls = None
@@ -129,7 +135,8 @@ async def chat(request: web.Request) -> web.StreamResponse:
             ]
         msgs.append(Message(m.role, m.content, images=m.images, tool_calls=calls, name=m.tool_name))
     req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
-                      tools=body.tools, response_format=_format(body.format), extensions=body.hearth or {})  # fmt: skip
+                      tools=body.tools, response_format=_format(body.format), extensions=body.hearth or {},
+                      keep_alive=parse_keep_alive(body.keep_alive))  # fmt: skip
     return await _respond(request, req, chat=True)
 
 
@@ -137,10 +144,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
 async def generate(request: web.Request) -> web.StreamResponse:
     body = parse(OllamaGenerateBody, await read_body(request))
     if not body.prompt and not body.images:
-        check_model(request, body.model)
-        request.app[GATEWAY].registry.canonical(body.model)
-        return json_response({"model": body.model, "created_at": _now(), "response": "", "done": True,
-                              "done_reason": "load"})  # fmt: skip
+        return await load_or_unload(request, body.model, body.keep_alive, "response")
     if body.template:
         raise BadRequest("template: custom prompt templates are not supported; use raw: true", param="template")
     if body.raw:
@@ -151,6 +155,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         msgs.append(Message("user", body.prompt, images=body.images))
         req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
                           response_format=_format(body.format), extensions=body.hearth or {})  # fmt: skip
+    req.keep_alive = parse_keep_alive(body.keep_alive)
     return await _respond(request, req, chat=False)
 
 
@@ -218,35 +223,12 @@ async def _ndjson(
     return resp
 
 
-def _details(info: ModelInfo) -> dict[str, Any]:
-    return {
-        "parent_model": "", "format": "gguf" if info.kind == "llamacpp" else info.kind,
-        "family": info.family, "families": [info.family] if info.family else None,
-        "parameter_size": info.parameter_size, "quantization_level": info.quantization,
-    }  # fmt: skip
-
-
-def _tag(name: str, info: ModelInfo) -> dict[str, Any]:
-    return {
-        "name": name, "model": name, "modified_at": "2025-01-01T00:00:00Z", "size": info.size_bytes,
-        "digest": info.digest, "details": _details(info),
-    }  # fmt: skip
-
-
 async def tags(request: web.Request) -> web.Response:
+    pulled = request.app[ASSEMBLY].pulled
+    if pulled is not None:
+        await pulled.sync()  # a model pulled from the command line or by another replica is listed at once
     reg = request.app[GATEWAY].registry
-    return json_response({"models": [_tag(n, reg.info(n)) for n in visible(request, reg.names())]})
-
-
-async def ps(request: web.Request) -> web.Response:
-    reg = request.app[GATEWAY].registry
-    expires = (datetime.now(UTC) + timedelta(days=3650)).isoformat().replace("+00:00", "Z")
-    models = []
-    for name in visible(request, reg.served_names()):
-        info = reg.info(name)
-        if info.kind == "llamacpp" and info.loaded:
-            models.append({**_tag(name, info), "expires_at": expires, "size_vram": 0})
-    return json_response({"models": models})
+    return json_response({"models": [tag(n, reg.info(n)) for n in visible(request, reg.names())]})
 
 
 @guarded(render_error)
@@ -264,7 +246,7 @@ async def show(request: web.Request) -> web.Response:
     source = info.extra.get("path") or info.extra.get("upstream_model", name)
     return json_response({
         "modelfile": f"# served by hearth ({info.kind})\nFROM {source}\n",
-        "parameters": "", "template": info.template, "details": _details(info), "model_info": model_info,
+        "parameters": "", "template": info.template, "details": model_details(info), "model_info": model_info,
         "capabilities": ["embedding"] if info.kind == "embedding" else ["completion", "tools"],
         "modified_at": "2025-01-01T00:00:00Z",
     })  # fmt: skip
@@ -279,5 +261,4 @@ def setup(app: web.Application) -> None:
     add_route(app, "POST", "/api/generate", generate, "chat")
     add_route(app, "GET", "/api/tags", tags, "key")
     add_route(app, "POST", "/api/show", show, "key")
-    add_route(app, "GET", "/api/ps", ps, "key")
     add_route(app, "GET", "/api/version", version, "public")

@@ -13,7 +13,16 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hearth.api.common import GATEWAY, guarded, json_response, openai_error, read_body, request_options, route_headers
+from hearth.api.common import (
+    ASSEMBLY,
+    GATEWAY,
+    guarded,
+    json_response,
+    openai_error,
+    read_body,
+    request_options,
+    route_headers,
+)
 from hearth.api.gate import add_route, open_stream, visible
 from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, parse
 from hearth.core.collect import collect
@@ -247,6 +256,9 @@ def _model_entry(name: str, owned_by: str) -> dict[str, Any]:
 
 
 async def list_models(request: web.Request) -> web.Response:
+    pulled = request.app[ASSEMBLY].pulled
+    if pulled is not None:
+        await pulled.sync()
     reg = request.app[GATEWAY].registry
     data = []
     for name in visible(request, reg.names()):

@@ -23,12 +23,15 @@ from hearth.api.rag import DocumentsBody, SearchBody
 from hearth.api.schemas import (
     ChatCompletionBody,
     CompletionBody,
+    CopyBody,
+    DeleteBody,
     EmbeddingsBody,
     OllamaChatBody,
     OllamaEmbedBody,
     OllamaEmbeddingsBody,
     OllamaGenerateBody,
     OllamaShowBody,
+    PullBody,
 )
 
 # (method, path) -> (summary, request body model, answer media type). Paths not listed here are left out
@@ -54,6 +57,10 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, str]] = {
     ("GET", "/api/tags"): ("Ollama model list", None, "application/json"),
     ("POST", "/api/show"): ("Ollama model details", OllamaShowBody, "application/json"),
     ("GET", "/api/ps"): ("Ollama loaded models", None, "application/json"),
+    ("POST", "/api/pull"): ("Pull a GGUF model from the Hugging Face Hub (stream: NDJSON progress)", PullBody,
+                            "application/x-ndjson"),
+    ("DELETE", "/api/delete"): ("Remove a pulled model", DeleteBody, "application/json"),
+    ("POST", "/api/copy"): ("Serve a pulled model under a second name", CopyBody, "application/json"),
     ("GET", "/api/version"): ("Ollama version", None, "application/json"),
     ("POST", "/api/embed"): ("Ollama embeddings", OllamaEmbedBody, "application/json"),
     ("POST", "/api/embeddings"): ("Ollama embeddings (deprecated form)", OllamaEmbeddingsBody, "application/json"),

@@ -189,6 +189,26 @@ class OllamaShowBody(BaseModel):
     verbose: bool | None = None
 
 
+class PullBody(BaseModel):  # Ollama's model management (api/models.py)
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    name: str | None = None  # older clients
+    stream: bool = True
+    insecure: bool | None = None
+
+
+class DeleteBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str | None = None
+    name: str | None = None
+
+
+class CopyBody(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    source: str
+    destination: str
+
+
 class EmbeddingsBody(_Body):
     model: str
     input: str | list[str] | list[int] | list[list[int]]

@@ -1,5 +1,8 @@
 """The local model, in-process: the asyncio side of `hearth.engine.LlamaEngine`.
 
+The model is in memory only while the residency says so: a request holds it (loading it first when it
+is not), and its keep-alive decides when it goes; a configured model with `preload` loads at start.
+
 Templating and tokenizing run in a worker thread (a 100 kB prompt takes milliseconds to tokenize,
 which the event loop must not pay); decoding runs on the engine's own thread; tokens come back
 through an asyncio queue fed by `call_soon_threadsafe`. Closing the stream early (client gone,
@@ -20,16 +23,25 @@ from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, N
 from hearth.core.types import ChatRequest, Chunk, Finish, LocalEngine, Message, ModelInfo, TextDelta, Usage
 from hearth.engine.job import EngineItem, GenJob
 from hearth.engine.llama_engine import LlamaEngine
+from hearth.lifecycle.gguf_meta import details, kv_bytes, read_meta
+from hearth.lifecycle.residency import Residency
 from hearth.model_files import builtin_for, resolve_model_path
 
 
 class LlamaCppBackend:
-    def __init__(self, name: str, cfg: LocalModel) -> None:
+    def __init__(self, name: str, cfg: LocalModel, residency: Residency, *, paths: list[Path] | None = None,
+                 digest: str = "", preload: bool | None = None) -> None:  # fmt: skip
+        """`paths`: the files of a pulled model (several for a split model) instead of `cfg.path`."""
         self.name = name
         self.cfg = cfg
+        self.residency = residency
         self.engine: LlamaEngine | None = None
-        self.path: Path | None = None
-        self._ready = False
+        self.paths = paths
+        self.path: Path | None = paths[0] if paths else None
+        self.digest = digest
+        self.preload = cfg.preload if preload is None else preload
+        self._details: dict[str, Any] = {}
+        self._ready = not self.preload  # a model loaded on demand is ready to be loaded
         self._formatter: Any = None
         self._bos_text = ""
         self._arriving = 0  # requests being tokenized, not yet submitted: load a router must already see
@@ -38,27 +50,61 @@ class LlamaCppBackend:
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def loaded(self) -> bool:
+        return self.engine is not None
+
     async def start(self) -> None:
+        if self.path is None:
+            self.path = await asyncio.to_thread(resolve_model_path, self.cfg.path)
+        self._details = await asyncio.to_thread(_read_details, self.path)
+        if self.preload:
+            async with self.residency.hold(self):
+                pass
+            self._ready = True
+
+    def _kv_cells(self) -> int:
+        return self.cfg.kv_cache_tokens or 4 * self.cfg.n_ctx
+
+    def footprint(self) -> int:
+        """The weights plus the KV cache llama.cpp allocates (F16, every layer). Compute buffers (a few tens
+        of MB) are not counted."""
+        files = self.paths or ([self.path] if self.path else [])
+        size = sum(p.stat().st_size for p in files if p.exists())
+        return size + kv_bytes(self._details, self._kv_cells())
+
+    async def load(self) -> None:
         cfg = self.cfg
-        self.path = await asyncio.to_thread(resolve_model_path, cfg.path)
+        if self.path is None:
+            self.path = await asyncio.to_thread(resolve_model_path, cfg.path)
         engine = LlamaEngine(
-            str(self.path), n_ctx=cfg.n_ctx, threads=cfg.threads or os.cpu_count() or 2, n_batch=cfg.n_batch,
-            max_sequences=cfg.max_sequences, kv_tokens=cfg.kv_cache_tokens or 4 * cfg.n_ctx,
-            n_slots=cfg.prefix_slots, max_queue=cfg.max_queue, prefill_chunk=cfg.prefill_chunk,
+            [str(p) for p in (self.paths or [self.path])], n_ctx=cfg.n_ctx,
+            threads=cfg.threads or os.cpu_count() or 2, n_batch=cfg.n_batch, max_sequences=cfg.max_sequences,
+            kv_tokens=self._kv_cells(), n_slots=cfg.prefix_slots, max_queue=cfg.max_queue,
+            prefill_chunk=cfg.prefill_chunk,
         )  # fmt: skip
         engine.start()
-        await asyncio.to_thread(engine.wait_loaded)
+        try:
+            await asyncio.to_thread(engine.wait_loaded)
+        except BaseException:
+            await asyncio.to_thread(engine.stop)
+            raise
         self.engine = engine
         self._formatter = await asyncio.to_thread(self._make_formatter)
-        if cfg.warmup:
-            # One tiny generation pages the weights in and builds the compute graphs, so the first real
-            # request does not pay ~300 ms extra; /health turns ready only after it.
+        if cfg.warmup and self.preload and not self._ready:
+            # At start only: one tiny generation pages the weights in and builds the compute graphs, so the
+            # first real request does not pay ~300 ms extra; /health turns ready only after it. A load on
+            # demand skips it: the request that caused the load warms the model itself.
             warm = ChatRequest(model=self.name, messages=[Message("user", "Hi")])
             warm.sampling.max_tokens = 1
             warm.sampling.temperature = 0.0
             async for _ in self._generate(warm):
                 pass
-        self._ready = True
+
+    async def unload(self) -> None:
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await asyncio.to_thread(engine.stop)
 
     def _make_formatter(self) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -76,20 +122,22 @@ class LlamaCppBackend:
         return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=self._bos_text)
 
     async def close(self) -> None:
-        if self.engine is not None:
-            await asyncio.to_thread(self.engine.stop)
-            self.engine = None
+        await self.unload()
         self._ready = False
 
     def info(self) -> ModelInfo:
-        b = builtin_for(self.cfg.path)
-        size = self.path.stat().st_size if self.path and self.path.exists() else 0
+        b = builtin_for(self.cfg.path) if self.paths is None else None
+        d = self._details
+        files = self.paths or ([self.path] if self.path else [])
+        size = sum(p.stat().st_size for p in files if p.exists())
         return ModelInfo(
             name=self.name, kind="llamacpp", context_length=self.cfg.n_ctx, size_bytes=size,
-            family=b.family if b else "", parameter_size=b.parameter_size if b else "",
-            quantization=b.quantization if b else "", digest=b.sha256 or "" if b else "",
+            family=d.get("family") or (b.family if b else ""),
+            parameter_size=d.get("parameter_size") or (b.parameter_size if b else ""),
+            quantization=d.get("quantization_level") or (b.quantization if b else ""),
+            digest=self.digest or (b.sha256 or "" if b else ""),
             template=(self.cfg.chat_template or (self.engine.chat_template if self.engine else "") or ""),
-            loaded=self._ready, extra={"path": str(self.path or self.cfg.path)},
+            loaded=self.loaded, extra={"path": str(self.path or self.cfg.path)},
         )  # fmt: skip
 
     @property
@@ -152,8 +200,9 @@ class LlamaCppBackend:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         if not self._ready:
             raise NotReady(f"model {self.name!r} is still loading; retry shortly", retry_after=1.0)
-        async for c in self._generate(request):
-            yield c
+        async with self.residency.hold(self, request.keep_alive):
+            async for c in self._generate(request):
+                yield c
 
     async def _generate(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         eng = self.engine
@@ -199,6 +248,13 @@ class LlamaCppBackend:
         finally:
             if not finished:
                 eng.cancel(job)
+
+
+def _read_details(path: Path) -> dict[str, Any]:
+    try:
+        return details(read_meta(path))
+    except (OSError, ValueError):
+        return {}  # llama.cpp's own load will say what is wrong with the file
 
 
 def _as_object(arguments: str) -> Any:

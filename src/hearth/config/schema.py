@@ -95,6 +95,16 @@ class LocalModel(_Speech):
     )
     prefix_slots: int = Field(8, ge=1, le=64, description="conversation prefixes kept in the KV cache")
     warmup: bool = True
+    preload: bool = Field(True, description="load at start (ready only once loaded); false: at its first request")
+    keep_alive: str | float | None = Field(
+        None, description="how long it stays loaded after a request (\"5m\", seconds, -1 forever, 0 unload after "
+        "each answer); default: forever when preloaded, else local.keep_alive")  # fmt: skip
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> object:
+        _check_duration(v, "keep_alive")
+        return v
 
 
 class EmbeddingModel(_Strict):
@@ -383,6 +393,49 @@ class RagConfig(_Strict):
     )
 
 
+class LocalConfig(_Strict):
+    """Local models as a whole: where pulled models live, how long they stay loaded, how many fit."""
+
+    models_dir: str | None = Field(None, description="pulled models (blobs and manifests); default $HEARTH_HOME/models")
+    keep_alive: str | float = Field("5m", description="default keep-alive of models loaded on demand (Ollama's)")
+    max_loaded_models: int = Field(3, ge=1, description="local chat models in memory at once")
+    max_loaded_bytes: int | None = Field(
+        None, ge=1, description="bytes (weights + KV cache) of the loaded local models together; the least "
+        "recently used idle model is unloaded to make room. Default: 75% of this machine's memory")  # fmt: skip
+    load_timeout: float = Field(60.0, gt=0, description="seconds a request waits for room to load its model (503)")
+    hub_endpoint: str | None = Field(None, description="Hugging Face Hub or mirror; default $HF_ENDPOINT, else "
+                                     "https://huggingface.co")  # fmt: skip
+    hub_token_env: str = Field("HF_TOKEN", description="the environment variable holding the Hub token (gated "
+                               "repositories); the token itself never goes in this file")  # fmt: skip
+    n_ctx: int = Field(4096, ge=64, description="context of pulled models (capped at what each model was trained on)")
+
+    @field_validator("keep_alive", mode="before")
+    @classmethod
+    def _duration(cls, v: object) -> object:
+        _check_duration(v, "keep_alive")
+        return v
+
+    def root(self) -> Path:
+        return Path(self.models_dir).expanduser() if self.models_dir else home_dir() / "models"
+
+    def budget_bytes(self) -> int:
+        if self.max_loaded_bytes is not None:
+            return self.max_loaded_bytes
+        try:
+            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.75)
+        except (ValueError, OSError, AttributeError):
+            return 8 << 30
+
+
+def _check_duration(v: object, field: str) -> None:
+    from hearth.lifecycle.keep_alive import parse_keep_alive
+
+    try:
+        parse_keep_alive(v, field)
+    except BadRequest as e:
+        raise ValueError(e.message.removeprefix(f"{field}: ")) from None
+
+
 class ReplicasConfig(_Strict):
     redis_url: str | None = Field(None, description="Redis the replicas share state through; default: cache.redis_url")
     share_breakers: bool = Field(
@@ -399,6 +452,7 @@ class Config(_Strict):
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
     replicas: ReplicasConfig = Field(default_factory=ReplicasConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
     source: str | None = Field(None, exclude=True)
 
     @model_validator(mode="after")

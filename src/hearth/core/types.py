@@ -80,6 +80,9 @@ class ChatRequest:
     pace: Pace | None = None
     # Internal: what the latest turn is for (set before any stage runs, when intent tracking is on).
     intent: Intent | None = None
+    # Seconds a local model stays loaded after this request (Ollama's keep_alive; math.inf: forever,
+    # 0: unload after the answer). None: the model's default.
+    keep_alive: float | None = None
 
     def question(self) -> str:
         """What the request asks now: the raw prompt, else the latest user message ("" when there is none)."""

@@ -28,16 +28,17 @@ class GenJob:
     """One generation. Created on the event loop, then owned by the engine thread."""
 
     __slots__ = (
-        "audio", "cached", "cancelled", "decoder", "emit", "grammar", "heard", "held", "last_token", "logprob",
-        "logprobs", "max_new", "n_gen", "pace", "pos", "prompt", "sampler", "sampling", "slot", "stops", "t_admit",
-        "t_arrive", "t_first", "t_play", "todo",
+        "adapter", "audio", "cached", "cancelled", "decoder", "emit", "grammar", "heard", "held", "last_token",
+        "logprob", "logprobs", "max_new", "n_gen", "pace", "pos", "prompt", "sampler", "sampling", "slot", "stops",
+        "t_admit", "t_arrive", "t_first", "t_play", "todo",
     )  # fmt: skip
 
     def __init__(
         self, prompt: list[int], sampling: Sampling, max_new: int, emit: Emit, logprobs: bool = False,
-        grammar: str | None = None, pace: Pace | None = None,
+        grammar: str | None = None, pace: Pace | None = None, adapter: str = "",
     ) -> None:  # fmt: skip
         self.prompt = prompt
+        self.adapter = adapter  # a LoRA adapter loaded in the engine ("": none)
         self.pace = pace
         self.t_arrive = time.perf_counter()
         self.t_play = 0.0  # when the first segment was out (paced streams); 0: not yet
@@ -93,3 +94,4 @@ class EngineStats:
         self.evictions = 0
         self.sat_out = 0  # decode turns skipped by paced streams that were ahead of their listener
         self.parked = 0  # paced streams that gave their place to a new turn
+        self.adapter_steps = 0  # steps run under a LoRA adapter (the others ran the base model)

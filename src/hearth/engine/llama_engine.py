@@ -13,15 +13,18 @@ streams decode for little more than the cost of one (decoding on a CPU is memory
 
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from hearth.core.errors import HearthError, Overloaded
 from hearth.core.types import Finish, FinishReason, Sampling, TextDelta, Usage
+from hearth.engine.adapters import AdapterSet
 from hearth.engine.job import EngineStats, GenJob
 from hearth.engine.sampler import make_sampler
 from hearth.engine.schedule import URGENT_LEAD, park_candidate, plan_step, resume_order
@@ -34,10 +37,11 @@ MAX_SEQUENCES = 64  # llama.cpp's LLAMA_MAX_SEQ: a context with more sequence id
 
 class LlamaEngine:
     def __init__(
-        self, model_path: str, *, n_ctx: int, threads: int, n_batch: int, max_sequences: int,
+        self, model_paths: list[str], *, n_ctx: int, threads: int, n_batch: int, max_sequences: int,
         kv_tokens: int, n_slots: int, max_queue: int, prefill_chunk: int = 64,
     ) -> None:  # fmt: skip
-        self.model_path = model_path
+        self.model_paths = model_paths  # one file, or every part of a split model in order
+        self.model_path = model_paths[0]
         self.n_ctx = n_ctx
         self.threads = threads
         self.n_batch = n_batch
@@ -54,11 +58,14 @@ class LlamaEngine:
         self._active: list[GenJob] = []  # seated jobs holding a place: the scheduler picks among them
         self._parked: list[GenJob] = []  # seated jobs (KV and sampler kept) that gave their place away
         self._cv = threading.Condition()
+        self._calls: deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = deque()
+        self.adapters: AdapterSet | None = None  # set when the model loads
+        self._last_group = ""  # the adapter the last step ran under
         self._stop = False
         self._loaded = threading.Event()
         self.load_error: BaseException | None = None
         self.load_seconds = 0.0
-        self._thread = threading.Thread(target=self._run, name=f"llama:{model_path.rsplit('/', 1)[-1]}",
+        self._thread = threading.Thread(target=self._run, name=f"llama:{self.model_path.rsplit('/', 1)[-1]}",
                                         daemon=True)  # fmt: skip
         self.model: Any = None
         self.ctx: Any = None
@@ -92,6 +99,17 @@ class LlamaEngine:
                 )
             self._inbox.append(job)
             self._cv.notify()
+
+    def call(self, fn: Callable[[LlamaEngine], Any]) -> concurrent.futures.Future[Any]:
+        """Run `fn(engine)` on the engine thread between two steps (loading an adapter touches the model and
+        the context, which only that thread may do); the future holds its result or its exception."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        with self._cv:
+            if self._stop:
+                raise HearthError("the engine is shutting down", status=503)
+            self._calls.append((lambda: fn(self), fut))
+            self._cv.notify()
+        return fut
 
     def cancel(self, job: GenJob) -> None:
         with self._cv:
@@ -153,7 +171,11 @@ class LlamaEngine:
             _logger.set_verbose(False)  # llama.cpp prints hundreds of lines per load otherwise
         L.llama_backend_init()
         mp = L.llama_model_default_params()
-        self.model = L.llama_model_load_from_file(self.model_path.encode(), mp)
+        if len(self.model_paths) > 1:
+            paths = (ctypes.c_char_p * len(self.model_paths))(*(p.encode() for p in self.model_paths))
+            self.model = L.llama_model_load_from_splits(paths, len(self.model_paths), mp)
+        else:
+            self.model = L.llama_model_load_from_file(self.model_path.encode(), mp)
         if not self.model:
             raise HearthError(f"llama.cpp could not load {self.model_path} (not a valid GGUF model?)")
         cp = L.llama_context_default_params()
@@ -174,6 +196,7 @@ class LlamaEngine:
         self.chat_template = tmpl.decode("utf-8") if tmpl else None
         self._batch = L.llama_batch_init(cp.n_batch, 0, 1)
         self._mem = L.llama_get_memory(self.ctx)
+        self.adapters = AdapterSet(L, self.model, self.ctx)
         self.load_seconds = time.perf_counter() - t0
 
     def _run(self) -> None:
@@ -192,10 +215,17 @@ class LlamaEngine:
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._stop and not self._inbox and not self._active and not self._parked:
+                while not self._stop and not self._inbox and not self._active and not self._parked and not self._calls:
                     self._cv.wait()
                 if self._stop:
                     return
+                calls = list(self._calls)
+                self._calls.clear()
+            for fn, fut in calls:
+                try:
+                    fut.set_result(fn())
+                except BaseException as e:  # the caller gets it; the engine goes on
+                    fut.set_exception(e)
             for job in [j for j in self._active + self._parked if j.cancelled]:  # before admission: free places
                 self._release(job)
             with self._cv:
@@ -269,7 +299,9 @@ class LlamaEngine:
     def _seat(self, job: GenJob) -> bool:
         L = self._L
 
-        plan = self.slots.plan(job.prompt)
+        if job.adapter and (self.adapters is None or job.adapter not in self.adapters.loaded):
+            raise HearthError(f"adapter {job.adapter!r} is not loaded", status=503)
+        plan = self.slots.plan(job.prompt, job.adapter)
         if plan is None or not self._kv_room(job, plan.reuse):
             return False
         # The sampler first: it can fail (a grammar llama.cpp rejects) and must not leave a slot marked busy.
@@ -286,6 +318,7 @@ class LlamaEngine:
         else:
             del slot.tokens[reuse:]
         slot.busy = True
+        slot.adapter = job.adapter
         slot.last_used = self.slots.tick()
         job.slot = slot
         job.cached = reuse
@@ -319,7 +352,8 @@ class LlamaEngine:
         n = 0
         outputs: list[tuple[GenJob, int]] = []  # (job, batch index of its logits)
         fed: list[tuple[GenJob, list[int]]] = []
-        plan = plan_step(self._active, time.perf_counter(), self.n_batch, self.prefill_chunk)
+        now = time.perf_counter()
+        plan = plan_step(self._group(), now, self.n_batch, self.prefill_chunk)
         self.stats.sat_out += plan.sat_out
         for job in plan.decode:  # decoding sequences first: one token each
             n = self._put(b, n, job.last_token, job.pos, job.slot.seq_id, True)
@@ -362,6 +396,25 @@ class LlamaEngine:
             if job.logprobs:
                 job.logprob = self._logprob(idx, tok)
             self._on_token(job, tok)
+
+    def _group(self) -> list[GenJob]:
+        """The sequences this step may run: all of them, or, when several adapters are in use (llama.cpp
+        applies adapters per context, not per sequence), those of the next adapter in turn, so that every
+        adapter's streams move (by deadline alone, the oldest request's adapter would take every step)."""
+        active = self._active
+        first = active[0].adapter
+        if all(j.adapter == first for j in active):
+            chosen = first
+        else:
+            keys = sorted({j.adapter for j in active})
+            chosen = next((k for k in keys if k > self._last_group), keys[0])
+            active = [j for j in active if j.adapter == chosen]
+        self._last_group = chosen
+        if self.adapters is not None:
+            self.adapters.apply(chosen)
+        if chosen:
+            self.stats.adapter_steps += 1
+        return active
 
     def _logprob(self, idx: int, tok: int) -> float:
         """log p(tok) under the model's raw distribution, read before the next decode overwrites the logits."""
@@ -476,6 +529,13 @@ class LlamaEngine:
         for job in list(self._active) + list(self._parked) + waiting:
             job.emit(HearthError("the engine stopped", status=503))
             self._release(job)
+        with self._cv:
+            calls = list(self._calls)
+            self._calls.clear()
+        for _, fut in calls:
+            fut.set_exception(HearthError("the engine stopped", status=503))
+        if self.adapters is not None:
+            self.adapters.free_all()
         if self.ctx:
             L.llama_batch_free(self._batch)
             L.llama_free(self.ctx)

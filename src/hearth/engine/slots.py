@@ -34,6 +34,7 @@ class Slot:
     tokens: list[int] = field(default_factory=list)
     busy: bool = False
     last_used: int = 0
+    adapter: str = ""  # the LoRA adapter its cells were computed under ("": the base model)
 
 
 @dataclass
@@ -55,14 +56,15 @@ class SlotTable:
         self.clock += 1
         return self.clock
 
-    def plan(self, prompt: list[int]) -> Plan | None:
-        """Choose a slot for `prompt`, or None when every slot is busy."""
+    def plan(self, prompt: list[int], adapter: str = "") -> Plan | None:
+        """Choose a slot for `prompt`, or None when every slot is busy. Only cells computed under the same
+        adapter are reused: another adapter's keys and values for the same tokens differ."""
         idle = [s for s in self.slots if not s.busy]
         if not idle:
             return None
         best, best_len = None, 0
         for s in self.slots:
-            if s.tokens:
+            if s.tokens and s.adapter == adapter:
                 n = common_prefix(s.tokens, prompt)
                 if n > best_len:
                     best, best_len = s, n

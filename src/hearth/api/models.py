@@ -1,0 +1,144 @@
+"""Ollama's model management: `/api/pull` (NDJSON progress), `/api/delete`, `/api/copy`, `/api/ps`, and the
+load and unload requests (`/api/chat` or `/api/generate` with no prompt).
+
+Pull, copy and delete change what every client of the gateway can use, so with keys they need the
+`admin` scope; listing what is loaded needs a key, as listing models does.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, read_body
+from hearth.api.gate import add_route, check_model, visible
+from hearth.api.schemas import CopyBody, DeleteBody, PullBody, parse
+from hearth.core.errors import BadRequest, HearthError
+from hearth.core.types import ModelInfo
+from hearth.lifecycle.keep_alive import parse_keep_alive
+from hearth.lifecycle.service import LocalModels
+
+_FOREVER = "2318-02-27T00:00:00Z"  # what Ollama shows for keep_alive < 0
+
+
+def model_details(info: ModelInfo) -> dict[str, Any]:
+    return {
+        "parent_model": "", "format": "gguf" if info.kind == "llamacpp" else info.kind,
+        "family": info.family, "families": [info.family] if info.family else None,
+        "parameter_size": info.parameter_size, "quantization_level": info.quantization,
+    }  # fmt: skip
+
+
+def tag(name: str, info: ModelInfo) -> dict[str, Any]:
+    return {
+        "name": name, "model": name, "modified_at": info.extra.get("modified_at") or "2025-01-01T00:00:00Z",
+        "size": info.size_bytes, "digest": info.digest, "details": model_details(info),
+    }  # fmt: skip
+
+
+def _pulled(request: web.Request) -> LocalModels:
+    pulled = request.app[ASSEMBLY].pulled
+    if pulled is None:
+        raise HearthError("model management is not available in this gateway", status=501)
+    return pulled
+
+
+def _name(model: str | None, name: str | None) -> str:
+    value = model or name
+    if not value:
+        raise BadRequest("model: field required", param="model")
+    return value
+
+
+@guarded(ollama_error)
+async def pull(request: web.Request) -> web.StreamResponse:
+    body = parse(PullBody, await read_body(request))
+    progress = _pulled(request).pull(_name(body.model, body.name))
+    # The lines up to the first transfer are read before answering, so a bad name or a missing repository
+    # is an HTTP error (404, 400) rather than a 200 whose stream fails.
+    first = [await anext(progress)]
+    while first[-1].status == "pulling manifest":
+        nxt = await anext(progress, None)
+        if nxt is None:
+            break
+        first.append(nxt)
+    if not body.stream:
+        async for _ in progress:
+            pass
+        return json_response({"status": "success"})
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    try:
+        await resp.write(b"".join(orjson.dumps(p.ollama()) + b"\n" for p in first))
+        async for p in progress:
+            await resp.write(orjson.dumps(p.ollama()) + b"\n")
+    except HearthError as e:  # after the stream started: the last line carries the error, as Ollama's does
+        await resp.write(orjson.dumps({"error": e.message}) + b"\n")
+    except ConnectionError:
+        return resp  # the client left; the pull goes on and a later pull of the name follows it
+    await resp.write_eof()
+    return resp
+
+
+@guarded(ollama_error)
+async def delete(request: web.Request) -> web.Response:
+    body = parse(DeleteBody, await read_body(request))
+    await _pulled(request).remove(_name(body.model, body.name))
+    return web.Response(status=200)
+
+
+@guarded(ollama_error)
+async def copy(request: web.Request) -> web.Response:
+    body = parse(CopyBody, await read_body(request))
+    await _pulled(request).copy(body.source, body.destination)
+    return web.Response(status=200)
+
+
+async def ps(request: web.Request) -> web.Response:
+    assembly = request.app[ASSEMBLY]
+    reg = request.app[GATEWAY].registry
+    if assembly.pulled is not None:
+        await assembly.pulled.sync()
+    residency = assembly.residency
+    models: list[dict[str, Any]] = []
+    for loaded in residency.listing() if residency is not None else []:
+        if not visible(request, [loaded.name]) or loaded.name not in reg.chat:
+            continue
+        info = reg.info(loaded.name)
+        expires = _FOREVER if loaded.expires_at is None else _iso(loaded.expires_at)
+        models.append({**tag(loaded.name, info), "size": loaded.size, "size_vram": 0, "expires_at": expires,
+                       "context_length": info.context_length, "state": loaded.state})  # fmt: skip
+    return json_response({"models": models})
+
+
+async def load_or_unload(request: web.Request, model: str, keep_alive: object, key: str) -> web.Response:
+    """A chat or generate request with nothing to answer: Ollama loads the model, or unloads it with
+    keep_alive 0; `key` is where the empty answer goes ("message" or "response")."""
+    check_model(request, model)
+    name = request.app[GATEWAY].registry.canonical(model)
+    residency = request.app[ASSEMBLY].residency
+    keep = parse_keep_alive(keep_alive)
+    reason = "load"
+    if residency is not None and residency.manages(name):
+        if keep == 0:
+            await residency.unload(name)
+            reason = "unload"
+        else:
+            await residency.load(name, keep)
+    empty: Any = {"role": "assistant", "content": ""} if key == "message" else ""
+    return json_response({"model": model, "created_at": _iso(None), key: empty, "done": True, "done_reason": reason})
+
+
+def _iso(ts: float | None) -> str:
+    t = datetime.now(UTC) if ts is None else datetime.fromtimestamp(ts, UTC)
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def setup(app: web.Application) -> None:
+    add_route(app, "POST", "/api/pull", pull, "admin")
+    add_route(app, "DELETE", "/api/delete", delete, "admin")
+    add_route(app, "POST", "/api/copy", copy, "admin")
+    add_route(app, "GET", "/api/ps", ps, "key")

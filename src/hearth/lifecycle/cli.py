@@ -1,0 +1,174 @@
+"""`hearth pull`, `hearth list`, `hearth rm`, `hearth cp`, `hearth ps`: Ollama's model commands.
+
+Pull, list, remove and copy work on the model store directly, with no gateway running; a running gateway
+follows the store and serves the change within seconds. `ps` asks a running gateway (what is loaded is
+its memory, not the disk's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+Load = Callable[[argparse.Namespace], object]
+
+
+def add_parser(sub: Any, load: Load) -> None:
+    p = sub.add_parser("pull", help="download a GGUF model from the Hugging Face Hub (or $HF_ENDPOINT)")
+    p.add_argument("name", help="qwen2.5:1.5b, Qwen/Qwen2.5-1.5B-Instruct-GGUF:q4_k_m, or owner/repo/file.gguf")
+    p.add_argument("--config")
+    p.set_defaults(func=lambda a: _pull(a, load))
+    ls = sub.add_parser("list", help="list pulled models")
+    ls.add_argument("--config")
+    ls.set_defaults(func=lambda a: _list(a, load))
+    rm = sub.add_parser("rm", help="remove a pulled model (its files go when no other name uses them)")
+    rm.add_argument("name")
+    rm.add_argument("--config")
+    rm.set_defaults(func=lambda a: _rm(a, load))
+    cp = sub.add_parser("cp", help="serve a pulled model under a second name (no bytes are copied)")
+    cp.add_argument("source")
+    cp.add_argument("destination")
+    cp.add_argument("--config")
+    cp.set_defaults(func=lambda a: _cp(a, load))
+    ps = sub.add_parser("ps", help="list the models a running gateway has loaded")
+    ps.add_argument("--url", default=os.environ.get("HEARTH_URL", "http://127.0.0.1:8434"))
+    ps.set_defaults(func=_ps)
+
+
+def _store(args: argparse.Namespace, load: Load) -> Any:
+    from hearth.config import Config
+    from hearth.lifecycle.store import ModelStore
+
+    cfg = load(args)
+    assert isinstance(cfg, Config)
+    return cfg, ModelStore(cfg.local.root())
+
+
+def _pull(args: argparse.Namespace, load: Load) -> int:
+    from hearth.core.errors import HearthError
+    from hearth.lifecycle.names import parse_ref
+    from hearth.lifecycle.pull import Puller
+
+    cfg, store = _store(args, load)
+    bar = ProgressBar(sys.stderr)
+    try:
+        ref = parse_ref(args.name)
+        if ref.name in cfg.models:
+            print(f"hearth: {ref.name!r} is a model of the config, not one to pull", file=sys.stderr)
+            return 2
+        token = os.environ.get(cfg.local.hub_token_env) or None
+        Puller(store, endpoint=cfg.local.hub_endpoint, token=token).pull(ref, bar.update)
+    except HearthError as e:
+        bar.end()
+        print(f"hearth: {e.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        bar.end()
+        print("hearth: interrupted; pull again to resume", file=sys.stderr)
+        return 130
+    bar.end()
+    print(f"success: {ref.name}")
+    return 0
+
+
+def _list(args: argparse.Namespace, load: Load) -> int:
+    _, store = _store(args, load)
+    rows = [(m.name, m.digest[:12], _size(m.size), m.details.get("quantization_level", ""),
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(m.modified_at))) for m in store.entries()]  # fmt: skip
+    _table(["NAME", "ID", "SIZE", "QUANT", "MODIFIED"], rows)
+    return 0
+
+
+def _rm(args: argparse.Namespace, load: Load) -> int:
+    _, store = _store(args, load)
+    try:
+        freed = store.remove(args.name)
+    except KeyError:
+        print(f"hearth: model {args.name!r} not found", file=sys.stderr)
+        return 1
+    print(f"deleted '{args.name}'" + (f" ({len(freed)} file(s) freed)" if freed else ""))
+    return 0
+
+
+def _cp(args: argparse.Namespace, load: Load) -> int:
+    _, store = _store(args, load)
+    if store.get(args.destination) is not None:
+        print(f"hearth: {args.destination!r} exists already", file=sys.stderr)
+        return 1
+    try:
+        store.copy(args.source, args.destination)
+    except KeyError:
+        print(f"hearth: model {args.source!r} not found", file=sys.stderr)
+        return 1
+    print(f"copied '{args.source}' to '{args.destination}'")
+    return 0
+
+
+def _ps(args: argparse.Namespace) -> int:
+    req = urllib.request.Request(args.url.rstrip("/") + "/api/ps")
+    if key := os.environ.get("HEARTH_API_KEY") or os.environ.get("HEARTH_ADMIN_KEY"):
+        req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            models = json.loads(r.read())["models"]
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        print(f"hearth: cannot reach the gateway at {args.url}: {e}", file=sys.stderr)
+        return 1
+    rows = [(m["name"], _size(m["size"]), m.get("state", "loaded"), m["expires_at"]) for m in models]
+    _table(["NAME", "SIZE", "STATE", "UNTIL"], rows)
+    return 0
+
+
+class ProgressBar:
+    """One line per file on a terminal: percentage, bytes, speed and time left; plain lines elsewhere."""
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.status = ""
+        self.t0 = 0.0
+        self.start_bytes = 0
+
+    def update(self, p: Any) -> None:
+        if p.status != self.status:
+            if self.status and self.tty:
+                self.out.write("\n")
+            self.status, self.t0, self.start_bytes = p.status, time.monotonic(), p.completed or 0
+            if p.total is None or not self.tty:
+                self.out.write(p.status + ("" if self.tty and p.total is not None else "\n"))
+        if p.total is not None and self.tty:
+            done, total = p.completed or 0, p.total or 1
+            elapsed = max(time.monotonic() - self.t0, 1e-3)
+            speed = (done - self.start_bytes) / elapsed
+            left = (total - done) / speed if speed > 0 else 0
+            filled = int(30 * done / total)
+            self.out.write(f"\r{p.status} {100 * done / total:5.1f}% ▕{'█' * filled}{' ' * (30 - filled)}▏ "
+                           f"{_size(done)}/{_size(total)} {_size(speed)}/s {left:4.0f}s ")  # fmt: skip
+        self.out.flush()
+
+    def end(self) -> None:
+        if self.status and self.tty:
+            self.out.write("\n")
+            self.out.flush()
+        self.status = ""
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+def _table(head: list[str], rows: list[tuple[Any, ...]]) -> None:
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]
+    for row in [tuple(head), *rows]:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())
