@@ -31,8 +31,10 @@ from hearth.metrics import GatewayMetrics
 from hearth.rag.stage import RagStage
 
 if TYPE_CHECKING:
+    from hearth.backends.llamacpp import LlamaCppBackend
     from hearth.cache.backend import ResponseCache
     from hearth.embed.local import LocalEmbedder
+    from hearth.lifecycle.adapters import Adapters
     from hearth.lifecycle.service import LocalModels
     from hearth.routing.breaker import CircuitBreaker
     from hearth.routing.shared import SharedBreakers
@@ -52,9 +54,11 @@ class Made:
 
 @dataclass(frozen=True, slots=True)
 class Services:
-    """What the gateway lends every provider: the residency that decides which local models are in memory."""
+    """What the gateway lends every provider: the residency that decides which local models are in memory,
+    and the roll of local llama.cpp models (adapters attach to them; pulled models join it)."""
 
     residency: Residency
+    local: dict[str, LlamaCppBackend] = field(default_factory=dict)
 
 
 ProviderFactory = Callable[[str, Any, Services], Made]
@@ -71,6 +75,7 @@ def _llamacpp(name: str, cfg: Any, services: Services) -> Made:
     from hearth.backends.llamacpp import LlamaCppBackend
 
     b = LlamaCppBackend(name, cfg, services.residency)
+    services.local[name] = b
     keep = parse_keep_alive(cfg.keep_alive)
     default = FOREVER if cfg.preload else services.residency.default_keep_alive
     services.residency.register(b, keep if keep is not None else default)
@@ -222,6 +227,7 @@ class Assembly:
     residency: Residency | None = None
     build: _Build | None = None
     pulled: LocalModels | None = None  # models pulled from the Hub, served beside the configured ones
+    adapters: Adapters | None = None  # LoRA adapters on the local models
 
     def serve(self, name: str, leaf: Backend, model: LocalModel) -> None:
         """Serve a model added at run time (a pull): wrapped by the per-model stages, listed, measured."""
@@ -244,12 +250,22 @@ class Assembly:
         for key in ENGINE_STATS:
             self.metrics.engine.remove_function((name, key))
 
+    async def refresh(self) -> None:
+        """Follow the model store (pulls, copies, adapters added from the command line or by another replica):
+        listings call this, so they are never stale."""
+        if self.pulled is not None:
+            await self.pulled.sync()
+        if self.adapters is not None:
+            await self.adapters.sync()
+
     async def start(self) -> None:
         if self.residency is not None:
             self.residency.start()
         await self.registry.start()
         if self.pulled is not None:
             await self.pulled.start()
+        if self.adapters is not None:
+            await self.adapters.start()
         if self.cache is not None:
             await self.cache.start()
         if self.shared is not None:
@@ -313,9 +329,12 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
         shared = SharedBreakers(url, build.breakers)
     assembly = Assembly(registry, metrics, build.rag, chat, build.convo, build.cache, build.breakers, shared,
                         build.annotators, build.observers, residency, build)  # fmt: skip
+    from hearth.lifecycle.adapters import Adapters
     from hearth.lifecycle.service import LocalModels
 
-    assembly.pulled = LocalModels(cfg, residency, assembly.serve, assembly.unserve)
+    assembly.pulled = LocalModels(cfg, residency, assembly.serve, assembly.unserve, services.local)
+    assembly.adapters = Adapters(cfg, assembly.pulled.store, registry, lambda: services.local)
+    registry.resolvers.insert(0, assembly.adapters)  # `base+adapter` before RAG's names
     _instrument(assembly)
     return assembly
 

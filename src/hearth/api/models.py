@@ -1,5 +1,6 @@
 """Ollama's model management: `/api/pull` (NDJSON progress), `/api/delete`, `/api/copy`, `/api/ps`, and the
-load and unload requests (`/api/chat` or `/api/generate` with no prompt).
+load and unload requests (`/api/chat` or `/api/generate` with no prompt); hearth's LoRA adapters under
+`/admin/adapters`.
 
 Pull, copy and delete change what every client of the gateway can use, so with keys they need the
 `admin` scope; listing what is loaded needs a key, as listing models does.
@@ -8,14 +9,15 @@ Pull, copy and delete change what every client of the gateway can use, so with k
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, read_body
+from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, openai_error, read_body
 from hearth.api.gate import add_route, check_model, visible
-from hearth.api.schemas import CopyBody, DeleteBody, PullBody, parse
+from hearth.api.schemas import AdapterBody, CopyBody, DeleteBody, PullBody, parse
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.types import ModelInfo
 from hearth.lifecycle.keep_alive import parse_keep_alive
@@ -100,8 +102,7 @@ async def copy(request: web.Request) -> web.Response:
 async def ps(request: web.Request) -> web.Response:
     assembly = request.app[ASSEMBLY]
     reg = request.app[GATEWAY].registry
-    if assembly.pulled is not None:
-        await assembly.pulled.sync()
+    await assembly.refresh()
     residency = assembly.residency
     models: list[dict[str, Any]] = []
     for loaded in residency.listing() if residency is not None else []:
@@ -137,8 +138,45 @@ def _iso(ts: float | None) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
 
+def _adapter_json(e: Any) -> dict[str, Any]:
+    return {"name": e.name, "model": f"{e.base}+{e.name}", "base": e.base, "scale": e.scale, "digest": e.digest,
+            "aliases": list(e.aliases), "configured": e.configured}  # fmt: skip
+
+
+@guarded(openai_error)
+async def add_adapter(request: web.Request) -> web.Response:
+    body = parse(AdapterBody, await read_body(request))
+    adapters = request.app[ASSEMBLY].adapters
+    if adapters is None:
+        raise HearthError("adapters are not available in this gateway", status=501)
+    path = Path(body.path).expanduser()
+    if not path.is_file():
+        raise BadRequest(f"path: no file {body.path} on the gateway's machine", param="path")
+    entry = await adapters.add(body.name, path, body.base, body.scale)
+    return json_response(_adapter_json(entry), status=201)
+
+
+async def list_adapters(request: web.Request) -> web.Response:
+    assembly = request.app[ASSEMBLY]
+    await assembly.refresh()
+    entries = assembly.adapters.entries.values() if assembly.adapters is not None else []
+    return json_response({"adapters": [_adapter_json(e) for e in entries]})
+
+
+@guarded(openai_error)
+async def remove_adapter(request: web.Request) -> web.Response:
+    adapters = request.app[ASSEMBLY].adapters
+    if adapters is None:
+        raise HearthError("adapters are not available in this gateway", status=501)
+    await adapters.remove(request.match_info["name"])
+    return json_response({"deleted": request.match_info["name"]})
+
+
 def setup(app: web.Application) -> None:
     add_route(app, "POST", "/api/pull", pull, "admin")
     add_route(app, "DELETE", "/api/delete", delete, "admin")
     add_route(app, "POST", "/api/copy", copy, "admin")
     add_route(app, "GET", "/api/ps", ps, "key")
+    add_route(app, "POST", "/admin/adapters", add_adapter, "admin")
+    add_route(app, "GET", "/admin/adapters", list_adapters, "admin")
+    add_route(app, "DELETE", "/admin/adapters/{name}", remove_adapter, "admin")

@@ -224,9 +224,7 @@ async def _ndjson(
 
 
 async def tags(request: web.Request) -> web.Response:
-    pulled = request.app[ASSEMBLY].pulled
-    if pulled is not None:
-        await pulled.sync()  # a model pulled from the command line or by another replica is listed at once
+    await request.app[ASSEMBLY].refresh()  # a model pulled from the command line or by another replica is listed
     reg = request.app[GATEWAY].registry
     return json_response({"models": [tag(n, reg.info(n)) for n in visible(request, reg.names())]})
 

@@ -256,9 +256,7 @@ def _model_entry(name: str, owned_by: str) -> dict[str, Any]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    pulled = request.app[ASSEMBLY].pulled
-    if pulled is not None:
-        await pulled.sync()
+    await request.app[ASSEMBLY].refresh()
     reg = request.app[GATEWAY].registry
     data = []
     for name in visible(request, reg.names()):

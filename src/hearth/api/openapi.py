@@ -21,6 +21,7 @@ from hearth.api.evaluate import EvaluateBody
 from hearth.api.gate import add_route
 from hearth.api.rag import DocumentsBody, SearchBody
 from hearth.api.schemas import (
+    AdapterBody,
     ChatCompletionBody,
     CompletionBody,
     CopyBody,
@@ -61,6 +62,10 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, str]] = {
                             "application/x-ndjson"),
     ("DELETE", "/api/delete"): ("Remove a pulled model", DeleteBody, "application/json"),
     ("POST", "/api/copy"): ("Serve a pulled model under a second name", CopyBody, "application/json"),
+    ("POST", "/admin/adapters"): ("Serve a LoRA adapter (GGUF) on a local model as <base>+<name>", AdapterBody,
+                                  "application/json"),
+    ("GET", "/admin/adapters"): ("LoRA adapters served", None, "application/json"),
+    ("DELETE", "/admin/adapters/{name}"): ("Stop serving a LoRA adapter", None, "application/json"),
     ("GET", "/api/version"): ("Ollama version", None, "application/json"),
     ("POST", "/api/embed"): ("Ollama embeddings", OllamaEmbedBody, "application/json"),
     ("POST", "/api/embeddings"): ("Ollama embeddings (deprecated form)", OllamaEmbeddingsBody, "application/json"),

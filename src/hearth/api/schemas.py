@@ -209,6 +209,13 @@ class CopyBody(BaseModel):
     destination: str
 
 
+class AdapterBody(_Body):  # POST /admin/adapters
+    name: str = Field(min_length=1, max_length=100)
+    path: str = Field(min_length=1, description="the adapter's GGUF file, on the gateway's machine")
+    base: str | None = Field(None, description="the local model it was trained on; default: the only local model")
+    scale: float = Field(1.0, ge=-100, le=100)
+
+
 class EmbeddingsBody(_Body):
     model: str
     input: str | list[str] | list[int] | list[list[int]]

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from hearth.config import LocalModel
-from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, NotReady
+from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, ModelNotFound, NotReady
 from hearth.core.types import ChatRequest, Chunk, Finish, LocalEngine, Message, ModelInfo, TextDelta, Usage
 from hearth.engine.job import EngineItem, GenJob
 from hearth.engine.llama_engine import LlamaEngine
 from hearth.lifecycle.gguf_meta import details, kv_bytes, read_meta
 from hearth.lifecycle.residency import Residency
 from hearth.model_files import builtin_for, resolve_model_path
+
+log = logging.getLogger("hearth.llamacpp")
 
 
 class LlamaCppBackend:
@@ -41,6 +44,7 @@ class LlamaCppBackend:
         self.digest = digest
         self.preload = cfg.preload if preload is None else preload
         self._details: dict[str, Any] = {}
+        self.adapters: dict[str, tuple[str, float]] = {}  # LoRA adapters: name -> (file, scale), kept across reloads
         self._ready = not self.preload  # a model loaded on demand is ready to be loaded
         self._formatter: Any = None
         self._bos_text = ""
@@ -49,6 +53,11 @@ class LlamaCppBackend:
     @property
     def ready(self) -> bool:
         return self._ready
+
+    @property
+    def family(self) -> str:
+        """The architecture in the GGUF (llama, qwen2, ...): an adapter must have been made for the same."""
+        return str(self._details.get("family", ""))
 
     @property
     def loaded(self) -> bool:
@@ -90,6 +99,12 @@ class LlamaCppBackend:
             await asyncio.to_thread(engine.stop)
             raise
         self.engine = engine
+        for name, (path, scale) in list(self.adapters.items()):
+            try:
+                await self._attach(engine, name, path, scale)
+            except HearthError as e:  # its file went away, say: the model serves without it
+                log.error("adapter %s of %s could not be loaded again: %s", name, self.name, e.message)
+                self.adapters.pop(name, None)
         self._formatter = await asyncio.to_thread(self._make_formatter)
         if cfg.warmup and self.preload and not self._ready:
             # At start only: one tiny generation pages the weights in and builds the compute graphs, so the
@@ -105,6 +120,24 @@ class LlamaCppBackend:
         engine, self.engine = self.engine, None
         if engine is not None:
             await asyncio.to_thread(engine.stop)
+
+    # --- LoRA adapters ---------------------------------------------------------------------------
+
+    async def add_adapter(self, name: str, path: str, scale: float = 1.0) -> None:
+        """Serve `name` on this model from now on; loaded into the engine at once when the model is in memory
+        (else at its next load). Raises when llama.cpp refuses the file (another base model's adapter)."""
+        if self.engine is not None:
+            await self._attach(self.engine, name, path, scale)
+        self.adapters[name] = (path, scale)
+
+    async def remove_adapter(self, name: str) -> None:
+        if self.engine is not None:
+            await asyncio.wrap_future(self.engine.call(lambda e: e.remove_adapter(name)))
+        self.adapters.pop(name, None)
+
+    @staticmethod
+    async def _attach(engine: LlamaEngine, name: str, path: str, scale: float) -> None:
+        await asyncio.wrap_future(engine.call(lambda e: e.add_adapter(name, path, scale)))
 
     def _make_formatter(self) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -162,6 +195,7 @@ class LlamaCppBackend:
             "prefilled_tokens": s.prefilled_tokens, "generated_tokens": s.generated_tokens,
             "evictions": s.evictions, "cached_prefix_tokens": e.slots.cached_tokens(), "sat_out": s.sat_out,
             "parked": s.parked, "queue_limit": e.max_queue, "max_sequences": e.max_sequences,
+            "adapter_steps": s.adapter_steps, "adapter_switches": e.adapters.switches if e.adapters else 0,
         }  # fmt: skip
 
     def count_tokens(self, text: str) -> int:
@@ -229,8 +263,10 @@ class LlamaCppBackend:
         def emit(item: EngineItem) -> None:
             loop.call_soon_threadsafe(put, item)
 
+        if request.adapter and request.adapter not in self.adapters:
+            raise ModelNotFound(f"model {self.name!r} has no adapter {request.adapter!r}", param="model")
         job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs, grammar=request.grammar,
-                     pace=request.pace)  # fmt: skip
+                     pace=request.pace, adapter=request.adapter)  # fmt: skip
         eng.submit(job)  # raises Overloaded when the wait queue is full
         finished = False
         try:

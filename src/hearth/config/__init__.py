@@ -5,7 +5,8 @@ With no file at all the defaults serve the built-in local model under its short 
 start must say exactly why.
 
 The package is split by job, because one module doing five of them made each hard to find and to test:
-schema.py holds the models every other part of hearth is configured by; load.py turns a file into a
+schema.py holds the models every other part of hearth is configured by (local.py the `local:` section:
+pulled models, keep-alive, the memory budget, adapters); load.py turns a file into a
 `Config` (YAML line recording, `${VAR}` interpolation, error messages); env.py applies `HEARTH_*`
 overrides; checks.py checks references between models; describe.py prints the summary of
 `hearth config check`. Import from `hearth.config`, which re-exports every public name; the modules are
@@ -17,6 +18,7 @@ from __future__ import annotations
 from hearth.config.checks import check_references
 from hearth.config.describe import describe_config
 from hearth.config.load import ConfigError, load_config
+from hearth.config.local import AdapterConfig, LocalConfig, home_dir
 from hearth.config.schema import (
     DEFAULT_EMBEDDING_MODEL,
     DEFAULT_FALLBACK_ON,
@@ -31,7 +33,6 @@ from hearth.config.schema import (
     FallbackCriterion,
     IntentLabel,
     KeysConfig,
-    LocalConfig,
     LocalModel,
     ModelConfig,
     ObserveConfig,
@@ -47,7 +48,6 @@ from hearth.config.schema import (
     ServerConfig,
     TierConfig,
     Timeouts,
-    home_dir,
     multilingual_embedder_available,
 )
 
@@ -56,6 +56,7 @@ __all__ = [
     "DEFAULT_FALLBACK_ON",
     "DEFAULT_MODEL_NAME",
     "DEFAULT_PORT",
+    "AdapterConfig",
     "BreakerConfig",
     "CacheConfig",
     "Config",

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from hearth.config.local import LocalConfig, _Strict, check_duration, home_dir
 from hearth.core.errors import BadRequest
 from hearth.core.pace import Pace, parse_pace
 
@@ -33,10 +33,6 @@ FallbackCriterion = Literal[
 DEFAULT_FALLBACK_ON: tuple[FallbackCriterion, ...] = (
     "upstream", "timeout", "rate_limit", "overloaded", "connection", "server_error", "context_length",
 )  # fmt: skip
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class _Speech(_Strict):
@@ -103,7 +99,7 @@ class LocalModel(_Speech):
     @field_validator("keep_alive", mode="before")
     @classmethod
     def _duration(cls, v: object) -> object:
-        _check_duration(v, "keep_alive")
+        check_duration(v, "keep_alive")
         return v
 
 
@@ -393,49 +389,6 @@ class RagConfig(_Strict):
     )
 
 
-class LocalConfig(_Strict):
-    """Local models as a whole: where pulled models live, how long they stay loaded, how many fit."""
-
-    models_dir: str | None = Field(None, description="pulled models (blobs and manifests); default $HEARTH_HOME/models")
-    keep_alive: str | float = Field("5m", description="default keep-alive of models loaded on demand (Ollama's)")
-    max_loaded_models: int = Field(3, ge=1, description="local chat models in memory at once")
-    max_loaded_bytes: int | None = Field(
-        None, ge=1, description="bytes (weights + KV cache) of the loaded local models together; the least "
-        "recently used idle model is unloaded to make room. Default: 75% of this machine's memory")  # fmt: skip
-    load_timeout: float = Field(60.0, gt=0, description="seconds a request waits for room to load its model (503)")
-    hub_endpoint: str | None = Field(None, description="Hugging Face Hub or mirror; default $HF_ENDPOINT, else "
-                                     "https://huggingface.co")  # fmt: skip
-    hub_token_env: str = Field("HF_TOKEN", description="the environment variable holding the Hub token (gated "
-                               "repositories); the token itself never goes in this file")  # fmt: skip
-    n_ctx: int = Field(4096, ge=64, description="context of pulled models (capped at what each model was trained on)")
-
-    @field_validator("keep_alive", mode="before")
-    @classmethod
-    def _duration(cls, v: object) -> object:
-        _check_duration(v, "keep_alive")
-        return v
-
-    def root(self) -> Path:
-        return Path(self.models_dir).expanduser() if self.models_dir else home_dir() / "models"
-
-    def budget_bytes(self) -> int:
-        if self.max_loaded_bytes is not None:
-            return self.max_loaded_bytes
-        try:
-            return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.75)
-        except (ValueError, OSError, AttributeError):
-            return 8 << 30
-
-
-def _check_duration(v: object, field: str) -> None:
-    from hearth.lifecycle.keep_alive import parse_keep_alive
-
-    try:
-        parse_keep_alive(v, field)
-    except BadRequest as e:
-        raise ValueError(e.message.removeprefix(f"{field}: ")) from None
-
-
 class ReplicasConfig(_Strict):
     redis_url: str | None = Field(None, description="Redis the replicas share state through; default: cache.redis_url")
     share_breakers: bool = Field(
@@ -501,5 +454,3 @@ def multilingual_embedder_available() -> bool:
         return False
 
 
-def home_dir() -> Path:
-    return Path(os.environ.get("HEARTH_HOME") or Path.home() / ".cache" / "hearth")

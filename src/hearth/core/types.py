@@ -83,6 +83,8 @@ class ChatRequest:
     # Seconds a local model stays loaded after this request (Ollama's keep_alive; math.inf: forever,
     # 0: unload after the answer). None: the model's default.
     keep_alive: float | None = None
+    # Internal: the LoRA adapter a local model answers with (set from `model+adapter` or an adapter's alias).
+    adapter: str = ""
 
     def question(self) -> str:
         """What the request asks now: the raw prompt, else the latest user message ("" when there is none)."""
@@ -219,7 +221,7 @@ class LocalEngine(Protocol):
 ENGINE_STATS = (
     "queue_depth", "active_sequences", "parked_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
     "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens", "sat_out", "parked",
-    "queue_limit", "max_sequences",
+    "queue_limit", "max_sequences", "adapter_steps", "adapter_switches",
 )  # fmt: skip
 
 

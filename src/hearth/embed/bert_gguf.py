@@ -161,7 +161,7 @@ class GgufBert(BertTokens):
 
         super().__init__(model_dir or find_model_dir())
         if cache_dir is None:
-            from hearth.config.schema import home_dir
+            from hearth.config.local import home_dir
 
             cache_dir = home_dir() / "models"
         self.path = gguf_file(self.dir, cache_dir)

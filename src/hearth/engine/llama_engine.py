@@ -24,7 +24,7 @@ from typing import Any
 
 from hearth.core.errors import HearthError, Overloaded
 from hearth.core.types import Finish, FinishReason, Sampling, TextDelta, Usage
-from hearth.engine.adapters import AdapterSet
+from hearth.engine.context import LlamaContext
 from hearth.engine.job import EngineStats, GenJob
 from hearth.engine.sampler import make_sampler
 from hearth.engine.schedule import URGENT_LEAD, park_candidate, plan_step, resume_order
@@ -35,16 +35,13 @@ log = logging.getLogger("hearth.engine")
 MAX_SEQUENCES = 64  # llama.cpp's LLAMA_MAX_SEQ: a context with more sequence ids aborts the process
 
 
-class LlamaEngine:
+class LlamaEngine(LlamaContext):
     def __init__(
         self, model_paths: list[str], *, n_ctx: int, threads: int, n_batch: int, max_sequences: int,
         kv_tokens: int, n_slots: int, max_queue: int, prefill_chunk: int = 64,
     ) -> None:  # fmt: skip
-        self.model_paths = model_paths  # one file, or every part of a split model in order
-        self.model_path = model_paths[0]
+        super().__init__(model_paths, threads=threads, n_batch=n_batch)
         self.n_ctx = n_ctx
-        self.threads = threads
-        self.n_batch = n_batch
         self.prefill_chunk = min(prefill_chunk, n_batch)
         self.max_sequences = max_sequences
         self.kv_tokens = kv_tokens
@@ -59,21 +56,13 @@ class LlamaEngine:
         self._parked: list[GenJob] = []  # seated jobs (KV and sampler kept) that gave their place away
         self._cv = threading.Condition()
         self._calls: deque[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = deque()
-        self.adapters: AdapterSet | None = None  # set when the model loads
         self._last_group = ""  # the adapter the last step ran under
         self._stop = False
         self._loaded = threading.Event()
         self.load_error: BaseException | None = None
-        self.load_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name=f"llama:{self.model_path.rsplit('/', 1)[-1]}",
                                         daemon=True)  # fmt: skip
-        self.model: Any = None
-        self.ctx: Any = None
-        self.vocab: Any = None
-        self.n_vocab = 0
-        self.chat_template: str | None = None
         self._piece = ctypes.create_string_buffer(256)
-        self._L: Any = None  # llama_cpp's low-level module, bound when the model loads
 
     # --- called from other threads -------------------------------------------------------------
 
@@ -111,6 +100,21 @@ class LlamaEngine:
             self._cv.notify()
         return fut
 
+    # Adapter changes, run on the engine thread through `call`.
+
+    def add_adapter(self, key: str, path: str, scale: float) -> None:
+        assert self.adapters is not None
+        self.adapters.load(key, path, scale)
+
+    def remove_adapter(self, key: str) -> None:
+        with self._cv:
+            waiting = list(self._inbox)
+        busy = sum(1 for j in [*self._active, *self._parked, *waiting] if j.adapter == key and not j.cancelled)
+        if busy:
+            raise HearthError(f"adapter {key!r} is answering {busy} request(s); remove it when they end", status=409)
+        assert self.adapters is not None
+        self.adapters.unload(key)
+
     def cancel(self, job: GenJob) -> None:
         with self._cv:
             job.cancelled = True
@@ -136,72 +140,12 @@ class LlamaEngine:
     def parked_count(self) -> int:
         return len(self._parked)
 
-    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        """Thread-safe (the vocab is read-only) and OpenMP-free, so callers may use any thread."""
-        L = self._L
-
-        data = text.encode("utf-8")
-        n_max = len(data) + 16
-        buf = (L.llama_token * n_max)()
-        n = L.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_special, True)
-        if n < 0:
-            n_max = -n
-            buf = (L.llama_token * n_max)()
-            n = L.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_special, True)
-        return list(buf[:n])
-
-    def token_text(self, token: int) -> str:
-        L = self._L
-
-        buf = ctypes.create_string_buffer(256)
-        n = L.llama_token_to_piece(self.vocab, token, buf, 256, 0, True)
-        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
-
     # --- the engine thread ---------------------------------------------------------------------
-
-    def _load(self) -> None:
-        from llama_cpp import llama_cpp as L
-
-        self._L = L  # imported once, here; the per-step and per-token paths only read the attribute
-
-        t0 = time.perf_counter()
-        if not log.isEnabledFor(logging.DEBUG):
-            from llama_cpp import _logger
-
-            _logger.set_verbose(False)  # llama.cpp prints hundreds of lines per load otherwise
-        L.llama_backend_init()
-        mp = L.llama_model_default_params()
-        if len(self.model_paths) > 1:
-            paths = (ctypes.c_char_p * len(self.model_paths))(*(p.encode() for p in self.model_paths))
-            self.model = L.llama_model_load_from_splits(paths, len(self.model_paths), mp)
-        else:
-            self.model = L.llama_model_load_from_file(self.model_path.encode(), mp)
-        if not self.model:
-            raise HearthError(f"llama.cpp could not load {self.model_path} (not a valid GGUF model?)")
-        cp = L.llama_context_default_params()
-        cp.n_ctx = self.kv_tokens
-        cp.n_batch = self.n_batch + self.max_sequences
-        cp.n_ubatch = cp.n_batch
-        cp.n_seq_max = len(self.slots.slots)
-        cp.kv_unified = True
-        cp.n_threads = self.threads
-        cp.n_threads_batch = self.threads
-        cp.no_perf = True
-        self.ctx = L.llama_init_from_model(self.model, cp)
-        if not self.ctx:
-            raise HearthError(f"llama.cpp could not create a context for {self.model_path}")
-        self.vocab = L.llama_model_get_vocab(self.model)
-        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
-        tmpl = L.llama_model_chat_template(self.model, None)
-        self.chat_template = tmpl.decode("utf-8") if tmpl else None
-        self._batch = L.llama_batch_init(cp.n_batch, 0, 1)
-        self._mem = L.llama_get_memory(self.ctx)
-        self.adapters = AdapterSet(L, self.model, self.ctx)
-        self.load_seconds = time.perf_counter() - t0
 
     def _run(self) -> None:
         try:
-            self._load()
+            self._open(kv_cells=self.kv_tokens, batch=self.n_batch + self.max_sequences,
+                       n_seq=len(self.slots.slots))
         except BaseException as e:  # reported to whoever waits for the load
             self.load_error = e
             self._loaded.set()
@@ -521,8 +465,6 @@ class LlamaEngine:
         return True
 
     def _shutdown(self) -> None:
-        L = self._L
-
         with self._cv:  # cancel() may touch the inbox from the event loop meanwhile
             waiting = list(self._inbox)
             self._inbox.clear()
@@ -534,15 +476,7 @@ class LlamaEngine:
             self._calls.clear()
         for _, fut in calls:
             fut.set_exception(HearthError("the engine stopped", status=503))
-        if self.adapters is not None:
-            self.adapters.free_all()
-        if self.ctx:
-            L.llama_batch_free(self._batch)
-            L.llama_free(self.ctx)
-            self.ctx = None
-        if self.model:
-            L.llama_model_free(self.model)
-            self.model = None
+        self._free()
 
 
 def _ms(t: float, since: float) -> str:

@@ -1,4 +1,5 @@
-"""`hearth pull`, `hearth list`, `hearth rm`, `hearth cp`, `hearth ps`: Ollama's model commands.
+"""`hearth pull`, `hearth list`, `hearth rm`, `hearth cp`, `hearth ps`: Ollama's model commands, and
+`hearth adapter add|list|rm` for LoRA adapters.
 
 Pull, list, remove and copy work on the model store directly, with no gateway running; a running gateway
 follows the store and serves the change within seconds. `ps` asks a running gateway (what is loaded is
@@ -37,6 +38,22 @@ def add_parser(sub: Any, load: Load) -> None:
     cp.add_argument("destination")
     cp.add_argument("--config")
     cp.set_defaults(func=lambda a: _cp(a, load))
+    ad = sub.add_parser("adapter", help="LoRA adapters (GGUF) served on local models as <base>+<name>")
+    asub = ad.add_subparsers(dest="adapter_command", required=True)
+    aa = asub.add_parser("add", help="serve an adapter file (copied into the model store)")
+    aa.add_argument("name")
+    aa.add_argument("file")
+    aa.add_argument("--base", help="the local model it was trained on (default: the only one)")
+    aa.add_argument("--scale", type=float, default=1.0)
+    aa.add_argument("--config")
+    aa.set_defaults(func=lambda a: _adapter_add(a, load))
+    al = asub.add_parser("list", help="list stored adapters")
+    al.add_argument("--config")
+    al.set_defaults(func=lambda a: _adapter_list(a, load))
+    ar = asub.add_parser("rm", help="remove a stored adapter")
+    ar.add_argument("name")
+    ar.add_argument("--config")
+    ar.set_defaults(func=lambda a: _adapter_rm(a, load))
     ps = sub.add_parser("ps", help="list the models a running gateway has loaded")
     ps.add_argument("--url", default=os.environ.get("HEARTH_URL", "http://127.0.0.1:8434"))
     ps.set_defaults(func=_ps)
@@ -108,6 +125,72 @@ def _cp(args: argparse.Namespace, load: Load) -> int:
         print(f"hearth: model {args.source!r} not found", file=sys.stderr)
         return 1
     print(f"copied '{args.source}' to '{args.destination}'")
+    return 0
+
+
+def _adapters(args: argparse.Namespace, load: Load) -> Any:
+    from hearth.core.registry import ModelRegistry
+    from hearth.lifecycle.adapters import Adapters
+
+    cfg, store = _store(args, load)
+    return cfg, store, Adapters(cfg, store, ModelRegistry({}), dict)
+
+
+def _local_bases(cfg: Any, store: Any) -> dict[str, str]:
+    """Local models by name, with their architecture (an adapter must match it)."""
+    from hearth.config import LocalModel
+    from hearth.lifecycle.gguf_meta import details, read_meta
+    from hearth.model_files import resolve_model_path
+
+    out = {}
+    for name, m in cfg.models.items():
+        if isinstance(m, LocalModel):
+            try:
+                out[name] = details(read_meta(resolve_model_path(m.path, progress=False)))["family"]
+            except Exception:
+                out[name] = ""
+    for m in store.entries():
+        out.setdefault(m.name, str(m.details.get("family", "")))
+    return out
+
+
+def _adapter_add(args: argparse.Namespace, load: Load) -> int:
+    from pathlib import Path
+
+    from hearth.core.errors import HearthError
+
+    cfg, store, adapters = _adapters(args, load)
+    bases = _local_bases(cfg, store)
+    base = args.base or (next(iter(bases)) if len(bases) == 1 else None)
+    if base not in bases:
+        print(f"hearth: name the base model with --base (local models: {', '.join(bases) or 'none'})", file=sys.stderr)
+        return 2
+    try:
+        entry = adapters.save(args.name, Path(args.file), base, bases[base], args.scale)
+    except HearthError as e:
+        print(f"hearth: {e.message}", file=sys.stderr)
+        return 1
+    print(f"added {entry.base}+{entry.name} (a running gateway serves it within seconds)")
+    return 0
+
+
+def _adapter_list(args: argparse.Namespace, load: Load) -> int:
+    _, _, adapters = _adapters(args, load)
+    rows = [(f"{e.base}+{e.name}", e.digest.removeprefix("sha256:")[:12], e.scale) for e in adapters.stored()]
+    _table(["MODEL", "ID", "SCALE"], rows)
+    return 0
+
+
+def _adapter_rm(args: argparse.Namespace, load: Load) -> int:
+    from hearth.core.errors import HearthError
+
+    _, _, adapters = _adapters(args, load)
+    try:
+        adapters.delete(args.name)
+    except HearthError as e:
+        print(f"hearth: {e.message}", file=sys.stderr)
+        return 1
+    print(f"deleted adapter '{args.name}'")
     return 0
 
 

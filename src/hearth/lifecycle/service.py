@@ -42,8 +42,10 @@ class _Pull:
 
 
 class LocalModels:
-    def __init__(self, cfg: Config, residency: Residency, serve: Serve, unserve: Callable[[str], None]) -> None:
+    def __init__(self, cfg: Config, residency: Residency, serve: Serve, unserve: Callable[[str], None],
+                 local: dict[str, LlamaCppBackend]) -> None:  # fmt: skip
         self.cfg = cfg
+        self._local = local  # the roll of local models adapters attach to: pulled ones join and leave it
         self.store = ModelStore(cfg.local.root())
         self.residency = residency
         self._serve = serve
@@ -104,6 +106,7 @@ class LocalModels:
         self.residency.register(leaf, self.residency.default_keep_alive)
         await leaf.start()  # reads the header; loads nothing
         self.leaves[m.name] = leaf
+        self._local[m.name] = leaf
         self._serve(m.name, leaf, cfg)
 
     # --- pull ------------------------------------------------------------------------------------------
@@ -173,6 +176,7 @@ class LocalModels:
         self._unserve(name)
         await self.residency.forget(name)
         leaf = self.leaves.pop(name, None)
+        self._local.pop(name, None)
         if leaf is not None:
             await leaf.close()
 

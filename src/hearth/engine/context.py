@@ -1,0 +1,112 @@
+"""What llama.cpp holds for one loaded model: the weights, one context (its KV cache), the vocabulary, the
+LoRA adapters; opened and freed on the engine thread, which is the only thread that decodes.
+
+Apart from the engine's scheduling loop (llama_engine.py) because it is a different job: this part knows
+llama.cpp's structures and parameters, the loop knows sequences, deadlines and slots.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import time
+from typing import Any
+
+from hearth.core.errors import HearthError
+from hearth.engine.adapters import AdapterSet
+
+log = logging.getLogger("hearth.engine")
+
+
+class LlamaContext:
+    def __init__(self, model_paths: list[str], *, threads: int, n_batch: int) -> None:
+        self.model_paths = model_paths  # one file, or every part of a split model in order
+        self.model_path = model_paths[0]
+        self.threads = threads
+        self.n_batch = n_batch
+        self.model: Any = None
+        self.ctx: Any = None
+        self.vocab: Any = None
+        self.n_vocab = 0
+        self.chat_template: str | None = None
+        self.adapters: AdapterSet | None = None  # set when the model loads
+        self.load_seconds = 0.0
+        self._L: Any = None  # llama_cpp's low-level module, bound when the model loads
+        self._batch: Any = None
+        self._mem: Any = None
+
+    def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
+        """Thread-safe (the vocab is read-only) and OpenMP-free, so callers may use any thread."""
+        L = self._L
+
+        data = text.encode("utf-8")
+        n_max = len(data) + 16
+        buf = (L.llama_token * n_max)()
+        n = L.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_special, True)
+        if n < 0:
+            n_max = -n
+            buf = (L.llama_token * n_max)()
+            n = L.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_special, True)
+        return list(buf[:n])
+
+    def token_text(self, token: int) -> str:
+        L = self._L
+
+        buf = ctypes.create_string_buffer(256)
+        n = L.llama_token_to_piece(self.vocab, token, buf, 256, 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
+    def _open(self, *, kv_cells: int, batch: int, n_seq: int) -> None:
+        """Load the weights and make the context: `kv_cells` KV cells shared by `n_seq` sequences, `batch`
+        tokens per decode at most."""
+        from llama_cpp import llama_cpp as L
+
+        self._L = L  # imported once, here; the per-step and per-token paths only read the attribute
+
+        t0 = time.perf_counter()
+        if not log.isEnabledFor(logging.DEBUG):
+            from llama_cpp import _logger
+
+            _logger.set_verbose(False)  # llama.cpp prints hundreds of lines per load otherwise
+        L.llama_backend_init()
+        mp = L.llama_model_default_params()
+        if len(self.model_paths) > 1:
+            paths = (ctypes.c_char_p * len(self.model_paths))(*(p.encode() for p in self.model_paths))
+            self.model = L.llama_model_load_from_splits(paths, len(self.model_paths), mp)
+        else:
+            self.model = L.llama_model_load_from_file(self.model_path.encode(), mp)
+        if not self.model:
+            raise HearthError(f"llama.cpp could not load {self.model_path} (not a valid GGUF model?)")
+        cp = L.llama_context_default_params()
+        cp.n_ctx = kv_cells
+        cp.n_batch = batch
+        cp.n_ubatch = batch
+        cp.n_seq_max = n_seq
+        cp.kv_unified = True
+        cp.n_threads = self.threads
+        cp.n_threads_batch = self.threads
+        cp.no_perf = True
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            raise HearthError(f"llama.cpp could not create a context for {self.model_path}")
+        self.vocab = L.llama_model_get_vocab(self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        tmpl = L.llama_model_chat_template(self.model, None)
+        self.chat_template = tmpl.decode("utf-8") if tmpl else None
+        self._batch = L.llama_batch_init(batch, 0, 1)
+        self._mem = L.llama_get_memory(self.ctx)
+        self.adapters = AdapterSet(L, self.model, self.ctx)
+        self.load_seconds = time.perf_counter() - t0
+
+    def _free(self) -> None:
+        L = self._L
+        if self.adapters is not None:
+            self.adapters.free_all()
+            self.adapters = None
+        if self.ctx:
+            L.llama_batch_free(self._batch)
+            L.llama_free(self.ctx)
+            self.ctx = None
+        if self.model:
+            L.llama_model_free(self.model)
+            self.model = None
