@@ -9,6 +9,11 @@ PY="${PYTHON:-python3}"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/null || echo 2)}"
 extras="local,semantic"
 [ "${1:-}" = "test" ] && extras="local,semantic,test"
+if [ "${1:-}" = "test" ]; then
+  # The fine-tuning tests need torch; a bare requirement would take a CUDA build of several GB. 2.13.0's CPU
+  # build is what this machine's pip finds first (/opt/wheels); elsewhere use PyTorch's CPU index.
+  .venv/bin/python -c 'import torch' 2>/dev/null || .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
+fi
 # llama-cpp-python ships only as source: the first install compiles llama.cpp (about 8 minutes on 2 cores);
 # pip caches the wheel, so later installs take seconds.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[$extras]"

@@ -15,7 +15,9 @@ ones, through `Assembly.serve`, so a pulled model is cached, paced and constrain
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -29,6 +31,9 @@ from hearth.lifecycle.keep_alive import FOREVER, parse_keep_alive
 from hearth.lifecycle.residency import Residency
 from hearth.metrics import GatewayMetrics
 from hearth.rag.stage import RagStage
+
+log = logging.getLogger("hearth")
+FOLLOW_SECONDS = 5.0  # how often the model store is read for changes made elsewhere
 
 if TYPE_CHECKING:
     from hearth.backends.llamacpp import LlamaCppBackend
@@ -228,6 +233,7 @@ class Assembly:
     build: _Build | None = None
     pulled: LocalModels | None = None  # models pulled from the Hub, served beside the configured ones
     adapters: Adapters | None = None  # LoRA adapters on the local models
+    _follower: asyncio.Task[None] | None = None
 
     def serve(self, name: str, leaf: Backend, model: LocalModel) -> None:
         """Serve a model added at run time (a pull): wrapped by the per-model stages, listed, measured."""
@@ -266,6 +272,18 @@ class Assembly:
             await self.pulled.start()
         if self.adapters is not None:
             await self.adapters.start()
+        if self.pulled is not None:
+            self._follower = asyncio.create_task(self._follow(), name="hearth-model-store")
+
+    async def _follow(self) -> None:
+        """A `hearth pull` or `hearth adapter add` from the command line, or another replica sharing the model
+        folder, is served within seconds, without a listing to trigger it."""
+        while True:
+            await asyncio.sleep(FOLLOW_SECONDS)
+            try:
+                await self.refresh()
+            except Exception:
+                log.exception("reading the model store failed")
         if self.cache is not None:
             await self.cache.start()
         if self.shared is not None:
@@ -276,6 +294,8 @@ class Assembly:
         await self.rag.warm()
 
     async def close(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
         if self.pulled is not None:
             await self.pulled.close()
         if self.shared is not None:

@@ -1,5 +1,5 @@
 """`hearth serve`, `config check`, `models`, `route explain`, `cache`, `rag`, `keys`, and the model commands
-(`pull`, `list`, `rm`, `cp`, `ps`).
+(`pull`, `list`, `rm`, `cp`, `ps`, `adapter`), `finetune` and `eval`.
 
 argparse rather than click/typer: the CLI starts in a few tens of milliseconds, and nothing heavy is
 imported until a command needs it.
@@ -166,10 +166,12 @@ def build_parser() -> argparse.ArgumentParser:
     from hearth.access.cli import add_parser as add_keys
     from hearth.lifecycle.cli import add_parser as add_lifecycle
     from hearth.rag.cli import add_parser as add_rag
+    from hearth.tune.cli import add_parser as add_tune
 
     add_rag(sub, _load)
     add_keys(sub, _load)
     add_lifecycle(sub, _load)
+    add_tune(sub, _load)
 
     m = sub.add_parser("models", help="list configured models")
     m.add_argument("--config")

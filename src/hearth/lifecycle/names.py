@@ -64,7 +64,8 @@ def parse_ref(raw: str) -> ModelRef:
     if short is not None:
         return ModelRef(text.lower(), short[0], short[1])
     if text.lower().endswith(".gguf"):
-        repo, _, file = text.rpartition("/")
+        parts = text.split("/")
+        repo, file = "/".join(parts[:2]), "/".join(parts[2:])  # a file may sit in a folder of the repository
         if not _REPO.match(repo) or not file:
             raise BadRequest(f"{raw!r}: a file is named as owner/repository/file.gguf", param="model")
         return ModelRef(text, repo, None, file)

@@ -62,13 +62,8 @@ class LocalModels:
         return Puller(self.store, endpoint=local.hub_endpoint, token=os.environ.get(local.hub_token_env) or None)
 
     async def start(self) -> None:
-        """Serve every model pulled before (listed, not loaded: each loads at its first request), and keep
-        following the store: a `hearth pull` from the command line, or another replica sharing the folder,
-        shows up within seconds."""
+        """Serve every model pulled before (listed, not loaded: each loads at its first request)."""
         await self.sync()
-        task = asyncio.create_task(self._follow(), name="hearth-model-store")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def sync(self) -> None:
         """Serve what the store holds and nothing else (listings call this, so they are never stale)."""
@@ -82,14 +77,6 @@ class LocalModels:
                 leaf = None
             if leaf is None and name not in self._pulls:
                 await self._add(m)
-
-    async def _follow(self) -> None:
-        while True:
-            await asyncio.sleep(5.0)
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("reading the model store failed")
 
     async def close(self) -> None:
         for task in list(self._tasks):
