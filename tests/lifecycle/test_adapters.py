@@ -15,9 +15,9 @@ import pytest
 
 from hearth.cache.keys import exact_key
 from hearth.core.types import ChatRequest, Message
+from hearth.testing.lora import random_lora
 from tests.conftest import Server, smol_model, start_hearth
 from tests.support.httpcall import call
-from tests.support.lora import random_lora
 
 pytestmark = pytest.mark.model
 

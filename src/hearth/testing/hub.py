@@ -8,7 +8,8 @@ against it unchanged: `hearth pull` and the lifecycle benchmark are tested with 
 
 Faults are played as a network and a bad mirror produce them: `cut_once` drops the connection half-way
 through the first download of a file (the client must resume with a Range request), `corrupt` serves bytes
-that differ from the listed sha256, `token` makes every repository gated behind that bearer token.
+that differ from the listed sha256, `huge` lists a file as 10 PB, `token` makes every repository gated
+behind that bearer token.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class HubStandIn:
     cut_once: set[str] = field(default_factory=set)  # file paths whose first transfer is cut half-way
     corrupt: set[str] = field(default_factory=set)  # file paths served with one byte flipped
     token: str | None = None
+    huge: set[str] = field(default_factory=set)  # file paths listed as 10 PB (a pull the disk cannot hold)
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, Range header)
 
     def __post_init__(self) -> None:
@@ -89,10 +91,13 @@ class HubStandIn:
     async def _tree(self, request: web.Request) -> web.Response:
         files = self._repo(request)
         return web.json_response([
-            {"type": "file", "oid": hashlib.sha1(f.sha256.encode()).hexdigest(), "size": f.size, "path": p,
-             "lfs": {"oid": f.sha256, "size": f.size, "pointerSize": 134}}
+            {"type": "file", "oid": hashlib.sha1(f.sha256.encode()).hexdigest(), "size": self._size(p, f), "path": p,
+             "lfs": {"oid": f.sha256, "size": self._size(p, f), "pointerSize": 134}}
             for p, f in sorted(files.items())
         ])  # fmt: skip
+
+    def _size(self, path: str, f: HubFile) -> int:
+        return 10**16 if path in self.huge else f.size
 
     async def _resolve(self, request: web.Request) -> web.StreamResponse:
         files = self._repo(request)
