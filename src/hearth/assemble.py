@@ -272,6 +272,10 @@ class Assembly:
             await self.pulled.start()
         if self.adapters is not None:
             await self.adapters.start()
+        if self.cache is not None:
+            await self.cache.start()
+        if self.shared is not None:
+            await self.shared.start()
         if self.pulled is not None:
             self._follower = asyncio.create_task(self._follow(), name="hearth-model-store")
 
@@ -284,10 +288,6 @@ class Assembly:
                 await self.refresh()
             except Exception:
                 log.exception("reading the model store failed")
-        if self.cache is not None:
-            await self.cache.start()
-        if self.shared is not None:
-            await self.shared.start()
 
     async def warm(self) -> None:
         """Work that may follow readiness: preloading knowledge-base indexes."""
@@ -351,9 +351,12 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
                         build.annotators, build.observers, residency, build)  # fmt: skip
     from hearth.lifecycle.adapters import Adapters
     from hearth.lifecycle.service import LocalModels
+    from hearth.lifecycle.store import ModelStore
 
-    assembly.pulled = LocalModels(cfg, residency, assembly.serve, assembly.unserve, services.local)
-    assembly.adapters = Adapters(cfg, assembly.pulled.store, registry, lambda: services.local)
+    store = ModelStore(cfg.local.root())
+    assembly.adapters = Adapters(cfg, store, registry, lambda: services.local)
+    assembly.pulled = LocalModels(cfg, residency, assembly.serve, assembly.unserve, services.local, store,
+                                  on_added=assembly.adapters.sync)  # fmt: skip
     registry.resolvers.insert(0, assembly.adapters)  # `base+adapter` before RAG's names
     _instrument(assembly)
     return assembly

@@ -96,6 +96,10 @@ def test_removed_at_run_time(gw: Server, files: dict[str, Path]) -> None:
     assert status == 200
     status, body = call(gw.url + "/v1/chat/completions", {"model": "smol+gone", "messages": PROMPT}, headers=ADMIN)
     assert status == 404
+    # The same name with another file: the new adapter answers, never the old one's cached prefixes.
+    call(gw.url + "/admin/adapters", {"name": "gone", "path": str(files["b"])}, headers=ADMIN)
+    assert answer(gw, "smol+gone") == answer(gw, "smol+b")
+    call(gw.url + "/admin/adapters/gone", method="DELETE", headers=ADMIN)
     status, body = call(gw.url + "/admin/adapters/b", method="DELETE", headers=ADMIN)
     assert status == 400 and "defined in the config" in body["error"]["message"]
     with urllib.request.urlopen(urllib.request.Request(gw.url + "/admin/adapters", headers=ADMIN)) as r:

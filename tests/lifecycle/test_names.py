@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
 from hearth.core.errors import BadRequest
+from hearth.lifecycle.gguf_meta import NotGguf, read_meta
 from hearth.lifecycle.keep_alive import FOREVER, parse_keep_alive
 from hearth.lifecycle.names import parse_ref, pick_files
 
@@ -53,3 +55,12 @@ def test_keep_alive(value: object, seconds: float | None) -> None:
 def test_keep_alive_refused(value: object) -> None:
     with pytest.raises(BadRequest, match="keep_alive"):
         parse_keep_alive(value)
+
+
+def test_damaged_gguf_headers(tmp_path: Path) -> None:
+    for name, data in [("short.gguf", b"GGUF\x03\x00\x00\x00\x01"), ("text.gguf", b"hello"),
+                       ("huge.gguf", b"GGUF\x03\x00\x00\x00" + (0).to_bytes(8, "little") + (1).to_bytes(8, "little")
+                        + (2**40).to_bytes(8, "little"))]:  # fmt: skip
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(NotGguf):
+            read_meta(tmp_path / name)

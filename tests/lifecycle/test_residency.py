@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from hearth.core.errors import HearthError, Overloaded
+from hearth.core.errors import HearthError, ModelNotFound, Overloaded
 from hearth.lifecycle.residency import Residency
 from hearth.testing import ManualClock
 
@@ -196,5 +196,35 @@ def test_unload_request_waits_for_running_answers() -> None:
         await asyncio.sleep(0.05)
         assert not a.loaded
         await r.close()
+
+    asyncio.run(go())
+
+
+def test_a_removed_model_refuses_new_requests_and_unloads_after_its_answers() -> None:
+    async def go() -> None:
+        r = make(max_models=2)
+        old, new = Model("a"), Model("a")
+        r.register(old, math.inf)
+        release = asyncio.Event()
+
+        async def answer() -> None:
+            async with r.hold(old):
+                await release.wait()
+
+        task = asyncio.create_task(answer())
+        await asyncio.sleep(0.05)
+        r.retire(old)
+        r.register(new, math.inf)  # a new version under the same name, at once
+        with pytest.raises(ModelNotFound):
+            async with r.hold(old):
+                pass
+        forgetting = asyncio.create_task(r.forget(old))
+        await asyncio.sleep(0.05)
+        assert old.loaded and not forgetting.done()  # not under its running answer
+        await _use(r, new)
+        release.set()
+        await task
+        await forgetting
+        assert not old.loaded and new.loaded
 
     asyncio.run(go())

@@ -95,9 +95,16 @@ class LlamaCppBackend:
         engine.start()
         try:
             await asyncio.to_thread(engine.wait_loaded)
+            await self._ready_engine(engine)
         except BaseException:
+            # Whatever failed (a template that does not compile, the warm-up), the engine thread and the weights
+            # must go: the residency counts this model as not loaded, and a retry would load a second copy.
+            self.engine = None
             await asyncio.to_thread(engine.stop)
             raise
+
+    async def _ready_engine(self, engine: LlamaEngine) -> None:
+        cfg = self.cfg
         self.engine = engine
         for name, (path, scale) in list(self.adapters.items()):
             try:
@@ -264,7 +271,7 @@ class LlamaCppBackend:
             loop.call_soon_threadsafe(put, item)
 
         if request.adapter and request.adapter not in self.adapters:
-            raise ModelNotFound(f"model {self.name!r} has no adapter {request.adapter!r}", param="model")
+            raise ModelNotFound(f"model {self.name!r} has no adapter {request.adapter.split('@')[0]!r}", param="model")
         job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs, grammar=request.grammar,
                      pace=request.pace, adapter=request.adapter)  # fmt: skip
         eng.submit(job)  # raises Overloaded when the wait queue is full

@@ -111,9 +111,14 @@ class LlamaEngine(LlamaContext):
             waiting = list(self._inbox)
         busy = sum(1 for j in [*self._active, *self._parked, *waiting] if j.adapter == key and not j.cancelled)
         if busy:
-            raise HearthError(f"adapter {key!r} is answering {busy} request(s); remove it when they end", status=409)
+            name = key.split("@", 1)[0]
+            raise HearthError(f"adapter {name!r} is answering {busy} request(s); remove it when they end", status=409)
         assert self.adapters is not None
         self.adapters.unload(key)
+        for slot in self.slots.slots:  # its cached prefixes can never be reused: free their cells now
+            if slot.adapter == key and not slot.busy and slot.tokens:
+                self._L.llama_memory_seq_rm(self._mem, slot.seq_id, -1, -1)
+                slot.tokens = []
 
     def cancel(self, job: GenJob) -> None:
         with self._cv:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import time
 import urllib.parse
@@ -33,6 +34,7 @@ from hearth.lifecycle.store import ModelStore
 if TYPE_CHECKING:
     from hearth.backends.llamacpp import LlamaCppBackend
 
+log = logging.getLogger("hearth.lifecycle")
 _NAME_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
@@ -46,6 +48,20 @@ class AdapterEntry:
     added_at: float
     aliases: tuple[str, ...] = ()
     configured: bool = False
+
+    @property
+    def key(self) -> str:
+        """What the engine, its prefix cache and the response cache know the adapter by: its name and its
+        content, so that a new file under an old name never meets the old one's cached keys and answers."""
+        return f"{self.name}@{self.digest.removeprefix('sha256:')[:16]}"
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(4 << 20):
+            h.update(block)
+    return f"sha256:{h.hexdigest()}"
 
 
 def check_adapter_file(path: Path, family: str) -> None:
@@ -83,6 +99,8 @@ class Adapters:
 
     def __call__(self, request: ChatRequest, registry: ModelRegistry) -> tuple[str, Backend] | None:
         model = request.model
+        if model in registry.chat:
+            return None  # a model's own name, even one with a '+' in it
         if model in self._aliases:
             entry = self.entries[self._aliases[model]]
         elif "+" in model:
@@ -95,7 +113,7 @@ class Adapters:
             entry = entry_or_none
         else:
             return None
-        request.adapter = entry.name
+        request.adapter = entry.key
         return f"{entry.base}+{entry.name}", registry.get(entry.base)
 
     # --- adding and removing -------------------------------------------------------------------------
@@ -130,7 +148,7 @@ class Adapters:
             blob, digest = await asyncio.to_thread(self._copy_in, source)
             entry = AdapterEntry(name, leaf.name, str(blob), scale, digest, time.time())
             try:
-                await leaf.add_adapter(name, str(blob), scale)
+                await leaf.add_adapter(entry.key, str(blob), scale)
             except BaseException:
                 await asyncio.to_thread(self._drop_blob, digest, name)
                 raise
@@ -171,12 +189,16 @@ class Adapters:
                 raise BadRequest(f"adapter {name!r} is defined in the config; remove it there", param="name")
             leaf = self._local().get(entry.base)
             if leaf is not None:
-                await leaf.remove_adapter(name)
+                await leaf.remove_adapter(entry.key)  # 409 while it answers: nothing changes then
             self._unserve(entry)
             await asyncio.to_thread(self._manifest(name).unlink, True)
             await asyncio.to_thread(self._drop_blob, entry.digest, name)
 
     def _serve(self, entry: AdapterEntry) -> None:
+        for alias in entry.aliases:
+            taken = alias in self.registry.chat or alias in self.registry.embedders or alias in self.registry.aliases
+            if taken and self._aliases.get(alias) != entry.name:
+                raise BadRequest(f"adapter {entry.name!r}: {alias!r} is already a model's name", param="aliases")
         self.entries[entry.name] = entry
         self.registry.aliases[f"{entry.base}+{entry.name}"] = entry.base  # listed, and allowed where its base is
         for alias in entry.aliases:
@@ -197,31 +219,43 @@ class Adapters:
             leaf = self._leaf(a.base)
             path = Path(a.path).expanduser()
             await asyncio.to_thread(check_adapter_file, path, leaf.family)
-            await leaf.add_adapter(name, str(path), a.scale)
-            self._serve(AdapterEntry(name, leaf.name, str(path), a.scale, "", 0.0, tuple(a.aliases), True))
+            digest = await asyncio.to_thread(_digest, path)
+            entry = AdapterEntry(name, leaf.name, str(path), a.scale, digest, 0.0, tuple(a.aliases), True)
+            await leaf.add_adapter(entry.key, str(path), a.scale)
+            self._serve(entry)
         await self.sync()
 
     async def sync(self) -> None:
-        """Serve what the store's manifests list (an adapter added from the command line, or by a replica)."""
+        """Serve what the store's manifests list (an adapter added or replaced from the command line, or by a
+        replica), and put adapters back on a base model that came back without them (pulled again). One
+        adapter that cannot change now (busy, a bad file) does not stop the others."""
         async with self._lock:
             on_disk = await asyncio.to_thread(self._read_all)
-            for name in [n for n, e in self.entries.items() if not e.configured and n not in on_disk]:
-                entry = self.entries[name]
-                leaf = self._local().get(entry.base)
-                if leaf is not None:
-                    await leaf.remove_adapter(name)
-                self._unserve(entry)
-            for name, entry in on_disk.items():
+            for entry in list(self.entries.values()):
+                fresh = on_disk.get(entry.name)
+                if entry.configured or (fresh is not None and fresh.digest == entry.digest):
+                    continue
+                try:
+                    await self._detach(entry)
+                except HearthError as e:
+                    log.info("adapter %s stays until its answers end: %s", entry.name, e.message)
+            for entry in [*on_disk.values(), *(e for e in self.entries.values() if e.configured)]:
                 leaf = self._local().get(entry.base)
                 if leaf is None:
                     continue  # its base is not served here (yet)
-                if name in self.entries and name in leaf.adapters:
-                    continue  # served (a base pulled again comes back without its adapters: they are added)
-                try:
-                    await leaf.add_adapter(name, entry.path, entry.scale)
-                except HearthError:
+                if entry.name in self.entries and entry.key in leaf.adapters:
                     continue
-                self._serve(entry)
+                try:
+                    await leaf.add_adapter(entry.key, entry.path, entry.scale)
+                    self._serve(entry)
+                except HearthError as e:
+                    log.error("adapter %s cannot be served on %s: %s", entry.name, entry.base, e.message)
+
+    async def _detach(self, entry: AdapterEntry) -> None:
+        leaf = self._local().get(entry.base)
+        if leaf is not None:
+            await leaf.remove_adapter(entry.key)
+        self._unserve(entry)
 
     def _manifest(self, name: str) -> Path:
         return self.folder / (urllib.parse.quote(name, safe="") + ".json")

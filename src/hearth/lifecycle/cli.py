@@ -74,7 +74,7 @@ def _pull(args: argparse.Namespace, load: Load) -> int:
     from hearth.lifecycle.pull import Puller
 
     cfg, store = _store(args, load)
-    bar = ProgressBar(sys.stderr)
+    bar = ProgressBar(sys.stderr, sys.stderr.isatty())
     try:
         ref = parse_ref(args.name)
         if ref.name in cfg.models:
@@ -212,9 +212,9 @@ def _ps(args: argparse.Namespace) -> int:
 class ProgressBar:
     """One line per file on a terminal: percentage, bytes, speed and time left; plain lines elsewhere."""
 
-    def __init__(self, out: Any) -> None:
+    def __init__(self, out: Any, tty: bool) -> None:
         self.out = out
-        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self.tty = tty
         self.status = ""
         self.t0 = 0.0
         self.start_bytes = 0

@@ -34,6 +34,13 @@ def is_gguf(path: Path) -> bool:
 
 def read_meta(path: Path) -> dict[str, Any]:
     """Every scalar and string key of the header (arrays are skipped)."""
+    try:
+        return _read(path)
+    except (struct.error, UnicodeDecodeError, OverflowError, MemoryError) as e:
+        raise NotGguf(f"{path.name}: a damaged or truncated GGUF header ({e})") from None
+
+
+def _read(path: Path) -> dict[str, Any]:
     with path.open("rb", buffering=1 << 16) as f:
         if f.read(4) != MAGIC:
             raise NotGguf(f"{path.name} is not a GGUF file")
@@ -78,6 +85,8 @@ def kv_bytes(d: dict[str, Any], cells: int) -> int:
 
 def _string(f: BinaryIO) -> str:
     (n,) = struct.unpack("<Q", f.read(8))
+    if n > 1 << 24:
+        raise NotGguf("a GGUF string longer than 16 MB: not a GGUF header")
     return f.read(n).decode("utf-8", "replace")
 
 

@@ -11,9 +11,13 @@ Blocking by design: it runs in a worker thread, and progress leaves through the 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import importlib
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,8 +63,11 @@ class _Remote:
 
 
 class Puller:
-    def __init__(self, store: ModelStore, *, endpoint: str | None = None, token: str | None = None) -> None:
+    def __init__(self, store: ModelStore, *, endpoint: str | None = None, token: str | None = None,
+                 cancel: threading.Event | None = None) -> None:  # fmt: skip
+        """`cancel`, when set, stops the transfer at its next chunk (the partial file stays, to resume)."""
         self.store = store
+        self.cancel = cancel or threading.Event()
         # Read now, not at import: huggingface_hub reads HF_ENDPOINT once when first imported.
         self.endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or "https://huggingface.co").rstrip("/")
         self.token = token if token is not None else os.environ.get("HF_TOKEN") or None
@@ -70,16 +77,24 @@ class Puller:
         files = self._plan(ref)
         self._check_disk(files)
         blobs: list[Blob] = []
+        fetched: list[Blob] = []  # downloaded by this pull (the others were in the store already)
         for f in files:
-            blobs.append(self._fetch(ref, f, report))
+            blob, new = self._fetch(ref, f, report)
+            blobs.append(blob)
+            if new:
+                fetched.append(blob)
         report(Progress("writing manifest"))
         first = self.store.blob_path(blobs[0].digest)
         d = details(read_meta(first))
         if d["adapter"]:
-            self._drop_unused(blobs)
+            for b in fetched:  # only what this pull brought: a blob already here may be a served adapter's
+                self.store.blob_path(b.digest).unlink(missing_ok=True)
             raise BadRequest(f"{files[0].path} is a LoRA adapter, not a model; add it with `hearth adapter add`")
+        old = self.store.get(ref.name)
         manifest = Manifest(ref.name, tuple(blobs), f"hf:{ref.repo}", time.time(), d)
         self.store.save(manifest)
+        if old is not None:  # pulled again: files of the old version that no name uses any more go
+            self.store.drop_unused(old.blobs)
         self._clean_downloads(ref.repo)
         return manifest  # the caller says "success" once the model is served
 
@@ -102,7 +117,7 @@ class Puller:
             raise ModelNotFound(f"pull model manifest: {where}") from None
         except HfHubHTTPError as e:
             raise PullError(f"pull model manifest: the Hub at {self.endpoint} answered: {e}", status=502) from None
-        except OSError as e:  # connection refused, DNS, TLS
+        except (OSError, *_transport_errors()) as e:  # type: ignore[misc]  # refused, DNS, TLS, a dropped link
             raise PullError(f"pull model manifest: cannot reach {self.endpoint}: {e}", status=502) from None
         by_path = {f.path: f for f in listing}
         try:
@@ -125,25 +140,28 @@ class Puller:
             raise PullError(f"not enough disk space in {self.store.root}: the model needs {need / 1e9:.2f} GB, "
                             f"{free / 1e9:.2f} GB are free", status=507)  # fmt: skip
 
-    def _fetch(self, ref: ModelRef, f: _Remote, report: Report) -> Blob:
+    def _fetch(self, ref: ModelRef, f: _Remote, report: Report) -> tuple[Blob, bool]:
+        """The file as a blob of the store, and whether this pull downloaded it."""
         from huggingface_hub import hf_hub_download
 
         label = f"sha256:{f.sha256}" if f.sha256 else f"file:{f.path}"
         status = f"pulling {(f.sha256 or f.path)[:12]}"
         if f.sha256 and self.store.blob_path(label).is_file():  # already here (another name, an earlier pull)
             report(Progress(status, label, f.size, f.size))
-            return Blob(label, f.size, f.path)
+            return Blob(label, f.size, f.path), False
         report(Progress(status, label, f.size, 0))
         folder = self.store.download_dir(ref.repo)
         try:
             local = Path(hf_hub_download(
                 ref.repo, f.path, local_dir=folder, endpoint=self.endpoint, token=self.token or False,
-                tqdm_class=_progress_class(lambda done: report(Progress(status, label, f.size, done))),
+                tqdm_class=_progress_class(lambda done: report(Progress(status, label, f.size, done)), self.cancel),
             ))  # fmt: skip
         except OSError as e:
-            if getattr(e, "errno", None) == 28:  # ENOSPC: resuming cannot help, so free the space now
+            if e.errno == errno.ENOSPC:  # resuming cannot help, so free the space now
                 shutil.rmtree(folder, ignore_errors=True)
                 raise PullError(f"the disk filled up while pulling {f.path}; nothing was kept", status=507) from None
+            raise PullError(f"pulling {f.path} failed: {e}; pull again to resume", status=502) from None
+        except _transport_errors() as e:
             raise PullError(f"pulling {f.path} failed: {e}; pull again to resume", status=502) from None
         report(Progress(status, label, f.size, f.size))
         report(Progress("verifying sha256 digest"))
@@ -159,19 +177,13 @@ class Puller:
             raise BadRequest(f"{ref.repo}: {e}", param="model") from None
         label = f"sha256:{digest}"
         self.store.adopt(local, label)
-        return Blob(label, f.size, f.path)
+        return Blob(label, f.size, f.path), True
 
     def _clean_downloads(self, repo: str) -> None:
         """Forget huggingface_hub's bookkeeping of finished transfers; keep what an interrupted one can resume."""
         folder = self.store.download_dir(repo)
         if folder.is_dir() and not any(folder.rglob("*.incomplete")):
             shutil.rmtree(folder, ignore_errors=True)
-
-    def _drop_unused(self, blobs: list[Blob]) -> None:
-        used = {b.digest for m in self.store.entries() for b in m.blobs}
-        for b in blobs:
-            if b.digest not in used:
-                self.store.blob_path(b.digest).unlink(missing_ok=True)
 
 
 def _sha256(path: Path) -> str:
@@ -182,9 +194,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _progress_class(on_bytes: Callable[[int], None]) -> type:
-    """A tqdm class that prints nothing and reports bytes done (`hf_hub_download` takes a class, not a callback).
-    Reports are thinned to 5 a second: a pull must not flood a slow client with NDJSON lines."""
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP client's network errors, which are not OSErrors (huggingface_hub 2 uses httpx2, 1 httpx)."""
+    found: list[type[BaseException]] = []
+    for module in ("httpx2", "httpx"):
+        with contextlib.suppress(ImportError, AttributeError):
+            found.append(importlib.import_module(module).TransportError)
+    return tuple(found)
+
+
+class PullCancelled(PullError):
+    pass
+
+
+def _progress_class(on_bytes: Callable[[int], None], cancel: threading.Event) -> type:
+    """A tqdm class that prints nothing and reports bytes done (`hf_hub_download` takes a class, not a callback),
+    and stops the transfer when `cancel` is set (the gateway is shutting down). Reports are thinned to 5 a
+    second: a pull must not flood a slow client with NDJSON lines."""
     from tqdm import tqdm
 
     class _Report(tqdm):  # type: ignore[misc]
@@ -195,6 +221,8 @@ def _progress_class(on_bytes: Callable[[int], None]) -> type:
             super().__init__(*args, **kwargs)
 
         def update(self, n: float | None = 1) -> bool | None:
+            if cancel.is_set():
+                raise PullCancelled("the pull was stopped; pull again to resume", status=503)
             self._done += int(n or 0)
             now = time.monotonic()
             if now - self._last >= 0.2:

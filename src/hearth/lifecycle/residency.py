@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from hearth.core.errors import HearthError, Overloaded
+from hearth.core.errors import HearthError, ModelNotFound, Overloaded
 
 log = logging.getLogger("hearth.lifecycle")
 
@@ -53,6 +53,7 @@ class _Entry:
     loading: asyncio.Task[None] | None = None  # the load under way, shared by the requests that wait for it
     unloading: asyncio.Task[None] | None = None
     drop: bool = False  # an unload was asked while answers ran: it happens when the last one ends
+    removed: bool = False  # the model was deleted: no new request may hold it
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class Residency:
         self.clock = clock
         self.on_load = on_load
         self._entries: dict[str, _Entry] = {}
+        self._retiring: list[_Entry] = []  # removed models still in memory, until their answers end
         self._cond = asyncio.Condition()
         self._wake = asyncio.Event()
         self._reaper: asyncio.Task[None] | None = None
@@ -87,17 +89,28 @@ class Residency:
     def register(self, model: Resident, keep_alive: float) -> None:
         self._entries[model.name] = _Entry(model, keep_alive)
 
-    async def forget(self, name: str) -> None:
-        """Unload (waiting for running answers) and stop managing a model that was removed."""
-        entry = self._entries.get(name)
+    def retire(self, model: Resident) -> None:
+        """A removed model: refuse new requests for it from now on (its name may be registered again at once,
+        for a new version); it keeps counting against the budget until `forget` has unloaded it."""
+        entry = self._entries.get(model.name)
+        if entry is None or entry.model is not model:
+            return
+        entry.removed = True
+        entry.expires = self.clock()
+        del self._entries[model.name]
+        self._retiring.append(entry)
+
+    async def forget(self, model: Resident) -> None:
+        """Retire `model`, wait for its running answers to end, and unload it."""
+        self.retire(model)
+        entry = next((e for e in self._retiring if e.model is model), None)
         if entry is None:
             return
-        entry.expires = self.clock()
         while entry.users or entry.state in ("loading", "unloading"):
             await asyncio.sleep(0.05)
         if entry.state == "loaded":
             await self._unload(entry)
-        self._entries.pop(name, None)
+        self._retiring.remove(entry)
 
     def start(self) -> None:
         if self._reaper is None:
@@ -116,7 +129,9 @@ class Residency:
     async def hold(self, model: Resident, keep_alive: float | None = None) -> AsyncIterator[None]:
         """Keep `model` loaded (loading it first if needed) while the block runs; then it stays for
         `keep_alive` seconds (None: its default; 0: unloaded now unless another request holds it)."""
-        entry = self._entries[model.name]
+        entry = self._entries.get(model.name)
+        if entry is None or entry.removed or entry.model is not model:
+            raise ModelNotFound(f"model {model.name!r} was removed", param="model")
         entry.users += 1
         entry.drop = False  # a request after an unload request sets the keep-alive anew
         try:
@@ -139,12 +154,18 @@ class Residency:
 
     async def load(self, name: str, keep_alive: float | None = None) -> None:
         """A request with no prompt: load the model now (Ollama answers `done_reason: load`)."""
-        async with self.hold(self._entries[name].model, keep_alive):
+        async with self.hold(self._entry(name).model, keep_alive):
             pass
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None or entry.removed:
+            raise ModelNotFound(f"model {name!r} not found", param="model")
+        return entry
 
     async def unload(self, name: str) -> None:
         """`keep_alive: 0` with no prompt: unload now, or as soon as the answers running on it end."""
-        entry = self._entries[name]
+        entry = self._entry(name)
         entry.expires = self.clock()
         entry.drop = entry.users > 0
         if entry.users == 0 and entry.state == "loaded":
@@ -196,7 +217,7 @@ class Residency:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.load_timeout  # real time: the injected clock is for keep-alives
         while True:
-            others = [e for e in self._entries.values() if e is not entry and e.state != "unloaded"]
+            others = [e for e in [*self._entries.values(), *self._retiring] if e is not entry and e.state != "unloaded"]
             if len(others) < self.max_models and sum(e.model.footprint() for e in others) + need <= self.max_bytes:
                 return
             idle = [e for e in others if e.state == "loaded" and e.users == 0]

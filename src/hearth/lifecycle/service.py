@@ -12,7 +12,8 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hearth.config import Config, LocalModel
@@ -43,15 +44,20 @@ class _Pull:
 
 class LocalModels:
     def __init__(self, cfg: Config, residency: Residency, serve: Serve, unserve: Callable[[str], None],
-                 local: dict[str, LlamaCppBackend]) -> None:  # fmt: skip
+                 local: dict[str, LlamaCppBackend], store: ModelStore,
+                 on_added: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
+        """`on_added` runs after a pull is served (the adapters put themselves back on a model pulled again)."""
         self.cfg = cfg
         self._local = local  # the roll of local models adapters attach to: pulled ones join and leave it
-        self.store = ModelStore(cfg.local.root())
+        self.store = store
+        self._on_added = on_added
         self.residency = residency
         self._serve = serve
         self._unserve = unserve
         self._pulls: dict[str, _Pull] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()  # one change of the served set at a time (syncs, pulls ending, copy, remove)
+        self._cancel = threading.Event()  # set at shutdown: running transfers stop (their partial files stay)
         self.leaves: dict[str, LlamaCppBackend] = {}
 
     def _reserved(self) -> set[str]:
@@ -59,28 +65,40 @@ class LocalModels:
 
     def puller(self) -> Puller:
         local = self.cfg.local
-        return Puller(self.store, endpoint=local.hub_endpoint, token=os.environ.get(local.hub_token_env) or None)
+        return Puller(self.store, endpoint=local.hub_endpoint, token=os.environ.get(local.hub_token_env) or None,
+                      cancel=self._cancel)  # fmt: skip
 
     async def start(self) -> None:
         """Serve every model pulled before (listed, not loaded: each loads at its first request)."""
         await self.sync()
 
     async def sync(self) -> None:
-        """Serve what the store holds and nothing else (listings call this, so they are never stale)."""
+        """Serve what the store holds and nothing else (listings call this, so they are never stale). Never
+        waits for answers: a removed model stops being served at once and unloads when its answers end."""
         on_disk = {m.name: m for m in await asyncio.to_thread(self.store.entries) if m.name not in self._reserved()}
-        for name in [n for n in self.leaves if n not in on_disk and n not in self._pulls]:
-            await self._drop(name)
-        for name, m in on_disk.items():
-            leaf = self.leaves.get(name)
-            if leaf is not None and leaf.digest != m.digest and name not in self._pulls:
-                await self._drop(name)  # replaced by a pull elsewhere
-                leaf = None
-            if leaf is None and name not in self._pulls:
-                await self._add(m)
+        async with self._lock:
+            for name in [n for n in self.leaves if n not in on_disk and n not in self._pulls]:
+                self._drop(name)
+            for name, m in on_disk.items():
+                leaf = self.leaves.get(name)
+                if name in self._pulls:
+                    continue
+                if leaf is not None and leaf.digest != m.digest:
+                    self._drop(name)  # replaced by a pull elsewhere
+                    leaf = None
+                if leaf is None:
+                    try:
+                        await self._add(m)
+                    except HearthError as e:
+                        log.error("pulled model %s cannot be served: %s", name, e.message)
 
     async def close(self) -> None:
+        self._cancel.set()
         for task in list(self._tasks):
             task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
 
     async def _add(self, m: Manifest) -> None:
         from hearth.backends.llamacpp import LlamaCppBackend
@@ -132,9 +150,12 @@ class LocalModels:
     async def _run(self, name: str, pull: _Pull, work: Callable[[], Manifest]) -> None:
         try:
             manifest = await asyncio.to_thread(work)
-            if name in self.leaves:  # pulled again: the new files replace the old ones
-                await self._drop(name)
-            await self._add(manifest)
+            async with self._lock:
+                if name in self.leaves:  # pulled again: the new files replace the old ones
+                    self._drop(name)
+                await self._add(manifest)
+            if self._on_added is not None:
+                await self._on_added()
             _append(pull, Progress("success"))
         except BaseException as e:
             pull.error = e if isinstance(e, HearthError) else HearthError(f"pull failed: {e}")
@@ -149,23 +170,33 @@ class LocalModels:
     async def copy(self, source: str, destination: str) -> None:
         src = self._known(source)
         dst = parse_ref(destination).name if "/" in destination else destination.removesuffix(":latest")
-        if dst in self._reserved() or dst in self.leaves:
-            raise BadRequest(f"destination {dst!r} exists already", param="destination")
-        m = await asyncio.to_thread(self.store.copy, src, dst)
-        await self._add(m)
+        async with self._lock:
+            if dst in self._reserved() or dst in self.leaves:
+                raise BadRequest(f"destination {dst!r} exists already", param="destination")
+            m = await asyncio.to_thread(self.store.copy, src, dst)
+            await self._add(m)
 
     async def remove(self, name: str) -> None:
-        key = self._known(name)
-        await self._drop(key)
-        await asyncio.to_thread(self.store.remove, key)
+        """The manifest goes first: a sync in between cannot serve the model again."""
+        async with self._lock:
+            key = self._known(name)
+            await asyncio.to_thread(self.store.remove, key)
+            self._drop(key)
 
-    async def _drop(self, name: str) -> None:
+    def _drop(self, name: str) -> None:
+        """Stop serving `name` now; unload and close it in the background once its running answers end."""
         self._unserve(name)
-        await self.residency.forget(name)
         leaf = self.leaves.pop(name, None)
         self._local.pop(name, None)
         if leaf is not None:
-            await leaf.close()
+            self.residency.retire(leaf)  # now, before a new version of the name registers
+            task = asyncio.create_task(self._retire(leaf))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _retire(self, leaf: LlamaCppBackend) -> None:
+        await self.residency.forget(leaf)
+        await leaf.close()
 
     def _known(self, name: str) -> str:
         for candidate in (name, name.removesuffix(":latest")):

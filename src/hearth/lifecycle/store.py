@@ -102,9 +102,22 @@ class ModelStore:
         if m is None:
             raise KeyError(name)
         self._manifest_path(name).unlink()
-        used = {b.digest for other in self.entries() for b in other.blobs}
+        return self.drop_unused(m.blobs)
+
+    def used_digests(self) -> set[str]:
+        """Blobs some model or adapter manifest names (adapters live in the same blob folder)."""
+        used = {b.digest for m in self.entries() for b in m.blobs}
+        for p in (self.root / "adapters").glob("*.json") if (self.root / "adapters").is_dir() else []:
+            try:
+                used.add(str(json.loads(p.read_text())["digest"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        return used
+
+    def drop_unused(self, blobs: tuple[Blob, ...] | list[Blob]) -> list[Path]:
+        used = self.used_digests()
         gone = []
-        for b in m.blobs:
+        for b in blobs:
             if b.digest not in used:
                 p = self.blob_path(b.digest)
                 p.unlink(missing_ok=True)
