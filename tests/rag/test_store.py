@@ -4,6 +4,7 @@ index, and a killed ingest that leaves every document whole."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -85,6 +86,23 @@ def test_a_second_process_sees_writes_incrementally_and_restarts_from_the_saved_
         fresh = service(tmp_path)
         assert (await fresh.search("kb", "frobnicate"))[0].source == "code.py"
         assert all(h.source != "fruit.txt" for h in await fresh.search("kb", "bananas yellow"))
+        await fresh.catalog.close()
+
+    asyncio.run(go())
+
+
+def test_a_graph_file_this_hnswlib_cannot_read_is_rebuilt(tmp_path: Path) -> None:
+    """hnswlib 0.8 and chroma-hnswlib write different graph files: a knowledge base saved by the other one (or a
+    damaged file) rebuilds its graph from the vectors in SQLite, instead of failing."""
+
+    async def go() -> None:
+        svc = service(tmp_path)
+        await svc.ingest_documents("kb", DOCS)
+        await svc.catalog.close()
+        meta = json.loads((tmp_path / "kb" / "vectors.json").read_text())
+        (tmp_path / "kb" / meta["file"]).write_bytes(b"a graph from another hnswlib build" * 100)
+        fresh = service(tmp_path)
+        assert (await fresh.search("kb", "frobnicate", mode="vector"))[0].source == "code.py"
         await fresh.catalog.close()
 
     asyncio.run(go())
