@@ -15,6 +15,7 @@ import pytest
 
 from hearth.cache.keys import exact_key
 from hearth.core.types import ChatRequest, Message
+from hearth.model_files import resolve_model_path
 from hearth.testing.lora import random_lora
 from tests.conftest import Server, smol_model, start_hearth
 from tests.support.httpcall import call
@@ -34,6 +35,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "a": random_lora(SMOL, tmp / "a.gguf", seed=1),
         "b": random_lora(SMOL, tmp / "b.gguf", seed=2),
         "other": random_lora(SMOL, tmp / "other.gguf", arch="qwen2"),
+        # Same architecture name, another model's shapes: only llama.cpp's own check can tell.
+        "shapes": random_lora(resolve_model_path("builtin:qwen2.5-coder-0.5b"), tmp / "shapes.gguf", arch="llama"),
     }
 
 
@@ -77,6 +80,8 @@ def test_added_at_run_time_and_chosen_per_request(gw: Server, files: dict[str, P
 def test_errors(gw: Server, files: dict[str, Path]) -> None:
     status, body = call(gw.url + "/admin/adapters", {"name": "x", "path": str(files["other"])}, headers=ADMIN)
     assert status == 400 and "adapter for a qwen2 model; the base model is llama" in body["error"]["message"]
+    status, body = call(gw.url + "/admin/adapters", {"name": "x", "path": str(files["shapes"])}, headers=ADMIN)
+    assert status == 400 and "made for another base model" in body["error"]["message"]
     status, body = call(gw.url + "/admin/adapters", {"name": "x", "path": str(SMOL)}, headers=ADMIN)
     assert status == 400 and "not a LoRA adapter" in body["error"]["message"]
     status, body = call(gw.url + "/admin/adapters", {"name": "x", "path": "/nonexistent.gguf"}, headers=ADMIN)

@@ -148,7 +148,10 @@ class Adapters:
             blob, digest = await asyncio.to_thread(self._copy_in, source)
             entry = AdapterEntry(name, leaf.name, str(blob), scale, digest, time.time())
             try:
-                await leaf.add_adapter(entry.key, str(blob), scale)
+                # Loaded for the check if it is not: llama.cpp's own test of the tensor shapes is the one that
+                # tells a 0.5B's adapter from a 1.5B's of the same family.
+                async with leaf.residency.hold(leaf):
+                    await leaf.add_adapter(entry.key, str(blob), scale)
             except BaseException:
                 await asyncio.to_thread(self._drop_blob, digest, name)
                 raise

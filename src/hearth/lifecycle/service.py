@@ -169,7 +169,10 @@ class LocalModels:
 
     async def copy(self, source: str, destination: str) -> None:
         src = self._known(source)
-        dst = parse_ref(destination).name if "/" in destination else destination.removesuffix(":latest")
+        dst = parse_ref(destination).name if "/" in destination else destination.strip().removesuffix(":latest")
+        if not dst or any(c.isspace() or c in "+\\" for c in dst):
+            raise BadRequest(f"destination: {destination!r} is not a model name (no spaces, '+' or '\\')",
+                             param="destination")  # fmt: skip
         async with self._lock:
             if dst in self._reserved() or dst in self.leaves:
                 raise BadRequest(f"destination {dst!r} exists already", param="destination")
