@@ -6,7 +6,8 @@ sharing a real Redis, in front of a real upstream that misbehaves on purpose (te
 - Redis killed and restarted: requests keep being answered, and the shared cache comes back;
 - an upstream that flaps every 2 s: every request is answered, by it or by the fallback;
 - a client that aborts its stream while others run: the others finish;
-- a client that dribbles its body: a 408 in the API's format after server.body_timeout.
+- a client that dribbles its body: a 408 in the API's format after server.body_timeout;
+- a client that dribbles its headers: nginx closes the connection after client_header_timeout.
 
 Every test is bounded in time (pytest-timeout, and each wait has its own deadline).
 """
@@ -70,6 +71,9 @@ def _nginx_conf(tmp: Path, listen: int, replicas: list[int]) -> Path:
     server = server.replace("    server hearth:8434 resolve max_fails=3 fail_timeout=5s;\n", upstreams)
     assert upstreams in server, "deploy/nginx/hearth.conf changed its upstream line: update this test"
     server = server.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
+    # The shipped 15 s, shortened so that the header-dribble test takes 2 s.
+    assert "client_header_timeout 15s;" in server, "deploy/nginx/hearth.conf changed its header timeout"
+    server = server.replace("client_header_timeout 15s;", "client_header_timeout 2s;")
     server = server.replace("proxy_pass http://hearth;", "proxy_pass http://hearth;\n        add_header X-Upstream $upstream_addr always;")
     (tmp / "hearth.conf").write_text(server)
     conf = tmp / "nginx.conf"
@@ -229,6 +233,36 @@ def test_client_abort_leaves_other_streams_running(cluster: Cluster) -> None:
         assert b'"finish_reason":"stop"' in text or b'"finish_reason":"length"' in text
     status, _, _ = chat(port, "smol", "still there?", max_tokens=4)
     assert status == 200
+
+
+def test_client_that_dribbles_its_headers(cluster: Cluster) -> None:
+    """aiohttp has no header timeout; the load balancer in front of the replicas (deploy/nginx) cuts such a
+    client off after client_header_timeout, and no replica ever sees the request."""
+    with socket.create_connection(("127.0.0.1", cluster.nginx), timeout=10) as s:
+        t0 = time.monotonic()
+        closed_after = None
+        for ch in b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" * 10:
+            try:
+                s.sendall(bytes([ch]))
+            except OSError:
+                closed_after = time.monotonic() - t0
+                break
+            time.sleep(0.2)
+            s.setblocking(False)
+            try:
+                if s.recv(65536) == b"":
+                    closed_after = time.monotonic() - t0
+                    break
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed_after = time.monotonic() - t0
+                break
+            finally:
+                s.setblocking(True)
+            if time.monotonic() - t0 > 8:
+                break
+    assert closed_after is not None and 1.5 < closed_after < 5, closed_after
 
 
 def test_client_that_dribbles_its_body(cluster: Cluster) -> None:
