@@ -7,6 +7,9 @@ answers in OpenAI's SSE and Ollama's NDJSON formats. `ScriptedBackend` and `Func
 whole model: pass them to `hearth.assemble.assemble(cfg, leaves={...})` and every stage is built around
 them as the config says. `running(make_app)` serves an app on a real loopback port for synchronous clients.
 `ManualClock` moves time by hand for anything that takes a `clock=` (circuit breakers, drift windows).
+Two more, imported from their modules because they need more than hearth's core: `hearth.testing.hub.HubStandIn`
+plays the Hugging Face Hub on loopback for pull tests, and `hearth.testing.lora.random_lora` writes a LoRA
+adapter that fits a GGUF model (it needs the `gguf` package).
 """
 
 from hearth.testing.backends import FunctionBackend, Reply, ScriptedBackend
