@@ -20,6 +20,7 @@ from hearth.api.gate import add_route, check_model, visible
 from hearth.api.schemas import AdapterBody, CopyBody, DeleteBody, PullBody, parse
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.types import ModelInfo
+from hearth.lifecycle.adapters import Adapters
 from hearth.lifecycle.keep_alive import parse_keep_alive
 from hearth.lifecycle.service import LocalModels
 
@@ -143,12 +144,17 @@ def _adapter_json(e: Any) -> dict[str, Any]:
             "aliases": list(e.aliases), "configured": e.configured}  # fmt: skip
 
 
-@guarded(openai_error)
-async def add_adapter(request: web.Request) -> web.Response:
-    body = parse(AdapterBody, await read_body(request))
+def _adapters(request: web.Request) -> Adapters:
     adapters = request.app[ASSEMBLY].adapters
     if adapters is None:
         raise HearthError("adapters are not available in this gateway", status=501)
+    return adapters
+
+
+@guarded(openai_error)
+async def add_adapter(request: web.Request) -> web.Response:
+    body = parse(AdapterBody, await read_body(request))
+    adapters = _adapters(request)
     path = Path(body.path).expanduser()
     if not path.is_file():
         raise BadRequest(f"path: no file {body.path} on the gateway's machine", param="path")
@@ -165,10 +171,7 @@ async def list_adapters(request: web.Request) -> web.Response:
 
 @guarded(openai_error)
 async def remove_adapter(request: web.Request) -> web.Response:
-    adapters = request.app[ASSEMBLY].adapters
-    if adapters is None:
-        raise HearthError("adapters are not available in this gateway", status=501)
-    await adapters.remove(request.match_info["name"])
+    await _adapters(request).remove(request.match_info["name"])
     return json_response({"deleted": request.match_info["name"]})
 
 

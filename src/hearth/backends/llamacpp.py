@@ -78,9 +78,11 @@ class LlamaCppBackend:
     def footprint(self) -> int:
         """The weights plus the KV cache llama.cpp allocates (F16, every layer). Compute buffers (a few tens
         of MB) are not counted."""
+        return self._file_bytes() + kv_bytes(self._details, self._kv_cells())
+
+    def _file_bytes(self) -> int:
         files = self.paths or ([self.path] if self.path else [])
-        size = sum(p.stat().st_size for p in files if p.exists())
-        return size + kv_bytes(self._details, self._kv_cells())
+        return sum(p.stat().st_size for p in files if p.exists())
 
     async def load(self) -> None:
         cfg = self.cfg
@@ -168,10 +170,8 @@ class LlamaCppBackend:
     def info(self) -> ModelInfo:
         b = builtin_for(self.cfg.path) if self.paths is None else None
         d = self._details
-        files = self.paths or ([self.path] if self.path else [])
-        size = sum(p.stat().st_size for p in files if p.exists())
         return ModelInfo(
-            name=self.name, kind="llamacpp", context_length=self.cfg.n_ctx, size_bytes=size,
+            name=self.name, kind="llamacpp", context_length=self.cfg.n_ctx, size_bytes=self._file_bytes(),
             family=d.get("family") or (b.family if b else ""),
             parameter_size=d.get("parameter_size") or (b.parameter_size if b else ""),
             quantization=d.get("quantization_level") or (b.quantization if b else ""),

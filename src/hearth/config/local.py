@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from hearth.core.errors import BadRequest
 
@@ -16,6 +17,20 @@ class _Strict(BaseModel):
 
 def home_dir() -> Path:
     return Path(os.environ.get("HEARTH_HOME") or Path.home() / ".cache" / "hearth")
+
+
+def _duration(v: object) -> object:
+    from hearth.lifecycle.keep_alive import parse_keep_alive
+
+    try:
+        parse_keep_alive(v)
+    except BadRequest as e:
+        raise ValueError(e.message.removeprefix("keep_alive: ")) from None
+    return v
+
+
+# Ollama's keep_alive as the config takes it ("5m", seconds, -1 forever, 0), checked when the file loads.
+KeepAlive = Annotated[str | float, BeforeValidator(_duration)]
 
 
 class AdapterConfig(_Strict):
@@ -31,7 +46,7 @@ class LocalConfig(_Strict):
     """Local models as a whole: where pulled models live, how long they stay loaded, how many fit."""
 
     models_dir: str | None = Field(None, description="pulled models (blobs and manifests); default $HEARTH_HOME/models")
-    keep_alive: str | float = Field("5m", description="default keep-alive of models loaded on demand (Ollama's)")
+    keep_alive: KeepAlive = Field("5m", description="default keep-alive of models loaded on demand (Ollama's)")
     max_loaded_models: int = Field(3, ge=1, description="local chat models in memory at once")
     max_loaded_bytes: int | None = Field(
         None, ge=1, description="bytes (weights + KV cache) of the loaded local models together; the least "
@@ -46,12 +61,6 @@ class LocalConfig(_Strict):
                                                "(more can be added at run time: hearth adapter add, POST "
                                                "/admin/adapters)")  # fmt: skip
 
-    @field_validator("keep_alive", mode="before")
-    @classmethod
-    def _duration(cls, v: object) -> object:
-        check_duration(v, "keep_alive")
-        return v
-
     def root(self) -> Path:
         return Path(self.models_dir).expanduser() if self.models_dir else home_dir() / "models"
 
@@ -62,14 +71,3 @@ class LocalConfig(_Strict):
             return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.75)
         except (ValueError, OSError, AttributeError):
             return 8 << 30
-
-
-def check_duration(v: object, field: str) -> None:
-    from hearth.lifecycle.keep_alive import parse_keep_alive
-
-    try:
-        parse_keep_alive(v, field)
-    except BadRequest as e:
-        raise ValueError(e.message.removeprefix(f"{field}: ")) from None
-
-

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hearth.config.local import LocalConfig, _Strict, check_duration, home_dir
+from hearth.config.local import KeepAlive, LocalConfig, _Strict, home_dir
 from hearth.core.errors import BadRequest
 from hearth.core.pace import Pace, parse_pace
 
@@ -92,15 +92,9 @@ class LocalModel(_Speech):
     prefix_slots: int = Field(8, ge=1, le=64, description="conversation prefixes kept in the KV cache")
     warmup: bool = True
     preload: bool = Field(True, description="load at start (ready only once loaded); false: at its first request")
-    keep_alive: str | float | None = Field(
+    keep_alive: KeepAlive | None = Field(
         None, description="how long it stays loaded after a request (\"5m\", seconds, -1 forever, 0 unload after "
         "each answer); default: forever when preloaded, else local.keep_alive")  # fmt: skip
-
-    @field_validator("keep_alive", mode="before")
-    @classmethod
-    def _duration(cls, v: object) -> object:
-        check_duration(v, "keep_alive")
-        return v
 
 
 class EmbeddingModel(_Strict):

@@ -153,7 +153,7 @@ class Adapters:
                 async with leaf.residency.hold(leaf):
                     await leaf.add_adapter(entry.key, str(blob), scale)
             except BaseException:
-                await asyncio.to_thread(self._drop_blob, digest, name)
+                await asyncio.to_thread(self._drop_blob, digest)
                 raise
             await asyncio.to_thread(self._write, entry)
             self._serve(entry)
@@ -178,7 +178,7 @@ class Adapters:
         if entry is None:
             raise ModelNotFound(f"adapter {name!r} not found")
         self._manifest(name).unlink(missing_ok=True)
-        self._drop_blob(entry.digest, name)
+        self._drop_blob(entry.digest)
 
     def stored(self) -> list[AdapterEntry]:
         return list(self._read_all().values())
@@ -195,7 +195,7 @@ class Adapters:
                 await leaf.remove_adapter(entry.key)  # 409 while it answers: nothing changes then
             self._unserve(entry)
             await asyncio.to_thread(self._manifest(name).unlink, True)
-            await asyncio.to_thread(self._drop_blob, entry.digest, name)
+            await asyncio.to_thread(self._drop_blob, entry.digest)
 
     def _serve(self, entry: AdapterEntry) -> None:
         for alias in entry.aliases:
@@ -305,8 +305,8 @@ class Adapters:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _drop_blob(self, digest: str, name: str) -> None:
-        used = {m.digest for m in self._read_all().values() if m.name != name}
-        used |= {b.digest for m in self.store.entries() for b in m.blobs}
-        if digest and digest not in used:
+    def _drop_blob(self, digest: str) -> None:
+        """Delete the blob unless a model or another adapter still uses it (called once the manifest is gone,
+        or was never written)."""
+        if digest and digest not in self.store.used_digests():
             self.store.blob_path(digest).unlink(missing_ok=True)

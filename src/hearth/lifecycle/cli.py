@@ -16,50 +16,47 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from hearth.terminal import bar, size, table
+
+if TYPE_CHECKING:
+    from hearth.config import Config
+    from hearth.lifecycle.store import ModelStore
 
 Load = Callable[[argparse.Namespace], object]
 
 
 def add_parser(sub: Any, load: Load) -> None:
-    p = sub.add_parser("pull", help="download a GGUF model from the Hugging Face Hub (or $HF_ENDPOINT)")
-    p.add_argument("name", help="qwen2.5:1.5b, Qwen/Qwen2.5-1.5B-Instruct-GGUF:q4_k_m, or owner/repo/file.gguf")
-    p.add_argument("--config")
-    p.set_defaults(func=lambda a: _pull(a, load))
-    ls = sub.add_parser("list", help="list pulled models")
-    ls.add_argument("--config")
-    ls.set_defaults(func=lambda a: _list(a, load))
-    rm = sub.add_parser("rm", help="remove a pulled model (its files go when no other name uses them)")
-    rm.add_argument("name")
-    rm.add_argument("--config")
-    rm.set_defaults(func=lambda a: _rm(a, load))
-    cp = sub.add_parser("cp", help="serve a pulled model under a second name (no bytes are copied)")
-    cp.add_argument("source")
-    cp.add_argument("destination")
-    cp.add_argument("--config")
-    cp.set_defaults(func=lambda a: _cp(a, load))
+    def command(parent: Any, name: str, help: str, run: Callable[[argparse.Namespace, Load], int],
+                *positionals: str) -> argparse.ArgumentParser:  # fmt: skip
+        """A command that works on the model store of `--config`."""
+        p: argparse.ArgumentParser = parent.add_parser(name, help=help)
+        for arg in positionals:
+            p.add_argument(arg)
+        p.add_argument("--config")
+        p.set_defaults(func=lambda a: run(a, load))
+        return p
+
+    command(sub, "pull", "download a GGUF model from the Hugging Face Hub (or $HF_ENDPOINT): qwen2.5:1.5b, "
+            "Qwen/Qwen2.5-1.5B-Instruct-GGUF:q4_k_m, or owner/repo/file.gguf", _pull, "name")  # fmt: skip
+    command(sub, "list", "list pulled models", _list)
+    command(sub, "rm", "remove a pulled model (its files go when no other name uses them)", _rm, "name")
+    command(sub, "cp", "serve a pulled model under a second name (no bytes are copied)", _cp, "source",
+            "destination")  # fmt: skip
     ad = sub.add_parser("adapter", help="LoRA adapters (GGUF) served on local models as <base>+<name>")
     asub = ad.add_subparsers(dest="adapter_command", required=True)
-    aa = asub.add_parser("add", help="serve an adapter file (copied into the model store)")
-    aa.add_argument("name")
-    aa.add_argument("file")
+    aa = command(asub, "add", "serve an adapter file (copied into the model store)", _adapter_add, "name", "file")
     aa.add_argument("--base", help="the local model it was trained on (default: the only one)")
     aa.add_argument("--scale", type=float, default=1.0)
-    aa.add_argument("--config")
-    aa.set_defaults(func=lambda a: _adapter_add(a, load))
-    al = asub.add_parser("list", help="list stored adapters")
-    al.add_argument("--config")
-    al.set_defaults(func=lambda a: _adapter_list(a, load))
-    ar = asub.add_parser("rm", help="remove a stored adapter")
-    ar.add_argument("name")
-    ar.add_argument("--config")
-    ar.set_defaults(func=lambda a: _adapter_rm(a, load))
+    command(asub, "list", "list stored adapters", _adapter_list)
+    command(asub, "rm", "remove a stored adapter", _adapter_rm, "name")
     ps = sub.add_parser("ps", help="list the models a running gateway has loaded")
     ps.add_argument("--url", default=os.environ.get("HEARTH_URL", "http://127.0.0.1:8434"))
     ps.set_defaults(func=_ps)
 
 
-def _store(args: argparse.Namespace, load: Load) -> Any:
+def _store(args: argparse.Namespace, load: Load) -> tuple[Config, ModelStore]:
     from hearth.config import Config
     from hearth.lifecycle.store import ModelStore
 
@@ -97,9 +94,9 @@ def _pull(args: argparse.Namespace, load: Load) -> int:
 
 def _list(args: argparse.Namespace, load: Load) -> int:
     _, store = _store(args, load)
-    rows = [(m.name, m.digest[:12], _size(m.size), m.details.get("quantization_level", ""),
+    rows = [(m.name, m.digest[:12], size(m.size), m.details.get("quantization_level", ""),
              time.strftime("%Y-%m-%d %H:%M", time.localtime(m.modified_at))) for m in store.entries()]  # fmt: skip
-    _table(["NAME", "ID", "SIZE", "QUANT", "MODIFIED"], rows)
+    print(table(["NAME", "ID", "SIZE", "QUANT", "MODIFIED"], rows))
     return 0
 
 
@@ -177,7 +174,7 @@ def _adapter_add(args: argparse.Namespace, load: Load) -> int:
 def _adapter_list(args: argparse.Namespace, load: Load) -> int:
     _, _, adapters = _adapters(args, load)
     rows = [(f"{e.base}+{e.name}", e.digest.removeprefix("sha256:")[:12], e.scale) for e in adapters.stored()]
-    _table(["MODEL", "ID", "SCALE"], rows)
+    print(table(["MODEL", "ID", "SCALE"], rows))
     return 0
 
 
@@ -204,8 +201,8 @@ def _ps(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError, ValueError) as e:
         print(f"hearth: cannot reach the gateway at {args.url}: {e}", file=sys.stderr)
         return 1
-    rows = [(m["name"], _size(m["size"]), m.get("state", "loaded"), m["expires_at"]) for m in models]
-    _table(["NAME", "SIZE", "STATE", "UNTIL"], rows)
+    rows = [(m["name"], size(m["size"]), m.get("state", "loaded"), m["expires_at"]) for m in models]
+    print(table(["NAME", "SIZE", "STATE", "UNTIL"], rows))
     return 0
 
 
@@ -231,9 +228,8 @@ class ProgressBar:
             elapsed = max(time.monotonic() - self.t0, 1e-3)
             speed = (done - self.start_bytes) / elapsed
             left = (total - done) / speed if speed > 0 else 0
-            filled = int(30 * done / total)
-            self.out.write(f"\r{p.status} {100 * done / total:5.1f}% ▕{'█' * filled}{' ' * (30 - filled)}▏ "
-                           f"{_size(done)}/{_size(total)} {_size(speed)}/s {left:4.0f}s ")  # fmt: skip
+            self.out.write(f"\r{p.status} {100 * done / total:5.1f}% {bar(done / total)} "
+                           f"{size(done)}/{size(total)} {size(speed)}/s {left:4.0f}s ")  # fmt: skip
         self.out.flush()
 
     def end(self) -> None:
@@ -241,17 +237,3 @@ class ProgressBar:
             self.out.write("\n")
             self.out.flush()
         self.status = ""
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"
-
-
-def _table(head: list[str], rows: list[tuple[Any, ...]]) -> None:
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=False)]
-    for row in [tuple(head), *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=False)).rstrip())

@@ -27,11 +27,6 @@ class NotGguf(ValueError):
     pass
 
 
-def is_gguf(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(4) == MAGIC
-
-
 def read_meta(path: Path) -> dict[str, Any]:
     """Every scalar and string key of the header (arrays are skipped)."""
     try:

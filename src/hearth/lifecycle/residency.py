@@ -64,7 +64,6 @@ class Loaded:
     state: State
     size: int
     expires_at: float | None  # wall-clock seconds; None: never
-    users: int
 
 
 class Residency:
@@ -179,13 +178,9 @@ class Residency:
         now, wall = self.clock(), time.time()
         return [
             Loaded(e.model.name, e.state, e.model.footprint(),
-                   None if math.isinf(e.expires) else wall + max(0.0, e.expires - now), e.users)
+                   None if math.isinf(e.expires) else wall + max(0.0, e.expires - now))
             for e in self._entries.values() if e.state != "unloaded"
         ]  # fmt: skip
-
-    def state(self, name: str) -> State:
-        e = self._entries.get(name)
-        return e.state if e is not None else "unloaded"
 
     # --- loading and unloading ---------------------------------------------------------------------
 

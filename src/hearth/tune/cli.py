@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hearth.terminal import bar
+
 Load = Callable[[argparse.Namespace], object]
 
 
@@ -132,8 +134,7 @@ def _bar() -> Callable[[int, int, float, float], None]:
             return
         last[0] = now
         left = seconds / step * (total - step) if step else 0.0
-        filled = int(30 * step / total)
-        line = (f"step {step}/{total} ▕{'█' * filled}{' ' * (30 - filled)}▏ loss {loss:.4f} "
+        line = (f"step {step}/{total} {bar(step / total)} loss {loss:.4f} "
                 f"{seconds / step:.2f} s/step, {left:.0f} s left")  # fmt: skip
         sys.stderr.write(("\r" + line) if tty else (line + "\n"))
         sys.stderr.flush()
@@ -144,7 +145,7 @@ def _bar() -> Callable[[int, int, float, float], None]:
 def _eval(args: argparse.Namespace) -> int:
     from hearth.core.errors import HearthError
     from hearth.tune.data import read_examples
-    from hearth.tune.evaluate import Client, evaluate, table
+    from hearth.tune.evaluate import Client, evaluate, score_table
 
     try:
         examples = read_examples(args.data)
@@ -167,5 +168,5 @@ def _eval(args: argparse.Namespace) -> int:
         for s in scores:
             print(json.dumps(s.row()))
     else:
-        print(table(scores))
+        print(score_table(scores))
     return 0

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hearth.terminal import table
 from hearth.tune.data import Example
 
 
@@ -124,11 +125,6 @@ def evaluate(client: Client, model: str, examples: list[Example], *, judge: str 
     return score
 
 
-def table(scores: list[Score]) -> str:
-    rows = [s.row() for s in scores]
+def score_table(scores: list[Score]) -> str:
     cols = ["model", "n", "exact", "contains", "json_valid", "judge", "latency_s", "errors"]
-    cells = [[("-" if r[c] is None else str(r[c])) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
+    return table(cols, [[r[c] for c in cols] for r in (s.row() for s in scores)])
