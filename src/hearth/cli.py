@@ -1,5 +1,5 @@
 """`hearth serve`, `config check`, `models`, `route explain`, `cache`, `rag`, `keys`, and the model commands
-(`pull`, `list`, `rm`, `cp`, `ps`, `adapter`), `finetune` and `eval`.
+(`pull`, `list`, `rm`, `cp`, `ps`, `adapter`), `finetune`, `eval` and `doctor`.
 
 argparse rather than click/typer: the CLI starts in a few tens of milliseconds, and nothing heavy is
 imported until a command needs it.
@@ -164,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.set_defaults(func=cmd_cache)
 
     from hearth.access.cli import add_parser as add_keys
+    from hearth.doctor import add_parser as add_doctor
     from hearth.lifecycle.cli import add_parser as add_lifecycle
     from hearth.rag.cli import add_parser as add_rag
     from hearth.tune.cli import add_parser as add_tune
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys(sub, _load)
     add_lifecycle(sub, _load)
     add_tune(sub, _load)
+    add_doctor(sub, _load)
 
     m = sub.add_parser("models", help="list configured models")
     m.add_argument("--config")

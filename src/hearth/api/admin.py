@@ -16,14 +16,23 @@ async def root(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
+    """200 once nothing is loading and something can serve. A model whose engine cannot run on this machine
+    (it crashed its start-up check) does not hold readiness back: the gateway serves its other models, and the
+    body says which model is unavailable and why ("degraded")."""
     assembly = request.app[ASSEMBLY]
-    models = {name: ("ready" if ready else "loading") for name, ready in assembly.registry.states().items()}
-    ready = all(state == "ready" for state in models.values())
+    registry = assembly.registry
+    models = registry.states()
+    loading = any(state == "loading" for state in models.values())
+    down = {name: registry.unavailable(name) or "" for name, state in models.items() if state == "unavailable"}
+    serving = any(state == "ready" for state in models.values())
+    status = "loading" if loading else "degraded" if down else "ready"
+    body: dict[str, object] = {"status": status, "models": models}
+    if down:
+        body["unavailable"] = down
     circuits = {name: b.state.name.lower().replace("_", "-") for name, b in assembly.breakers.items()}
     if circuits:
-        return json_response({"status": "ready" if ready else "loading", "models": models, "circuits": circuits},
-                             status=200 if ready else 503)  # fmt: skip
-    return json_response({"status": "ready" if ready else "loading", "models": models}, status=200 if ready else 503)
+        body["circuits"] = circuits
+    return json_response(body, status=200 if not loading and serving else 503)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -113,6 +113,12 @@ async def ps(request: web.Request) -> web.Response:
         expires = _FOREVER if loaded.expires_at is None else _iso(loaded.expires_at)
         models.append({**tag(loaded.name, info), "size": loaded.size, "size_vram": 0, "expires_at": expires,
                        "context_length": info.context_length, "state": loaded.state})  # fmt: skip
+    for name in reg.served_names():  # a model this machine cannot run is listed with the reason, never silently
+        why = reg.unavailable(name)
+        if why and visible(request, [name]) and name in reg.chat:
+            info = reg.info(name)
+            models.append({**tag(name, info), "size": 0, "size_vram": 0, "expires_at": _FOREVER,
+                           "context_length": info.context_length, "state": "unavailable", "reason": why})  # fmt: skip
     return json_response({"models": models})
 
 

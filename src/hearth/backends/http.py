@@ -125,6 +125,10 @@ class RemoteBackend:
         return True
 
     @property
+    def unavailable(self) -> str | None:
+        return None  # a remote provider is never refused by this machine's engine check
+
+    @property
     def local(self) -> LocalEngine | None:
         return None
 

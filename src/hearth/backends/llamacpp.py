@@ -20,8 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from hearth.config import LocalModel
-from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, ModelNotFound, NotReady
+from hearth.core.errors import (
+    BadRequest,
+    ContextLengthExceeded,
+    EngineUnavailable,
+    HearthError,
+    ModelNotFound,
+    NotReady,
+)
 from hearth.core.types import ChatRequest, Chunk, Finish, LocalEngine, Message, ModelInfo, TextDelta, Usage
+from hearth.engine import probe
 from hearth.engine.job import EngineItem, GenJob
 from hearth.engine.llama_engine import LlamaEngine
 from hearth.lifecycle.gguf_meta import details, kv_bytes, read_meta
@@ -49,6 +57,8 @@ class LlamaCppBackend:
         self._formatter: Any = None
         self._bos_text = ""
         self._arriving = 0  # requests being tokenized, not yet submitted: load a router must already see
+        self._unavailable: str | None = None  # why the engine check refused this model on this machine
+        self._extra_bufts = True  # off when only a build without llama.cpp's extra weight buffers passes the check
 
     @property
     def ready(self) -> bool:
@@ -63,14 +73,51 @@ class LlamaCppBackend:
     def loaded(self) -> bool:
         return self.engine is not None
 
+    @property
+    def unavailable(self) -> str | None:
+        return self._unavailable
+
     async def start(self) -> None:
         if self.path is None:
             self.path = await asyncio.to_thread(resolve_model_path, self.cfg.path)
         self._details = await asyncio.to_thread(_read_details, self.path)
         if self.preload:
-            async with self.residency.hold(self):
-                pass
+            try:
+                async with self.residency.hold(self):
+                    pass
+            except EngineUnavailable:
+                return  # said once in the log by _check_engine; the gateway serves its other models
             self._ready = True
+
+    async def _check_engine(self) -> None:
+        """Run the model once in a child process (engine/probe.py) before loading it into this one: a build
+        that crashes takes only the child down. Where the build crashes with llama.cpp's extra weight buffers
+        (AMX, repacked layouts) but not without, the model is served without them, slower, with a warning."""
+        if self._unavailable is not None:
+            raise EngineUnavailable(self._tenant_message())
+        if not self.cfg.engine_check:
+            return
+        paths = [str(p) for p in self.paths] if self.paths else [str(self.path)]
+        verdict = await asyncio.to_thread(probe.check, "llamacpp", paths, options={"extra_bufts": True})
+        if verdict.ok:
+            self._extra_bufts = True
+            return
+        plain = await asyncio.to_thread(probe.check, "llamacpp", paths, options={"extra_bufts": False})
+        if plain.ok:
+            if self._extra_bufts:
+                log.warning("%s\nWithout llama.cpp's extra weight buffers (use_extra_bufts off) the same build "
+                            "passes: model %s is served that way, slower, until the engine is rebuilt.",
+                            verdict.detail, self.name)  # fmt: skip
+            self._extra_bufts = False
+            return
+        self._unavailable = verdict.summary
+        log.error("model %s is unavailable. %s", self.name, verdict.detail)
+        raise EngineUnavailable(self._tenant_message())
+
+    def _tenant_message(self) -> str:
+        # No paths or build details for tenants: the operator's log, /health and `hearth doctor` have them.
+        return (f"model {self.name!r} cannot run on this server: its local engine failed the start-up check "
+                "(the operator can see why in the log or with `hearth doctor`)")
 
     def _kv_cells(self) -> int:
         return self.cfg.kv_cache_tokens or 4 * self.cfg.n_ctx
@@ -88,11 +135,12 @@ class LlamaCppBackend:
         cfg = self.cfg
         if self.path is None:
             self.path = await asyncio.to_thread(resolve_model_path, cfg.path)
+        await self._check_engine()
         engine = LlamaEngine(
             [str(p) for p in (self.paths or [self.path])], n_ctx=cfg.n_ctx,
             threads=cfg.threads or os.cpu_count() or 2, n_batch=cfg.n_batch, max_sequences=cfg.max_sequences,
             kv_tokens=self._kv_cells(), n_slots=cfg.prefix_slots, max_queue=cfg.max_queue,
-            prefill_chunk=cfg.prefill_chunk,
+            prefill_chunk=cfg.prefill_chunk, extra_bufts=self._extra_bufts,
         )  # fmt: skip
         engine.start()
         try:
@@ -177,7 +225,8 @@ class LlamaCppBackend:
             quantization=d.get("quantization_level") or (b.quantization if b else ""),
             digest=self.digest or (b.sha256 or "" if b else ""),
             template=(self.cfg.chat_template or (self.engine.chat_template if self.engine else "") or ""),
-            loaded=self.loaded, extra={"path": str(self.path or self.cfg.path)},
+            loaded=self.loaded, extra={"path": str(self.path or self.cfg.path),
+                                       **({"unavailable": self._unavailable} if self._unavailable else {})},
         )  # fmt: skip
 
     @property
@@ -239,6 +288,8 @@ class LlamaCppBackend:
         return eng.tokenize(text, add_special=add_special)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        if self._unavailable is not None:
+            raise EngineUnavailable(self._tenant_message())
         if not self._ready:
             raise NotReady(f"model {self.name!r} is still loading; retry shortly", retry_after=1.0)
         async with self.residency.hold(self, request.keep_alive):

@@ -91,6 +91,9 @@ class LocalModel(_Speech):
     )
     prefix_slots: int = Field(8, ge=1, le=64, description="conversation prefixes kept in the KV cache")
     warmup: bool = True
+    engine_check: bool = Field(
+        True, description="before the first load with a new llama.cpp build or model file, decode once in a child "
+        "process, so a build that crashes on this CPU takes only the child down (kept in $HEARTH_HOME)")  # fmt: skip
     preload: bool = Field(True, description="load at start (ready only once loaded); false: at its first request")
     keep_alive: KeepAlive | None = Field(
         None, description="how long it stays loaded after a request (\"5m\", seconds, -1 forever, 0 unload after "

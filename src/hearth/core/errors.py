@@ -76,6 +76,14 @@ class NotReady(HearthError):
     code = "model_loading"
 
 
+class EngineUnavailable(HearthError):
+    """The local engine cannot run on this machine (its build crashed the start-up check): not transient."""
+
+    status = 503
+    type = "server_error"
+    code = "model_unavailable"
+
+
 class UpstreamError(HearthError):
     """A remote provider failed (refused, 5xx, broken stream)."""
 

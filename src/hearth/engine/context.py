@@ -19,10 +19,13 @@ log = logging.getLogger("hearth.engine")
 
 
 class LlamaContext:
-    def __init__(self, model_paths: list[str], *, threads: int, n_batch: int) -> None:
+    def __init__(self, model_paths: list[str], *, threads: int, n_batch: int, extra_bufts: bool = True) -> None:
+        """`extra_bufts`: llama.cpp's extra weight buffers (repacked layouts, AMX tiles where compiled in); off
+        only where a build crashes with them (engine/probe.py decides)."""
         self.model_paths = model_paths  # one file, or every part of a split model in order
         self.model_path = model_paths[0]
         self.threads = threads
+        self.extra_bufts = extra_bufts
         self.n_batch = n_batch
         self.model: Any = None
         self.ctx: Any = None
@@ -70,6 +73,7 @@ class LlamaContext:
             _logger.set_verbose(False)  # llama.cpp prints hundreds of lines per load otherwise
         L.llama_backend_init()
         mp = L.llama_model_default_params()
+        mp.use_extra_bufts = self.extra_bufts
         if len(self.model_paths) > 1:
             paths = (ctypes.c_char_p * len(self.model_paths))(*(p.encode() for p in self.model_paths))
             self.model = L.llama_model_load_from_splits(paths, len(self.model_paths), mp)
@@ -97,6 +101,17 @@ class LlamaContext:
         self._mem = L.llama_get_memory(self.ctx)
         self.adapters = AdapterSet(L, self.model, self.ctx)
         self.load_seconds = time.perf_counter() - t0
+
+    def check_decode(self) -> None:
+        """A prompt's worth of tokens and one more through the model: what the engine check runs in its child
+        (prefill and decode take different kernels; either may be the one that crashes)."""
+        L = self._L
+        tokens = self.tokenize("Engine check: hello, 你好, 1 2 3.", add_special=True)[: max(1, self.n_batch)]
+        for part in (tokens, tokens[-1:]):
+            arr = (L.llama_token * len(part))(*part)
+            rc = L.llama_decode(self.ctx, L.llama_batch_get_one(arr, len(part)))
+            if rc != 0:
+                raise HearthError(f"llama_decode returned {rc} in the engine check")
 
     def _free(self) -> None:
         L = self._L

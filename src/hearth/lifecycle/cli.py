@@ -201,8 +201,12 @@ def _ps(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError, ValueError) as e:
         print(f"hearth: cannot reach the gateway at {args.url}: {e}", file=sys.stderr)
         return 1
-    rows = [(m["name"], size(m["size"]), m.get("state", "loaded"), m["expires_at"]) for m in models]
+    rows = [(m["name"], size(m["size"]), m.get("state", "loaded"), m["expires_at"] if m.get("size") else "-")
+            for m in models]  # fmt: skip
     print(table(["NAME", "SIZE", "STATE", "UNTIL"], rows))
+    for m in models:
+        if m.get("reason"):
+            print(f"{m['name']}: {m['reason']}")
     return 0
 
 

@@ -133,6 +133,8 @@ class Attempts:
         if not r.breakers[name].allow():
             return "fallback", "circuit open"
         engine = backend.local
+        if engine is not None and engine.unavailable:
+            return "fallback", "unavailable on this machine (its engine failed the start-up check)"
         limit = r.cfg.shed_queue_depth
         if engine is not None and limit is not None and self.plan:
             depth = engine.queue_depth()

@@ -85,6 +85,8 @@ class _Load:
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + sum(not c.isalnum() and not c.isspace() for c in text)  # words and marks
 
+    unavailable: str | None = None  # set by a test to play an engine whose build failed its check
+
 
 class FunctionBackend:
     """A Backend whose every answer is `fn(request)`: a `Reply`, an exception to raise before the first
