@@ -136,8 +136,17 @@ async def chat(request: web.Request) -> web.StreamResponse:
         msgs.append(Message(m.role, m.content, images=m.images, tool_calls=calls, name=m.tool_name))
     req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
                       tools=body.tools, response_format=_format(body.format), extensions=body.hearth or {},
-                      keep_alive=parse_keep_alive(body.keep_alive))  # fmt: skip
+                      keep_alive=parse_keep_alive(body.keep_alive), thinking=_think(body.think))  # fmt: skip
     return await _respond(request, req, chat=True)
+
+
+def _think(think: bool | str | None) -> bool | None:
+    """Ollama's `think`: a boolean, or a level ("low", "medium", "high") for models that take one (on)."""
+    if think is None or isinstance(think, bool):
+        return think
+    if think not in ("low", "medium", "high"):
+        raise BadRequest(f"think must be true, false, low, medium or high, not {think!r}", param="think")
+    return True
 
 
 @guarded(render_error)
@@ -156,6 +165,7 @@ async def generate(request: web.Request) -> web.StreamResponse:
         req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
                           response_format=_format(body.format), extensions=body.hearth or {})  # fmt: skip
     req.keep_alive = parse_keep_alive(body.keep_alive)
+    req.thinking = _think(body.think)
     return await _respond(request, req, chat=False)
 
 

@@ -90,12 +90,37 @@ def _message(m: OpenAIMessage) -> Message:
 
 
 def chat_request(b: ChatCompletionBody) -> ChatRequest:
+    fields, thinking = provider_fields(b)
     return ChatRequest(
         model=b.model, messages=[_message(m) for m in b.messages],
         sampling=_sampling(b, b.max_completion_tokens or b.max_tokens), stream=b.stream,
         tools=b.tools, tool_choice=b.tool_choice, response_format=b.response_format,
-        parallel_tool_calls=b.parallel_tool_calls, extensions=b.hearth or {},
+        parallel_tool_calls=b.parallel_tool_calls, extensions=b.hearth or {}, provider_fields=fields,
+        thinking=thinking,
     )  # fmt: skip
+
+
+def provider_fields(b: ChatCompletionBody) -> tuple[dict[str, Any], bool | None]:
+    """The provider extension fields as sent, and the thinking switch they amount to. `enable_thinking`
+    (Qwen) wins over `chat_template_kwargs.enable_thinking` (vLLM), which wins over `thinking` (DeepSeek, GLM,
+    Moonshot, Doubao: {"type": "enabled" | "disabled" | "auto"})."""
+    fields = {k: v for k in ("enable_thinking", "thinking", "chat_template_kwargs") if (v := getattr(b, k)) is not None}
+    thinking: bool | None = None
+    if isinstance(b.thinking, bool):
+        thinking = b.thinking
+    elif isinstance(b.thinking, dict):
+        kind = b.thinking.get("type")
+        if kind not in ("enabled", "disabled", "auto", None):
+            raise BadRequest(f"thinking.type must be enabled, disabled or auto, not {kind!r}", param="thinking")
+        thinking = {"enabled": True, "disabled": False}.get(str(kind))
+    kwargs = b.chat_template_kwargs or {}
+    if "enable_thinking" in kwargs:
+        if not isinstance(kwargs["enable_thinking"], bool):
+            raise BadRequest("chat_template_kwargs.enable_thinking must be a boolean", param="chat_template_kwargs")
+        thinking = kwargs["enable_thinking"]
+    if b.enable_thinking is not None:
+        thinking = b.enable_thinking
+    return fields, thinking
 
 
 def _usage_json(u: Usage | None) -> dict[str, Any]:

@@ -102,6 +102,11 @@ class ChatCompletionBody(_OpenAISampling):
     verbosity: str | None = None
     prompt_cache_key: str | None = None
     safety_identifier: str | None = None
+    # Extensions of Qwen (DashScope), DeepSeek, GLM, Moonshot, Doubao and vLLM that clients send through
+    # extra_body: forwarded to providers that take them; local models honour the thinking switch.
+    enable_thinking: bool | None = None
+    thinking: dict[str, Any] | bool | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
 
 
 class CompletionBody(_OpenAISampling):

@@ -212,6 +212,9 @@ class LlamaCppBackend:
         self._bos_text = eng.token_text(bos_id) if bos_id >= 0 else ""
         return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=self._bos_text)
 
+    def engine_template(self) -> str:
+        return (self.engine.chat_template if self.engine is not None else None) or ""
+
     async def close(self) -> None:
         await self.unload()
         self._ready = False
@@ -281,8 +284,15 @@ class LlamaCppBackend:
             if m.tool_call_id:
                 d["tool_call_id"] = m.tool_call_id
             msgs.append(d)
+        extra: dict[str, Any] = {}
+        if req.thinking is not None:
+            # Qwen3's template reads `enable_thinking`; a template that does not is left alone.
+            if "enable_thinking" in (self.cfg.chat_template or self.engine_template()):
+                extra["enable_thinking"] = req.thinking
+            else:
+                log.debug("model %s has no thinking switch; ignoring thinking=%s", self.name, req.thinking)
         try:
-            text = self._formatter(messages=msgs, tools=req.tools).prompt
+            text = self._formatter(messages=msgs, tools=req.tools, **extra).prompt
         except Exception as e:  # template errors (e.g. a template that rejects a role order)
             raise BadRequest(f"the chat template of {self.name!r} rejected the messages: {e}") from e
         add_special = not (self._bos_text and text.startswith(self._bos_text))

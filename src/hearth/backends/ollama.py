@@ -68,6 +68,8 @@ class OllamaBackend(RemoteBackend):
         body: dict[str, Any] = {"model": self.http.upstream_model, "stream": request.stream}
         if opts := sampling_to_options(request):
             body["options"] = opts
+        if request.thinking is not None:
+            body["think"] = request.thinking  # Ollama's own switch for reasoning models
         if request.response_format:
             rf = request.response_format
             body["format"] = rf.get("json_schema", {}).get("schema") if rf.get("type") == "json_schema" else "json"

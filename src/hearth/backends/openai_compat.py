@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -85,7 +87,19 @@ class OpenAICompatBackend(RemoteBackend):
             body["response_format"] = req.response_format
         if req.stream and self.cfg.stream_usage:
             body["stream_options"] = {"include_usage": True}
+        if req.provider_fields and self._forwards_fields:
+            for k, v in req.provider_fields.items():
+                body.setdefault(k, v)
         return body
+
+    @functools.cached_property
+    def _forwards_fields(self) -> bool:
+        """OpenAI's own API answers 400 to fields it does not define; the providers that define these (DashScope,
+        DeepSeek, GLM, Moonshot, Doubao, vLLM, llama.cpp's server, another hearth) take them."""
+        if self.cfg.provider_fields is not None:
+            return self.cfg.provider_fields
+        host = (urllib.parse.urlsplit(self.cfg.base_url).hostname or "").lower()
+        return not (host == "api.openai.com" or host.endswith((".openai.azure.com", ".openai.com")))
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         path = "/chat/completions"

@@ -39,6 +39,13 @@ def _sampling(req: ChatRequest) -> list[Any]:
             s.frequency_penalty, s.repeat_penalty, sorted((s.logit_bias or {}).items())]  # fmt: skip
 
 
+def _provider(req: ChatRequest) -> list[Any]:
+    """Thinking on or off changes the answer; nothing is added to keys of requests that set neither."""
+    if req.thinking is None and not req.provider_fields:
+        return []
+    return [req.thinking, req.provider_fields]
+
+
 def _model(model: str, req: ChatRequest) -> str:
     """A LoRA adapter answers differently from its base model: it is part of the model's identity here."""
     return f"{model}+{req.adapter}" if req.adapter else model
@@ -46,13 +53,13 @@ def _model(model: str, req: ChatRequest) -> str:
 
 def exact_key(model: str, req: ChatRequest, namespace: str = "") -> str:
     return "x:" + _digest([namespace, _model(model, req), req.prompt, _messages(req), _sampling(req), req.tools,
-                           req.tool_choice, req.response_format])  # fmt: skip
+                           req.tool_choice, req.response_format, *_provider(req)])  # fmt: skip
 
 
 def semantic_namespace(model: str, req: ChatRequest, namespace: str = "") -> str:
     """Everything but the last user turn: a near match must share the whole context before it."""
     return "s:" + _digest([namespace, _model(model, req), _messages(req, -1), _sampling(req), req.tools,
-                           req.tool_choice, req.response_format])  # fmt: skip
+                           req.tool_choice, req.response_format, *_provider(req)])  # fmt: skip
 
 
 def last_user_text(req: ChatRequest) -> str:

@@ -133,6 +133,11 @@ class OpenAIModel(_Speech):
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
     stream_usage: bool = Field(True, description="ask for stream_options.include_usage upstream")
+    provider_fields: bool | None = Field(
+        None,
+        description="forward the extension fields clients send (enable_thinking, thinking, "
+        "chat_template_kwargs); default: yes, except to api.openai.com and Azure OpenAI, which refuse them",
+    )  # fmt: skip
     aliases: list[str] = Field(default_factory=list)
     context_length: int | None = None
 

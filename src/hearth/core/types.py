@@ -85,6 +85,12 @@ class ChatRequest:
     keep_alive: float | None = None
     # Internal: the LoRA adapter a local model answers with (set from `model+adapter` or an adapter's alias).
     adapter: str = ""
+    # Provider extension fields as the client sent them (`enable_thinking`, `thinking`, `chat_template_kwargs`):
+    # OpenAI-compatible providers that take such fields get them as sent.
+    provider_fields: dict[str, Any] = field(default_factory=dict)
+    # What those fields (or Ollama's `think`) ask of a reasoning model: True, False, or None (the model's
+    # default). Local models pass it to their chat template (Qwen3's `enable_thinking`), Ollama as `think`.
+    thinking: bool | None = None
 
     def question(self) -> str:
         """What the request asks now: the raw prompt, else the latest user message ("" when there is none)."""
