@@ -162,7 +162,8 @@ def _speech(b: _Build) -> None:
         assert not isinstance(m, EmbeddingModel)
         b.served[name] = SpeechBackend(backend, pace=m.speech_pace(), segments=m.segments,
                                        on_first_segment=b.metrics.first_segment_out,
-                                       on_underrun=b.metrics.pace_underrun)  # fmt: skip
+                                       on_underrun=b.metrics.pace_underrun,
+                                       max_tokens=m.speech_max_tokens)  # fmt: skip
 
 
 def _cache(b: _Build) -> None:

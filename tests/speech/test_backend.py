@@ -116,3 +116,30 @@ def test_text_before_a_failure_is_still_delivered_when_segmenting() -> None:
     with pytest.raises(UpstreamError):
         asyncio.run(go())
     assert "".join(got) == "好的，我来帮你查一下。今天北京"
+
+
+def test_paced_requests_without_max_tokens_get_the_voice_length() -> None:
+    """A voice device speaks every word and xiaozhi sends no max_tokens: paced requests get the model's
+    speech_max_tokens (300 by default); a request's own limit and unpaced requests are left alone."""
+    leaf = ScriptedBackend("m", Reply(ANSWER, pieces=list(ANSWER)))
+    a = build(leaf)
+    pieces(a, "voice")
+    assert leaf.requests[-1].sampling.max_tokens == 300
+    pieces(a, "m")
+    assert leaf.requests[-1].sampling.max_tokens is None
+
+    async def own_limit() -> None:
+        req = ChatRequest(model="voice", messages=[Message("user", "天气？")], sampling=Sampling(max_tokens=20),
+                          stream=True)  # fmt: skip
+        s = await Gateway(a.registry, a.metrics).open("openai", req)
+        async for _ in s:
+            pass
+
+    asyncio.run(own_limit())
+    assert leaf.requests[-1].sampling.max_tokens == 20
+    models = {"m": {"kind": "llamacpp"}, "voice": {"kind": "router", "default": "m", "pace": "speech",
+                                                   "speech_max_tokens": None, "health_interval": None}}  # fmt: skip
+    leaf2 = ScriptedBackend("m", Reply(ANSWER))
+    b = assemble(Config.model_validate({"models": models}), leaves={"m": leaf2})
+    pieces(b, "voice")
+    assert leaf2.requests[-1].sampling.max_tokens is None

@@ -256,6 +256,7 @@ class LlamaCppBackend:
             "evictions": s.evictions, "cached_prefix_tokens": e.slots.cached_tokens(), "sat_out": s.sat_out,
             "parked": s.parked, "queue_limit": e.max_queue, "max_sequences": e.max_sequences,
             "adapter_steps": s.adapter_steps, "adapter_switches": e.adapters.switches if e.adapters else 0,
+            "loops_stopped": s.loops_stopped,
         }  # fmt: skip
 
     def count_tokens(self, text: str) -> int:
@@ -335,7 +336,7 @@ class LlamaCppBackend:
         if request.adapter and request.adapter not in self.adapters:
             raise ModelNotFound(f"model {self.name!r} has no adapter {request.adapter.split('@')[0]!r}", param="model")
         job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs, grammar=request.grammar,
-                     pace=request.pace, adapter=request.adapter)  # fmt: skip
+                     pace=request.pace, adapter=request.adapter, loop_guard=self.cfg.loop_guard)  # fmt: skip
         eng.submit(job)  # raises Overloaded when the wait queue is full
         finished = False
         try:

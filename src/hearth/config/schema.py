@@ -44,6 +44,9 @@ class _Speech(_Strict):
         "the local engine schedules paced streams by how far ahead of their listener they are",
     )
     segments: bool = Field(False, description="stream one TTS segment per chunk (first at a comma, then sentences)")
+    speech_max_tokens: int | None = Field(
+        300, ge=1, description="answer length of paced (voice) requests that set no max_tokens: a voice device "
+        "speaks every word, and clients such as xiaozhi send no limit (null: none)")  # fmt: skip
 
     @field_validator("pace", mode="before")
     @classmethod
@@ -91,6 +94,9 @@ class LocalModel(_Speech):
     )
     prefix_slots: int = Field(8, ge=1, le=64, description="conversation prefixes kept in the KV cache")
     warmup: bool = True
+    loop_guard: bool = Field(
+        True, description="end an answer that repeats one unit of tokens over and over (3 times, 48 tokens at "
+        "least) with finish reason stop; answers under a grammar are never cut")  # fmt: skip
     engine_check: bool = Field(
         True, description="before the first load with a new llama.cpp build or model file, decode once in a child "
         "process, so a build that crashes on this CPU takes only the child down (kept in $HEARTH_HOME)")  # fmt: skip

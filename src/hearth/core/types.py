@@ -233,7 +233,7 @@ class LocalEngine(Protocol):
 ENGINE_STATS = (
     "queue_depth", "active_sequences", "parked_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
     "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens", "sat_out", "parked",
-    "queue_limit", "max_sequences", "adapter_steps", "adapter_switches",
+    "queue_limit", "max_sequences", "adapter_steps", "adapter_switches", "loops_stopped",
 )  # fmt: skip
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from hearth.core.errors import HearthError
 from hearth.core.pace import Pace, Segmenter
 from hearth.core.types import Finish, Sampling, TextDelta, Usage
+from hearth.engine.loops import LoopGuard
 
 # What the engine thread hands the event loop for a job: chunks, and at most one error that ends it.
 EngineItem = TextDelta | Usage | Finish | HearthError
@@ -28,14 +29,14 @@ class GenJob:
     """One generation. Created on the event loop, then owned by the engine thread."""
 
     __slots__ = (
-        "adapter", "audio", "cached", "cancelled", "decoder", "emit", "grammar", "heard", "held", "last_token",
+        "adapter", "audio", "cached", "cancelled", "decoder", "emit", "grammar", "guard", "heard", "held", "last_token",
         "logprob", "logprobs", "max_new", "n_gen", "pace", "pos", "prompt", "sampler", "sampling", "slot", "stops",
         "t_admit", "t_arrive", "t_first", "t_play", "todo",
     )  # fmt: skip
 
     def __init__(
         self, prompt: list[int], sampling: Sampling, max_new: int, emit: Emit, logprobs: bool = False,
-        grammar: str | None = None, pace: Pace | None = None, adapter: str = "",
+        grammar: str | None = None, pace: Pace | None = None, adapter: str = "", loop_guard: bool = True,
     ) -> None:  # fmt: skip
         self.prompt = prompt
         self.adapter = adapter  # a LoRA adapter loaded in the engine ("": none)
@@ -45,6 +46,8 @@ class GenJob:
         self.audio = 0.0  # seconds of speech produced
         self.heard = Segmenter() if pace is not None else None  # where the listener's segments end
         self.grammar = grammar
+        # Answers under a grammar may repeat an item legitimately (a JSON array): those are not guarded.
+        self.guard = LoopGuard() if loop_guard and grammar is None else None
         self.logprobs = logprobs  # attach each token's log-probability to its text
         self.logprob = 0.0
         self.sampling = sampling
@@ -95,3 +98,4 @@ class EngineStats:
         self.sat_out = 0  # decode turns skipped by paced streams that were ahead of their listener
         self.parked = 0  # paced streams that gave their place to a new turn
         self.adapter_steps = 0  # steps run under a LoRA adapter (the others ran the base model)
+        self.loops_stopped = 0  # answers ended because they had started repeating themselves

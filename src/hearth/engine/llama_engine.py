@@ -415,6 +415,11 @@ class LlamaEngine(LlamaContext):
                 text, job.held = text[:-keep], text[-keep:]
         if text:
             self._send(job, text)
+        if job.guard is not None and job.guard.looping(tok):
+            self.stats.loops_stopped += 1
+            log.info("an answer started repeating itself after %d tokens; ended there", job.n_gen)
+            self._finish(job, "stop")
+            return
         if job.n_gen >= job.max_new or job.pos + 1 >= self.n_ctx:
             self._finish(job, "length")
             return

@@ -26,8 +26,11 @@ class SpeechBackend(WrappingBackend):
     def __init__(
         self, inner: Backend, *, pace: Pace | None = None, segments: bool = False,
         on_first_segment: SpeechHook | None = None, on_underrun: SpeechHook | None = None,
+        max_tokens: int | None = None,
     ) -> None:  # fmt: skip
+        """`max_tokens`: the answer length of paced requests that set none."""
         super().__init__(inner)
+        self.max_tokens = max_tokens
         self.pace = pace
         self.segments = segments
         self.on_first_segment = on_first_segment or (lambda model, seconds: None)
@@ -40,7 +43,10 @@ class SpeechBackend(WrappingBackend):
         pace = parse_pace(ext["pace"]) if "pace" in ext else self.pace
         segments = parse_flag(ext["segments"], "hearth.segments") if "segments" in ext else self.segments
         if pace is not None:
-            request = dataclasses.replace(request, pace=pace)
+            sampling = request.sampling
+            if sampling.max_tokens is None and self.max_tokens is not None:
+                sampling = dataclasses.replace(sampling, max_tokens=self.max_tokens)
+            request = dataclasses.replace(request, pace=pace, sampling=sampling)
         if pace is None and not segments:
             return self.inner.stream(request)
         return self._speak(request, pace, segments)
