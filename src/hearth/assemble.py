@@ -163,7 +163,9 @@ def _speech(b: _Build) -> None:
         b.served[name] = SpeechBackend(backend, pace=m.speech_pace(), segments=m.segments,
                                        on_first_segment=b.metrics.first_segment_out,
                                        on_underrun=b.metrics.pace_underrun,
-                                       max_tokens=m.speech_max_tokens)  # fmt: skip
+                                       max_tokens=m.speech_max_tokens,
+                                       stable_prefix=m.stable_prefix if m.stable_prefix is not None
+                                       else m.pace is not None)  # fmt: skip
 
 
 def _cache(b: _Build) -> None:

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from hearth.backends.stable_prefix import VolatileLines
 from hearth.config import LocalModel
 from hearth.core.errors import (
     BadRequest,
@@ -59,6 +60,7 @@ class LlamaCppBackend:
         self._arriving = 0  # requests being tokenized, not yet submitted: load a router must already see
         self._unavailable: str | None = None  # why the engine check refused this model on this machine
         self._extra_bufts = True  # off when only a build without llama.cpp's extra weight buffers passes the check
+        self._volatile = VolatileLines()  # which system-prompt lines change between this model's requests
 
     @property
     def ready(self) -> bool:
@@ -272,8 +274,19 @@ class LlamaCppBackend:
             return eng.tokenize(req.prompt, add_special=True)
         if self._formatter is None:
             raise BadRequest(f"model {self.name!r} has no chat template; configure chat_template or use /completions")
+        messages = self._volatile.arrange(req.messages) if req.stable_prefix else req.messages
+        try:
+            return self._render(req, messages)
+        except BadRequest:
+            if messages is req.messages:
+                raise
+            return self._render(req, req.messages)  # a template that takes no system message mid-conversation
+
+    def _render(self, req: ChatRequest, messages: list[Message]) -> list[int]:
+        eng = self.engine
+        assert eng is not None
         msgs = []
-        for m in req.messages:
+        for m in messages:
             d: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.content}
             if m.tool_calls:  # templates render arguments with `tojson`, so they need the object, not its text
                 d["tool_calls"] = [

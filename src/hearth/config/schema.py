@@ -44,6 +44,10 @@ class _Speech(_Strict):
         "the local engine schedules paced streams by how far ahead of their listener they are",
     )
     segments: bool = Field(False, description="stream one TTS segment per chunk (first at a comma, then sentences)")
+    stable_prefix: bool | None = Field(
+        None, description="local models: move the system-prompt lines that change between requests (time, date, "
+        "weather; learnt per model) next to the latest user message, so the long rest of the prompt stays in "
+        "the KV cache; default: on for paced (voice) models")  # fmt: skip
     speech_max_tokens: int | None = Field(
         300, ge=1, description="answer length of paced (voice) requests that set no max_tokens: a voice device "
         "speaks every word, and clients such as xiaozhi send no limit (null: none)")  # fmt: skip

@@ -91,6 +91,10 @@ class ChatRequest:
     # What those fields (or Ollama's `think`) ask of a reasoning model: True, False, or None (the model's
     # default). Local models pass it to their chat template (Qwen3's `enable_thinking`), Ollama as `think`.
     thinking: bool | None = None
+    # Internal: a local model moves the lines of the system prompt that change between requests (the time, the
+    # weather) next to the latest user message, so the long rest stays a reusable KV prefix (set per model by
+    # the speech stage: `stable_prefix`, on for `voice`).
+    stable_prefix: bool = False
 
     def question(self) -> str:
         """What the request asks now: the raw prompt, else the latest user message ("" when there is none)."""

@@ -26,17 +26,21 @@ class SpeechBackend(WrappingBackend):
     def __init__(
         self, inner: Backend, *, pace: Pace | None = None, segments: bool = False,
         on_first_segment: SpeechHook | None = None, on_underrun: SpeechHook | None = None,
-        max_tokens: int | None = None,
+        max_tokens: int | None = None, stable_prefix: bool = False,
     ) -> None:  # fmt: skip
-        """`max_tokens`: the answer length of paced requests that set none."""
+        """`max_tokens`: the answer length of paced requests that set none. `stable_prefix`: ask local models
+        to keep the system prompt's changing lines out of the reusable prefix (`ChatRequest.stable_prefix`)."""
         super().__init__(inner)
         self.max_tokens = max_tokens
+        self.stable_prefix = stable_prefix
         self.pace = pace
         self.segments = segments
         self.on_first_segment = on_first_segment or (lambda model, seconds: None)
         self.on_underrun = on_underrun or (lambda model, seconds: None)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        if self.stable_prefix and not request.stable_prefix:
+            request = dataclasses.replace(request, stable_prefix=True)
         ext = request.extensions
         if self.pace is None and not self.segments and "pace" not in ext and "segments" not in ext:
             return self.inner.stream(request)
