@@ -30,20 +30,13 @@ from pathlib import Path
 PROMPT = ("You are a helpful assistant for a smart speaker. " * 12) + "Explain briefly why the sky is blue."
 
 CHILD = r"""
-import ctypes, json, os, sys, time
-from pathlib import Path
+import json, sys, time
 path, extra, threads = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
-lib = os.environ.get("LLAMA_CPP_LIB_PATH")
 from llama_cpp import llama_cpp as L
 from llama_cpp import _logger
+from hearth.engine.build import init_backends
 _logger.set_verbose(False)
-if lib and list(Path(lib).glob("libggml-cpu-*.so")):
-    # A dispatch build: the CPU backends are plugins, loaded and scored against this CPU by ggml itself.
-    ggml = ctypes.CDLL(str(Path(lib) / "libggml.so"))
-    ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
-    ggml.ggml_backend_load_all_from_path(lib.encode())
-    ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
-L.llama_backend_init()
+init_backends(L)  # a dispatch build's CPU plugins are loaded the way hearth loads them
 info = L.llama_print_system_info().decode()
 mp = L.llama_model_default_params()
 mp.use_extra_bufts = extra

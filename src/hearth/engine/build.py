@@ -58,7 +58,11 @@ def init_backends(L: Any) -> None:
             return
         import ctypes
 
-        ggml = ctypes.CDLL(str(folder / "libggml.so"))
+        # The plugins must register with the libggml that libllama uses. Wheels hold copies, not links, of
+        # libggml.so and libggml.so.0, so opening the file by path could load a second, unused instance; opening
+        # the name libllama was linked against (its soname) returns the one already loaded.
+        sonames = sorted((p.name for p in folder.glob("libggml.so.*")), key=len)
+        ggml = ctypes.CDLL(sonames[0] if sonames else str(folder / "libggml.so"))
         ggml.ggml_backend_load_all_from_path.argtypes = [ctypes.c_char_p]
         ggml.ggml_backend_load_all_from_path(str(folder).encode())
 
@@ -106,7 +110,8 @@ def system_info_isolated(timeout: float = 60.0) -> tuple[str | None, str]:
         err = done.stderr.decode("utf-8", "replace").strip().splitlines()
         how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
         return None, how + (f": {err[-1][:300]}" if err else "")
-    return done.stdout.decode("utf-8", "replace").strip(), ""
+    lines = done.stdout.decode("utf-8", "replace").strip().splitlines()  # ggml may log plugin loads to stdout
+    return next((ln for ln in reversed(lines) if " = " in ln), lines[-1] if lines else ""), ""
 
 
 def compiled_features(info: str) -> dict[str, str]:
