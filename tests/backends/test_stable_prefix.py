@@ -51,8 +51,22 @@ def test_lines_that_change_are_learnt_and_stay_moved() -> None:
     # From then on the weather line is moved, whatever it says, and the stable part is byte-identical.
     third = v.arrange(convo(system("10:03", weather="小雨"), "你好", "明天呢"))
     assert third[0].content == second[0].content
-    assert [m.role for m in third] == ["system", "user", "assistant", "system", "user"]
-    assert "- Weather: 小雨" in third[3].content
+    # The first turn keeps the block it was asked with (so its KV stays valid); the new turn gets today's.
+    assert [m.role for m in third] == ["system", "system", "user", "assistant", "system", "user"]
+    assert third[1] == second[1] and "- Weather: 晴" in third[1].content
+    assert "- Weather: 小雨" in third[4].content and "10:03" in third[4].content
+    assert "Today's date" not in third[4].content  # unchanged since the first turn's block: not repeated
+
+
+def test_each_turn_extends_the_previous_rendering() -> None:
+    """What the engine caches after turn n (its prompt and answer) is a prefix of turn n+1's prompt."""
+    v = VolatileLines()
+    turns = ["你好", "讲个笑话", "再来一个", "拜拜"]
+    before: list[Message] = []
+    for n in range(1, len(turns) + 1):
+        now = v.arrange(convo(system(f"10:0{n}"), *turns[:n]))
+        assert now[: len(before)] == before, n
+        before = [*now, Message("assistant", "好的。")]
 
 
 def test_short_or_absent_system_prompts_are_left_alone() -> None:

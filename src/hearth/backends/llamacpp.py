@@ -143,7 +143,7 @@ class LlamaCppBackend:
             [str(p) for p in (self.paths or [self.path])], n_ctx=cfg.n_ctx,
             threads=cfg.threads or os.cpu_count() or 2, n_batch=cfg.n_batch, max_sequences=cfg.max_sequences,
             kv_tokens=self._kv_cells(), n_slots=cfg.prefix_slots, max_queue=cfg.max_queue,
-            prefill_chunk=cfg.prefill_chunk, extra_bufts=self._extra_bufts,
+            prefill_chunk=cfg.prefill_chunk, extra_bufts=self._extra_bufts, flash_attn=cfg.flash_attn,
         )  # fmt: skip
         engine.start()
         try:

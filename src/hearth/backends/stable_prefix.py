@@ -8,19 +8,25 @@ a 2-core CPU, against 0.3 s when the prefix is reused.
 
 For local models that opt in (`stable_prefix`, on for `voice`), the lines that change are taken out of the
 system prompt and given to the model as a short system message just before the latest user message, so the
-long part of the prompt is the same from one request to the next. Which lines change is learnt: each long
-system prompt is compared with the recent ones that share most of its lines, and a line that differs is
-remembered (digits masked, so `17:27` and `17:28` are the same line) as volatile from then on. Clock times and
-dates are known to be volatile from the first request. A volatile line stays volatile: the layout of a
-client's prompt must not flip between requests, or the cache would miss on the flip.
+long part of the prompt is the same from one request to the next. The block a turn got is remembered (by
+the conversation up to that user message), and later turns render it again before that message: the prompt
+grows like a log (09:01 before the first question, 09:02 before the second), so the previous turn's question
+and answer stay in the reusable prefix too and only the new block and question are prefilled.
+
+Which lines change is learnt: each long system prompt is compared with the recent ones that share most of its
+lines, and a line that differs is remembered (digits masked, so `17:27` and `17:28` are the same line) as
+volatile from then on. Clock times and dates are known to be volatile from the first request. A volatile line
+stays volatile: the layout of a client's prompt must not flip between requests, or the cache would miss on the
+flip.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 
 from hearth.core.types import Message
 
@@ -28,6 +34,7 @@ MIN_SYSTEM_CHARS = 400  # shorter system prompts cost little to prefill: left as
 _RECENT = 16  # recent system prompts kept (as line sets) to learn from
 _SIMILAR = 0.8  # share of lines two prompts must have in common to be versions of one prompt
 _MAX_VOLATILE = 256  # learnt line keys kept
+_MAX_PLACED = 4096  # context blocks remembered, one per (conversation, user turn)
 # Clock times, dates (2026-12-07, 2026/12/07, 12月7日), weekdays in the same line as a date.
 _KNOWN = re.compile(r"\b\d{1,2}:\d{2}(:\d{2})?\b|\b\d{4}[-/.]\d{1,2}[-/.]\d{1,2}\b|\d{1,2}月\d{1,2}[日号]")
 _DIGITS = re.compile(r"\d+")
@@ -44,6 +51,7 @@ class VolatileLines:
     def __init__(self) -> None:
         self._recent: deque[frozenset[str]] = deque(maxlen=_RECENT)
         self._volatile: dict[str, None] = {}  # learnt keys, oldest first
+        self._placed: OrderedDict[bytes, str] = OrderedDict()  # conversation up to a user turn -> its block
         self._lock = threading.Lock()
 
     def volatile_keys(self) -> list[str]:
@@ -82,20 +90,45 @@ class VolatileLines:
         return "\n".join(stable_lines), "\n".join(moved)
 
     def arrange(self, messages: list[Message]) -> list[Message]:
-        """The messages with the system prompt's volatile lines moved next to the latest user message; the
-        same list when there is nothing to move."""
+        """The messages with the system prompt's volatile lines moved next to the latest user message (and
+        earlier turns' blocks where they were); the same list when there is nothing to move."""
         if not messages or messages[0].role not in ("system", "developer"):
             return messages
         if len(messages[0].content) < MIN_SYSTEM_CHARS:
             return messages
-        last_user = next((i for i in range(len(messages) - 1, 0, -1) if messages[i].role == "user"), None)
-        if last_user is None:
+        users = [i for i in range(1, len(messages)) if messages[i].role == "user"]
+        if not users:
             return messages
         system = messages[0].content
         self.learn(system)
         stable, moved = self.split(system)
         if not moved:
             return messages
-        first = dataclasses.replace(messages[0], content=stable)
-        context = Message("system", moved)
-        return [first, *messages[1:last_user], context, *messages[last_user:]]
+        h = hashlib.blake2b(stable.encode(), digest_size=16)
+        keys: dict[int, bytes] = {}
+        for i in range(1, users[-1] + 1):
+            m = messages[i]
+            h.update(f"\x00{m.role}\x00{m.content}\x00{m.tool_calls!r}\x00{m.tool_call_id}".encode())
+            if m.role == "user":
+                keys[i] = h.copy().digest()
+        blocks: dict[int, str] = {}
+        with self._lock:
+            for i, key in keys.items():
+                block = self._placed.get(key)
+                if block is None and i == users[-1]:
+                    # Only what changed since the blocks this conversation already has (the time, not today's
+                    # date again): fewer tokens to prefill per turn; "" (nothing new) adds no block.
+                    said = {ln for b in blocks.values() for ln in b.split("\n")}
+                    block = "\n".join(ln for ln in moved.split("\n") if ln not in said)
+                    self._placed[key] = block
+                    while len(self._placed) > _MAX_PLACED:
+                        self._placed.popitem(last=False)
+                if block is not None:
+                    self._placed.move_to_end(key)
+                    blocks[i] = block
+        out = [dataclasses.replace(messages[0], content=stable)]
+        for i in range(1, len(messages)):
+            if blocks.get(i):
+                out.append(Message("system", blocks[i]))
+            out.append(messages[i])
+        return out

@@ -97,6 +97,9 @@ class LocalModel(_Speech):
         None, ge=64, description="KV cells shared by all sequences and cached prefixes; default 4 x n_ctx"
     )
     prefix_slots: int = Field(8, ge=1, le=64, description="conversation prefixes kept in the KV cache")
+    flash_attn: Literal["off", "on", "auto"] = Field(
+        "off", description="llama.cpp's flash attention; on a CPU it makes the next turn after a long prefix ~4x "
+        "slower to prefill (engine/context.py), so off unless measured otherwise (a GPU build: on)")  # fmt: skip
     warmup: bool = True
     loop_guard: bool = Field(
         True, description="end an answer that repeats one unit of tokens over and over (3 times, 48 tokens at "
