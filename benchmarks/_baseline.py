@@ -23,3 +23,14 @@ def src_before(added_file: str, label: str) -> str:
         subprocess.run([*git, "worktree", "add", "--detach", str(path), rev], check=True, capture_output=True)
         atexit.register(subprocess.run, [*git, "worktree", "remove", "--force", str(path)], capture_output=True)
     return str(path / "src")
+
+
+def src_at(rev: str, label: str) -> str:
+    """`src/` of the commit `rev` (a tag, a hash, `main~3`), checked out the same way."""
+    git = ["git", "-C", str(ROOT)]
+    short = subprocess.run([*git, "rev-parse", "--short", rev], capture_output=True, text=True, check=True)
+    path = Path(tempfile.gettempdir()) / f"hearth-{label}-{short.stdout.strip()}"
+    if not path.exists():
+        subprocess.run([*git, "worktree", "add", "--detach", str(path), rev], check=True, capture_output=True)
+        atexit.register(subprocess.run, [*git, "worktree", "remove", "--force", str(path)], capture_output=True)
+    return str(path / "src")

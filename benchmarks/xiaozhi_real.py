@@ -75,13 +75,15 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
-def start_hearth(src: Path, label: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_hearth(src: Path, label: str, config: str | None = None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     log = Path(tempfile.gettempdir()) / f"xiaozhi-bench-{label}.log"
     env = {**os.environ, "PYTHONPATH": str(src)}
     env.pop("PYTHONHASHSEED", None)
-    proc = subprocess.Popen([str(ROOT / ".venv/bin/python"), "-m", "hearth", "serve", "--port", str(port)],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=str(src.parent))  # fmt: skip
+    cmd = [str(ROOT / ".venv/bin/python"), "-m", "hearth", "serve", "--port", str(port)]
+    if config:
+        cmd += ["--config", str(Path(config).resolve())]
+    proc = subprocess.Popen(cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=str(src.parent))
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -302,18 +304,22 @@ def main() -> None:
     ap.add_argument("--modes", default="plain,function_call")
     ap.add_argument("--devices", default="1")
     ap.add_argument("--baseline", action="store_true", help="also measure hearth before this benchmark existed")
+    ap.add_argument("--baseline-rev", help="also measure hearth at this git revision (instead of --baseline's)")
+    ap.add_argument("--config", help="hearth config file (default: none, hearth's built-in models)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/xiaozhi_real.json"))
     args = ap.parse_args()
     versions = [("now", ROOT / "src")]
-    if args.baseline:
+    if args.baseline or args.baseline_rev:
         sys.path.insert(0, str(ROOT / "benchmarks"))
-        from _baseline import src_before
+        from _baseline import src_at, src_before
 
-        versions.insert(0, ("before", Path(src_before("benchmarks/xiaozhi_real.py", "xiaozhi"))))
+        before = src_at(args.baseline_rev, "xiaozhi") if args.baseline_rev else src_before(
+            "benchmarks/xiaozhi_real.py", "xiaozhi")  # fmt: skip
+        versions.insert(0, ("before", Path(before)))
     report: dict[str, Any] = {"cpu": cpu_model(), "runs": []}
     xz: Xiaozhi | None = None
     for label, src in versions:
-        proc, url = start_hearth(src, label)
+        proc, url = start_hearth(src, label, args.config)
         try:
             rate = decode_rate(url)
             print(f"hearth {label}: {cpu_model()}, single-stream decode {rate:.1f} tok/s", flush=True)

@@ -6,9 +6,6 @@ defines is still a 400."""
 from __future__ import annotations
 
 import asyncio
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import openai
@@ -20,15 +17,7 @@ from hearth.config import OllamaModel, OpenAIModel
 from hearth.core.types import ChatRequest, Message
 from hearth.testing import MockTransport, ollama_ndjson, openai_sse
 from tests.conftest import Server
-
-
-def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+from tests.support.httpcall import call
 
 
 def _sent(backend_cls: Any, cfg: Any, req: ChatRequest, reply: Any) -> dict[str, Any]:
@@ -84,17 +73,17 @@ def test_thinking_fields_are_accepted_and_forwarded(gateway: Server) -> None:
                       {"chat_template_kwargs": {"enable_thinking": False}}):  # fmt: skip
             r = c.chat.completions.create(model=model, messages=msgs, max_tokens=4, extra_body=extra)  # type: ignore[arg-type]
             assert r.choices[0].message.content is not None, (model, extra)
-    status, body = _post(gateway.url + "/api/chat", {"model": "local", "messages": msgs, "think": False,
+    status, body = call(gateway.url + "/api/chat", {"model": "local", "messages": msgs, "think": False,
                                                       "stream": False, "options": {"num_predict": 4}})  # fmt: skip
     assert status == 200, body
     # Still refused: a misspelt field, a thinking type nobody defines.
-    status, body = _post(gateway.url + "/v1/chat/completions", {"model": "local", "messages": msgs,
+    status, body = call(gateway.url + "/v1/chat/completions", {"model": "local", "messages": msgs,
                                                                  "enable_thinkin": False})  # fmt: skip
     assert status == 400 and "enable_thinkin" in body["error"]["message"]
-    status, body = _post(gateway.url + "/v1/chat/completions", {"model": "local", "messages": msgs,
+    status, body = call(gateway.url + "/v1/chat/completions", {"model": "local", "messages": msgs,
                                                                  "thinking": {"type": "sometimes"}})  # fmt: skip
     assert status == 400 and body["error"]["param"] == "thinking"
-    status, body = _post(gateway.url + "/api/chat", {"model": "local", "messages": msgs, "think": "maybe"})
+    status, body = call(gateway.url + "/api/chat", {"model": "local", "messages": msgs, "think": "maybe"})
     assert status == 400 and "think" in body["error"]
 
 

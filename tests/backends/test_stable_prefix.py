@@ -39,7 +39,7 @@ def test_clock_and_date_lines_move_from_the_first_request() -> None:
     assert "Current time" not in out[0].content and "Today's date" not in out[0].content
     assert "Device location: 广州" in out[0].content
     assert [m.role for m in out] == ["system", "system", "user"]
-    assert out[1].content == "- Current time: 10:01\n- Today's date: 2026-12-07 (星期一)"
+    assert out[1].content == "<context>\n- Current time: 10:01\n- Today's date: 2026-12-07 (星期一)\n</context>"
 
 
 def test_lines_that_change_are_learnt_and_stay_moved() -> None:

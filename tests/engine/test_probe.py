@@ -24,6 +24,7 @@ import pytest
 from hearth.engine import build, probe
 from hearth.model_files import resolve_model_path
 from tests.conftest import Server, start_hearth
+from tests.support.httpcall import call
 
 CRASH_C = r"""
 #include <signal.h>
@@ -160,15 +161,6 @@ models:
     s.stop()
 
 
-def _post(url: str, body: dict[str, object]) -> tuple[int, dict[str, object]]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
 def test_gateway_serves_its_other_models_when_the_engine_crashes(gateway_on_crashing_build: Server) -> None:
     s = gateway_on_crashing_build
     with urllib.request.urlopen(s.url + "/health", timeout=5) as r:
@@ -178,15 +170,15 @@ def test_gateway_serves_its_other_models_when_the_engine_crashes(gateway_on_cras
     assert health["models"]["smol"] == "unavailable" and health["models"]["remote"] == "ready"
     assert "SIGSEGV" in health["unavailable"]["smol"]
     msg = [{"role": "user", "content": "Say hi"}]
-    status, body = _post(s.url + "/v1/chat/completions", {"model": "remote", "messages": msg, "max_tokens": 4})
+    status, body = call(s.url + "/v1/chat/completions", {"model": "remote", "messages": msg, "max_tokens": 4})
     assert status == 200, body
-    status, body = _post(s.url + "/v1/chat/completions", {"model": "smol", "messages": msg, "max_tokens": 4})
+    status, body = call(s.url + "/v1/chat/completions", {"model": "smol", "messages": msg, "max_tokens": 4})
     assert status == 503 and body["error"]["code"] == "model_unavailable", body  # type: ignore[index]
     assert "crashing-build" not in json.dumps(body)  # no paths for tenants
-    status, body = _post(s.url + "/api/chat", {"model": "smol", "messages": msg, "stream": False})
+    status, body = call(s.url + "/api/chat", {"model": "smol", "messages": msg, "stream": False})
     assert status == 503 and "cannot run on this server" in str(body["error"])
     # A router falls back past it without trying it.
-    status, body = _post(s.url + "/v1/chat/completions", {"model": "both", "messages": msg, "max_tokens": 4})
+    status, body = call(s.url + "/v1/chat/completions", {"model": "both", "messages": msg, "max_tokens": 4})
     assert status == 200, body
     with urllib.request.urlopen(s.url + "/api/ps", timeout=5) as r:
         ps = json.loads(r.read())["models"]

@@ -6,12 +6,17 @@ block after the system text. So every new minute the first changed token sits ~1
 user's question, and the whole system prompt, tool block and few-shot turns are prefilled again: 18-20 s on
 a 2-core CPU, against 0.3 s when the prefix is reused.
 
-For local models that opt in (`stable_prefix`, on for `voice`), the lines that change are taken out of the
+For local models with `stable_prefix` (on for paced models such as `voice`), the lines that change are taken out of the
 system prompt and given to the model as a short system message just before the latest user message, so the
 long part of the prompt is the same from one request to the next. The block a turn got is remembered (by
 the conversation up to that user message), and later turns render it again before that message: the prompt
 grows like a log (09:01 before the first question, 09:02 before the second), so the previous turn's question
 and answer stay in the reusable prefix too and only the new block and question are prefilled.
+
+It pays most where a few new tokens after a long prefix are cheap: with llama.cpp's flash attention off
+(`flash_attn: off`, which examples/voice.yaml sets). With it on (the default), a CPU prefills 30 tokens at
+position 2,000 not much faster than 300 (benchmarks/xiaozhi_real.py, xiaozhi's first segment p50: 3.5 s
+without this, 1.6 s with it, 0.53 s with it and flash attention off).
 
 Which lines change is learnt: each long system prompt is compared with the recent ones that share most of its
 lines, and a line that differs is remembered (digits masked, so `17:27` and `17:28` are the same line) as
@@ -129,6 +134,8 @@ class VolatileLines:
         out = [dataclasses.replace(messages[0], content=stable)]
         for i in range(1, len(messages)):
             if blocks.get(i):
-                out.append(Message("system", blocks[i]))
+                # Framed as context, not said bare: a bare line right before the question is what a 0.5B model
+                # tends to read out (seen with xiaozhi's lunar-date line).
+                out.append(Message("system", f"<context>\n{blocks[i]}\n</context>"))
             out.append(messages[i])
         return out

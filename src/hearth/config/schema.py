@@ -47,7 +47,8 @@ class _Speech(_Strict):
     stable_prefix: bool | None = Field(
         None, description="local models: move the system-prompt lines that change between requests (time, date, "
         "weather; learnt per model) next to the latest user message, so the long rest of the prompt stays in "
-        "the KV cache; default: on for paced (voice) models")  # fmt: skip
+        "the KV cache; default: on for paced (voice) models; pays most with flash_attn: off (examples/voice.yaml)",
+    )  # fmt: skip
     speech_max_tokens: int | None = Field(
         300, ge=1, description="answer length of paced (voice) requests that set no max_tokens: a voice device "
         "speaks every word, and clients such as xiaozhi send no limit (null: none)")  # fmt: skip
@@ -97,9 +98,16 @@ class LocalModel(_Speech):
         None, ge=64, description="KV cells shared by all sequences and cached prefixes; default 4 x n_ctx"
     )
     prefix_slots: int = Field(8, ge=1, le=64, description="conversation prefixes kept in the KV cache")
-    flash_attn: Literal["off", "on", "auto"] = Field(
-        "off", description="llama.cpp's flash attention; on a CPU it makes the next turn after a long prefix ~4x "
-        "slower to prefill (engine/context.py), so off unless measured otherwise (a GPU build: on)")  # fmt: skip
+    flash_attn: Literal["auto", "on", "off"] = Field(
+        "auto", description="llama.cpp's flash attention (auto: llama.cpp decides, on for CPUs). Off makes a few "
+        "new tokens after a long prefix up to 4x faster on a CPU, but long prefills 2.3x slower once the KV cache "
+        "holds several conversations (engine/context.py)")  # fmt: skip
+
+    @field_validator("flash_attn", mode="before")
+    @classmethod
+    def _yaml_switch(cls, v: object) -> object:
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v  # YAML reads `off` as false
+
     warmup: bool = True
     loop_guard: bool = Field(
         True, description="end an answer that repeats one unit of tokens over and over (3 times, 48 tokens at "

@@ -93,7 +93,7 @@ class ChatRequest:
     thinking: bool | None = None
     # Internal: a local model moves the lines of the system prompt that change between requests (the time, the
     # weather) next to the latest user message, so the long rest stays a reusable KV prefix (set per model by
-    # the speech stage: `stable_prefix`, on for `voice`).
+    # the speech stage from `stable_prefix`, on for paced models such as `voice`).
     stable_prefix: bool = False
 
     def question(self) -> str:

@@ -20,13 +20,14 @@ log = logging.getLogger("hearth.engine")
 
 class LlamaContext:
     def __init__(self, model_paths: list[str], *, threads: int, n_batch: int, extra_bufts: bool = True,
-                 flash_attn: str = "off") -> None:  # fmt: skip
+                 flash_attn: str = "auto") -> None:  # fmt: skip
         """`extra_bufts`: llama.cpp's extra weight buffers (repacked layouts, AMX tiles where compiled in); off
         only where a build crashes with them (engine/probe.py decides). `flash_attn`: on, off or auto (llama.cpp
-        decides). Off by default: on a CPU, llama.cpp's flash attention makes a few new tokens after a long
-        prefix (the next turn of a chat with a 2,000-token system prompt) about 4x slower to prefill (measured
-        on a 2-core Xeon: 50 tokens at position 1,900 in 1.56 s on, 0.39 s off; decode there 66 vs 47 ms a
-        token), for a 10% gain on prefills that start from nothing."""
+        decides: on, for CPUs). Measured on a 2-core Xeon, neither wins everywhere: off, the next turn of a chat
+        after a 1,900-token prefix prefills 50 tokens in 0.39 s instead of 1.56 s (one conversation cached) or
+        0.93 s instead of 1.48 s (seven cached); but without flash attention every step attends over the KV
+        cells of every cached conversation, so long prefills get 2.3x slower once several are cached (xiaozhi's
+        tool turns on `local`: 70 s instead of 18 s). Auto stays the default."""
         self.model_paths = model_paths  # one file, or every part of a split model in order
         self.model_path = model_paths[0]
         self.threads = threads

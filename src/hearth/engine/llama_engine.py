@@ -39,7 +39,7 @@ class LlamaEngine(LlamaContext):
     def __init__(
         self, model_paths: list[str], *, n_ctx: int, threads: int, n_batch: int, max_sequences: int,
         kv_tokens: int, n_slots: int, max_queue: int, prefill_chunk: int = 64, extra_bufts: bool = True,
-        flash_attn: str = "off",
+        flash_attn: str = "auto",
     ) -> None:  # fmt: skip
         super().__init__(model_paths, threads=threads, n_batch=n_batch, extra_bufts=extra_bufts, flash_attn=flash_attn)
         self.n_ctx = n_ctx
