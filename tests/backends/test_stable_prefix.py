@@ -13,6 +13,7 @@ import pytest
 from hearth.backends.stable_prefix import VolatileLines
 from hearth.core.types import Message
 from tests.conftest import start_hearth
+from tests.support.httpcall import call
 
 RULES = "\n".join(f"{i}. Rule number {i}: keep answers short, warm and spoken; never use lists or markdown."
                   for i in range(1, 25))  # fmt: skip
@@ -108,5 +109,30 @@ models:
         steady_cached, steady_total = cached["steady"]
         assert total - plain_cached > 300, cached  # everything after the time line is prefilled again
         assert steady_cached >= steady_total - 40, cached  # only the moved lines and the question are new
+    finally:
+        s.stop()
+
+
+@pytest.mark.model
+def test_a_voice_history_that_outgrows_the_context_loses_its_oldest_turns(tmp_path: Path) -> None:
+    """A voice server sends its whole history each turn and can only apologise for a 400: a paced request drops
+    its oldest turns to fit; an unpaced one still gets context_length_exceeded."""
+    config = """
+models:
+  smol: {kind: llamacpp, path: 'builtin:smollm2-135m', n_ctx: 256, threads: 2}
+  smol-voice: {kind: router, default: smol, pace: speech, health_interval: null}
+"""
+    s = start_hearth(config, tmp_path, "overflow")
+    try:
+        msgs: list[dict[str, str]] = [{"role": "system", "content": "You are brief."}]
+        for i in range(12):
+            msgs += [{"role": "user", "content": f"Question number {i}: tell me about the number {i}."},
+                     {"role": "assistant", "content": f"The number {i} is a fine number with many properties."}]
+        msgs.append({"role": "user", "content": "And the number 12?"})
+        status, body = call(s.url + "/v1/chat/completions", {"model": "smol", "messages": msgs, "max_tokens": 8})
+        assert status == 400 and body["error"]["code"] == "context_length_exceeded", body
+        status, body = call(s.url + "/v1/chat/completions", {"model": "smol-voice", "messages": msgs, "max_tokens": 8})
+        assert status == 200, body
+        assert body["usage"]["prompt_tokens"] <= 256 - 8, body
     finally:
         s.stop()

@@ -12,6 +12,7 @@ router gave up) cancels the job, and the engine frees its sequence before its ne
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -282,6 +283,28 @@ class LlamaCppBackend:
                 raise
             return self._render(req, req.messages)  # a template that takes no system message mid-conversation
 
+    def _fitted_tokens(self, req: ChatRequest) -> list[int]:
+        """The prompt's tokens; for a paced (voice) conversation that has outgrown the context, with its oldest
+        turns dropped until it fits with room to answer. A voice server sends its whole history every turn and
+        has no way to act on a 400 but to speak an apology (xiaozhi: "小智现在有点忙"); other requests keep the
+        400, as OpenAI's API does."""
+        tokens = self._prompt_tokens(req)
+        n_ctx = self.cfg.n_ctx
+        if len(tokens) < n_ctx or req.pace is None or req.prompt is not None:
+            return tokens
+        budget = n_ctx - min(req.sampling.max_tokens or 256, 256, n_ctx // 4)
+        msgs = req.messages
+        head = 1 if msgs and msgs[0].role in ("system", "developer") else 0
+        last_user = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i].role == "user"), len(msgs))
+        history = msgs[head:last_user]
+        while history and len(tokens) > budget:
+            # Whole turns go: up to the next user message, so no tool result is left without its call.
+            cut = next((i for i in range(1, len(history)) if history[i].role == "user"), len(history))
+            history = history[cut:]
+            trimmed = dataclasses.replace(req, messages=[*msgs[:head], *history, *msgs[last_user:]])
+            tokens = self._prompt_tokens(trimmed)
+        return tokens
+
     def _render(self, req: ChatRequest, messages: list[Message]) -> list[int]:
         eng = self.engine
         assert eng is not None
@@ -327,7 +350,7 @@ class LlamaCppBackend:
             raise NotReady(f"model {self.name!r} is not loaded")
         self._arriving += 1
         try:
-            tokens = await asyncio.to_thread(self._prompt_tokens, request)
+            tokens = await asyncio.to_thread(self._fitted_tokens, request)
         finally:
             self._arriving -= 1
         n_ctx = self.cfg.n_ctx
