@@ -16,13 +16,7 @@ def src_before(added_file: str, label: str) -> str:
     git = ["git", "-C", str(ROOT)]
     added = subprocess.run([*git, "log", "--diff-filter=A", "--format=%H", "--", added_file],
                            capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
-    rev = f"{added[-1]}^" if added else "HEAD"
-    short = subprocess.run([*git, "rev-parse", "--short", rev], capture_output=True, text=True, check=True)
-    path = Path(tempfile.gettempdir()) / f"hearth-{label}-{short.stdout.strip()}"
-    if not path.exists():
-        subprocess.run([*git, "worktree", "add", "--detach", str(path), rev], check=True, capture_output=True)
-        atexit.register(subprocess.run, [*git, "worktree", "remove", "--force", str(path)], capture_output=True)
-    return str(path / "src")
+    return src_at(f"{added[-1]}^" if added else "HEAD", label)
 
 
 def src_at(rev: str, label: str) -> str:

@@ -99,3 +99,15 @@ class EngineStats:
         self.parked = 0  # paced streams that gave their place to a new turn
         self.adapter_steps = 0  # steps run under a LoRA adapter (the others ran the base model)
         self.loops_stopped = 0  # answers ended because they had started repeating themselves
+
+
+def stop_prefix_len(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of `text` that is a proper prefix of some stop string: the text a job
+    holds back (`GenJob.held`) until the next token says whether a stop string begins there."""
+    best = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:k]):
+                best = k
+                break
+    return best

@@ -25,7 +25,7 @@ from typing import Any
 from hearth.core.errors import HearthError, Overloaded
 from hearth.core.types import Finish, FinishReason, Sampling, TextDelta, Usage
 from hearth.engine.context import LlamaContext
-from hearth.engine.job import EngineStats, GenJob
+from hearth.engine.job import EngineStats, GenJob, stop_prefix_len
 from hearth.engine.sampler import make_sampler
 from hearth.engine.schedule import URGENT_LEAD, park_candidate, plan_step, resume_order
 from hearth.engine.slots import SlotTable
@@ -411,16 +411,14 @@ class LlamaEngine(LlamaContext):
                     self._send(job, text[:hit])
                 self._finish(job, "stop", flush=False)
                 return
-            keep = _stop_prefix_len(text, job.stops)
+            keep = stop_prefix_len(text, job.stops)
             if keep:
                 text, job.held = text[:-keep], text[-keep:]
         if text:
             self._send(job, text)
-        if job.guard is not None and job.guard.looping(tok):
+        if job.guard is not None and job.guard.looping(tok):  # the answer has become a loop: end it there
             self.stats.loops_stopped += 1
-            log.info("an answer started repeating itself after %d tokens; ended there", job.n_gen)
-            self._finish(job, "stop")
-            return
+            return self._finish(job, "stop")
         if job.n_gen >= job.max_new or job.pos + 1 >= self.n_ctx:
             self._finish(job, "length")
             return
@@ -492,14 +490,3 @@ class LlamaEngine(LlamaContext):
 
 def _ms(t: float, since: float) -> str:
     return f"{(t - since) * 1000:.0f}" if t else "-"
-
-
-def _stop_prefix_len(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of `text` that is a proper prefix of some stop string."""
-    best = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:k]):
-                best = k
-                break
-    return best
