@@ -86,45 +86,33 @@ def _engine(report: Report) -> bool:
 def _models(report: Report, cfg: Any, check: bool) -> None:
     from hearth.config import EmbeddingModel, LocalModel
     from hearth.engine import probe
-    from hearth.model_files import BUILTINS, ModelFileError, builtin_for, resolve_model_path
+    from hearth.model_files import ModelFileError, builtin_for, builtin_parts, joined_path, resolve_model_path
 
     for name, m in cfg.models.items():
-        if not isinstance(m, LocalModel | EmbeddingModel):
-            continue
         if isinstance(m, EmbeddingModel):
             _embedder(report, name, m, check)
             continue
+        if not isinstance(m, LocalModel):
+            continue
         spec = builtin_for(m.path)
-        from hearth.config import home_dir
-
-        if spec is not None and spec.sha256:
-            target = home_dir() / "models" / spec.file_name
-            if not target.is_file():
-                # Joining writes hundreds of MB; the doctor only says whether it can happen.
-                try:
-                    for i, pkg in enumerate(spec.packages):
-                        from hearth.model_files import _slice_path
-
-                        _slice_path(pkg, i + 1, m.path.split(":", 1)[1])
-                except ModelFileError as e:
-                    report.add("PROBLEM", f"model {name}", str(e))
-                    continue
-                report.add("info", f"model {name}", f"{m.path}: installed; joined into {target} at first start")
-                continue
+        state = ""
         try:
-            path = resolve_model_path(m.path, progress=False)
+            if spec is not None and spec.sha256:  # shipped in slices: joined (and its sha256 checked) at first start
+                path = joined_path(spec)
+                if not path.is_file():  # joining writes hundreds of MB: the doctor only says whether it can
+                    builtin_parts(m.path)
+                    report.add("info", f"model {name}", f"{m.path}: installed; joined into {path} at first start")
+                    continue
+                if spec.size is not None and path.stat().st_size != spec.size:
+                    report.add("PROBLEM", f"model {name}", f"{path} is damaged (its size differs from the pinned "
+                               "file); hearth joins it again at the next start")  # fmt: skip
+                    continue
+                state = "; size matches the pinned file (sha256 checked when joined)"
+            else:
+                path = resolve_model_path(m.path, progress=False)
         except ModelFileError as e:
             report.add("PROBLEM", f"model {name}", str(e))
             continue
-        state = ""
-        if spec is not None and spec.sha256:
-            ok = spec.size is None or path.stat().st_size == spec.size
-            state = f"; size {'matches' if ok else 'DIFFERS from'} the pinned file (sha256 checked when joined)"
-            if not ok:
-                report.add("PROBLEM", f"model {name}", f"{path} is damaged{state}; delete it to join it again")
-                continue
-        elif spec is None and m.path in BUILTINS:
-            state = ""
         size = path.stat().st_size / 1e6
         if not check or not m.engine_check or importlib.util.find_spec("llama_cpp") is None:
             report.add("ok", f"model {name}", f"{path} ({size:.0f} MB){state}")

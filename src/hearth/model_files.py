@@ -85,12 +85,23 @@ def resolve_model_path(path: str, *, progress: bool = True) -> Path:
         raise ModelFileError(f"unknown built-in model {key!r}; known: {', '.join(BUILTINS)}")
     if key == "smollm2-135m":
         return _smollm_path()
-    target = home_dir() / "models" / spec.file_name
+    target = joined_path(spec)
     if target.is_file() and (spec.size is None or target.stat().st_size == spec.size):
         return target
-    parts = [_slice_path(pkg, i + 1, key) for i, pkg in enumerate(spec.packages)]
-    _join(parts, target, spec, progress)
+    _join(builtin_parts(path), target, spec, progress)
     return target
+
+
+def joined_path(spec: BuiltinModel) -> Path:
+    """Where a built-in model shipped in slices is joined (it may not be there yet)."""
+    return home_dir() / "models" / spec.file_name
+
+
+def builtin_parts(path: str) -> list[Path]:
+    """The installed slices of a built-in model, in order; ModelFileError names the package that is missing."""
+    key = path.split(":", 1)[1]
+    spec = BUILTINS[key]
+    return [_slice_path(pkg, i + 1, key) for i, pkg in enumerate(spec.packages)]
 
 
 def _smollm_path() -> Path:

@@ -231,7 +231,7 @@ class LlamaCppBackend:
             parameter_size=d.get("parameter_size") or (b.parameter_size if b else ""),
             quantization=d.get("quantization_level") or (b.quantization if b else ""),
             digest=self.digest or (b.sha256 or "" if b else ""),
-            template=(self.cfg.chat_template or (self.engine.chat_template if self.engine else "") or ""),
+            template=self.cfg.chat_template or self.engine_template(),
             loaded=self.loaded, extra={"path": str(self.path or self.cfg.path),
                                        **({"unavailable": self._unavailable} if self._unavailable else {})},
         )  # fmt: skip
