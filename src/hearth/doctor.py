@@ -117,13 +117,12 @@ def _models(report: Report, cfg: Any, check: bool) -> None:
         if not check or not m.engine_check or importlib.util.find_spec("llama_cpp") is None:
             report.add("ok", f"model {name}", f"{path} ({size:.0f} MB){state}")
             continue
-        verdict = probe.check("llamacpp", [str(path)], options={"extra_bufts": True})
-        if verdict.ok:
+        verdict, runs = probe.check_chat([str(path)])
+        if runs:
             how = "kept" if verdict.cached else f"decoded in a child process in {verdict.seconds:.1f} s"
             report.add("ok", f"model {name}", f"{path} ({size:.0f} MB){state}; engine check passed ({how})")
             continue
-        plain = probe.check("llamacpp", [str(path)], options={"extra_bufts": False})
-        if plain.ok:
+        if runs is False:
             report.add("warn", f"model {name}", "served without llama.cpp's extra weight buffers (slower): "
                        + verdict.detail)  # fmt: skip
         else:

@@ -97,16 +97,15 @@ class LlamaCppBackend:
         that crashes takes only the child down. Where the build crashes with llama.cpp's extra weight buffers
         (AMX, repacked layouts) but not without, the model is served without them, slower, with a warning."""
         if self._unavailable is not None:
-            raise EngineUnavailable(self._tenant_message())
+            raise EngineUnavailable.of(f"model {self.name!r}")
         if not self.cfg.engine_check:
             return
         paths = [str(p) for p in self.paths] if self.paths else [str(self.path)]
-        verdict = await asyncio.to_thread(probe.check, "llamacpp", paths, options={"extra_bufts": True})
-        if verdict.ok:
+        verdict, runs = await asyncio.to_thread(probe.check_chat, paths)
+        if runs:
             self._extra_bufts = True
             return
-        plain = await asyncio.to_thread(probe.check, "llamacpp", paths, options={"extra_bufts": False})
-        if plain.ok:
+        if runs is False:
             if self._extra_bufts:
                 log.warning("%s Without llama.cpp's extra weight buffers (use_extra_bufts off) the same build "
                             "passes: model %s is served that way, slower, until the engine is rebuilt.",
@@ -116,12 +115,7 @@ class LlamaCppBackend:
         self._unavailable = verdict.summary
         log.error("model %s is unavailable: it is not loaded into the gateway, which serves its other models. %s",
                   self.name, verdict.detail)  # fmt: skip
-        raise EngineUnavailable(self._tenant_message())
-
-    def _tenant_message(self) -> str:
-        # No paths or build details for tenants: the operator's log, /health and `hearth doctor` have them.
-        return (f"model {self.name!r} cannot run on this server: its local engine failed the start-up check "
-                "(the operator can see why in the log or with `hearth doctor`)")
+        raise EngineUnavailable.of(f"model {self.name!r}")
 
     def _kv_cells(self) -> int:
         return self.cfg.kv_cache_tokens or 4 * self.cfg.n_ctx
@@ -337,7 +331,7 @@ class LlamaCppBackend:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         if self._unavailable is not None:
-            raise EngineUnavailable(self._tenant_message())
+            raise EngineUnavailable.of(f"model {self.name!r}")
         if not self._ready:
             raise NotReady(f"model {self.name!r} is still loading; retry shortly", retry_after=1.0)
         async with self.residency.hold(self, request.keep_alive):

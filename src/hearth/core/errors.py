@@ -83,6 +83,13 @@ class EngineUnavailable(HearthError):
     type = "server_error"
     code = "model_unavailable"
 
+    @classmethod
+    def of(cls, what: str) -> EngineUnavailable:
+        """The tenant's error for `what` ("model 'local'"): no paths or build details, which the operator's log,
+        /health and `hearth doctor` have."""
+        return cls(f"{what} cannot run on this server: its local engine failed the start-up check (the operator "
+                   "can see why in the log or with `hearth doctor`)")  # fmt: skip
+
 
 class UpstreamError(HearthError):
     """A remote provider failed (refused, 5xx, broken stream)."""

@@ -122,7 +122,7 @@ class LocalEmbedder:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._model: Any = None
-        self._unavailable: str | None = None  # the engine check's paragraph when this machine cannot run it
+        self._unavailable: str | None = None  # the engine check's one-line reason when this machine cannot run it
         self.batches = 0  # forward batches run, for tests and metrics
         self.texts = 0
 
@@ -176,17 +176,15 @@ class LocalEmbedder:
 
         try:
             self._model = shared_model(self.cfg.path, self.cfg.engine)
-        except EngineCrashed as e:  # the build crashed in its check: the paragraph for the operator, not tenants
-            self._unavailable = e.summary
-            log.error("embedding model %s is unavailable. %s", self.name, e.detail)
-            gone = EngineUnavailable(f"embedding model {self.name!r} cannot run on this server: its engine failed "
-                                     "the start-up check (the operator can see why with `hearth doctor`)")  # fmt: skip
-            while (job := self._q.get()) is not None:
-                _settle(job, gone)
-            return
-        except Exception as e:  # a missing package or file: every waiting request gets the reason
-            log.error("cannot load embedding model %s: %s", self.name, e)
-            err = HearthError(f"embedding model {self.name!r} failed to load: {e}", code="model_load_failed")
+        except Exception as e:  # every waiting request, and every later one, gets the reason
+            err: HearthError
+            if isinstance(e, EngineCrashed):  # the build crashed in its check: the paragraph for the operator only
+                self._unavailable = e.summary
+                log.error("embedding model %s is unavailable. %s", self.name, e.detail)
+                err = EngineUnavailable.of(f"embedding model {self.name!r}")
+            else:  # a missing package or file
+                log.error("cannot load embedding model %s: %s", self.name, e)
+                err = HearthError(f"embedding model {self.name!r} failed to load: {e}", code="model_load_failed")
             while (job := self._q.get()) is not None:
                 _settle(job, err)
             return

@@ -194,6 +194,16 @@ def check(engine: str, targets: list[str], *, options: dict[str, object] | None 
         return Verdict(False, detail, summary, seconds=secs)
 
 
+def check_chat(paths: list[str]) -> tuple[Verdict, bool | None]:
+    """A chat model's check, as the gateway and `hearth doctor` both decide on it: (the verdict with llama.cpp's
+    extra weight buffers, what runs: True with them, False only without them (AMX and repacked layouts live
+    there), None neither)."""
+    verdict = check("llamacpp", paths, options={"extra_bufts": True})
+    if verdict.ok:
+        return verdict, True
+    return verdict, False if check("llamacpp", paths, options={"extra_bufts": False}).ok else None
+
+
 # --- the child ---------------------------------------------------------------------------------------
 
 

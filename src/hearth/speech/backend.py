@@ -39,18 +39,18 @@ class SpeechBackend(WrappingBackend):
         self.on_underrun = on_underrun or (lambda model, seconds: None)
 
     def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
-        if self.stable_prefix and not request.stable_prefix:
-            request = dataclasses.replace(request, stable_prefix=True)
+        steady = self.stable_prefix and not request.stable_prefix
         ext = request.extensions
         if self.pace is None and not self.segments and "pace" not in ext and "segments" not in ext:
-            return self.inner.stream(request)
+            return self.inner.stream(dataclasses.replace(request, stable_prefix=True) if steady else request)
         pace = parse_pace(ext["pace"]) if "pace" in ext else self.pace
         segments = parse_flag(ext["segments"], "hearth.segments") if "segments" in ext else self.segments
-        if pace is not None:
+        if pace is not None or steady:
             sampling = request.sampling
-            if sampling.max_tokens is None and self.max_tokens is not None:
+            if pace is not None and sampling.max_tokens is None and self.max_tokens is not None:
                 sampling = dataclasses.replace(sampling, max_tokens=self.max_tokens)
-            request = dataclasses.replace(request, pace=pace, sampling=sampling)
+            request = dataclasses.replace(request, pace=pace, sampling=sampling,
+                                          stable_prefix=request.stable_prefix or self.stable_prefix)  # fmt: skip
         if pace is None and not segments:
             return self.inner.stream(request)
         return self._speak(request, pace, segments)
