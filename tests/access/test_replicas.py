@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import Server, free_port, redis_server, start_hearth
 
-ADMIN = "adm-replica-secret"
+ADMIN = "adm-replica-secret-0123456789abcdefgh"
 
 
 def _config(upstream: str, keys: str, cache: str = "") -> str:

@@ -22,7 +22,7 @@ from hearth.core.errors import UpstreamError
 from hearth.server import create_app
 from hearth.testing import FunctionBackend, Reply, running
 
-ADMIN = "adm-secret-for-tests"
+ADMIN = "adm-secret-for-tests-0123456789abcdef"
 
 CONFIG = """
 models:

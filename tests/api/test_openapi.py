@@ -27,7 +27,7 @@ from hearth.testing.hub import HubStandIn
 from hearth.testing.server import running
 from tests.conftest import Server, start_hearth
 
-ADMIN = "hk-admin-for-fuzzing-0123456789"
+ADMIN = "hk-admin-for-fuzzing-0123456789abcdef"
 EXAMPLES = 40  # per operation and mode, at most (hypothesis stops early where a schema has few distinct values)
 
 

@@ -18,7 +18,7 @@ import pytest
 from tests.conftest import Server, free_port, smol_model, start_hearth
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
-ADMIN = "adm-prometheus-secret"
+ADMIN = "adm-prometheus-secret-0123456789abc"
 
 
 def _tool(name: str) -> str:

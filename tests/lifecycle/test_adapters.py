@@ -45,16 +45,16 @@ def gw(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path]) -> Iter
     tmp = tmp_path_factory.mktemp("adapters")
     cfg = (f"cache: {{enabled: false}}\nlocal:\n  models_dir: {tmp / 'store'}\n  adapters:\n"
            f"    b: {{base: smol, path: {files['b']}, aliases: [smol-b]}}\nmodels:\n" + smol_model())  # fmt: skip
-    s = start_hearth(cfg, tmp, "adapters", env={"HEARTH_ADMIN_KEY": "hk-admin-adapters-0123456789"})
+    s = start_hearth(cfg, tmp, "adapters", env={"HEARTH_ADMIN_KEY": "hk-admin-adapters-0123456789abcdefgh"})
     yield s
     s.stop()
 
 
-ADMIN = {"Authorization": "Bearer hk-admin-adapters-0123456789"}
+ADMIN = {"Authorization": "Bearer hk-admin-adapters-0123456789abcdefgh"}
 
 
 def answer(gw: Server, model: str) -> str:
-    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="hk-admin-adapters-0123456789", max_retries=0)
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="hk-admin-adapters-0123456789abcdefgh", max_retries=0)
     r = c.chat.completions.create(model=model, messages=PROMPT, temperature=0, max_tokens=12)  # type: ignore[arg-type]
     return r.choices[0].message.content or ""
 
@@ -71,7 +71,7 @@ def same(x: str, y: str) -> bool:
 def test_added_at_run_time_and_chosen_per_request(gw: Server, files: dict[str, Path]) -> None:
     status, body = call(gw.url + "/admin/adapters", {"name": "a", "path": str(files["a"])}, headers=ADMIN)
     assert status == 201 and body["model"] == "smol+a", body
-    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="hk-admin-adapters-0123456789")
+    c = openai.OpenAI(base_url=gw.url + "/v1", api_key="hk-admin-adapters-0123456789abcdefgh")
     assert {"smol+a", "smol+b", "smol-b"} <= {m.id for m in c.models.list().data}
     base, a, b = answer(gw, "smol"), answer(gw, "smol+a"), answer(gw, "smol+b")
     assert not same(base, a) and not same(base, b) and not same(a, b), (base, a, b)  # each changes the answer

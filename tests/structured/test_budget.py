@@ -38,7 +38,7 @@ STORYBOARD = {
 @pytest.mark.parametrize("budget", [120, 150, 300, 600, 2000])
 def test_the_longest_answer_fits_the_budget(budget: int) -> None:
     capped, cap = fit(STORYBOARD, budget, count=approx)
-    assert cap is not None and _Costs(capped, approx)(MAX_CAP, 0) <= budget
+    assert cap is not None and _Costs(capped, approx, 10**6)(MAX_CAP, 0) <= budget
     scenes = capped["properties"]["scenes"]
     assert scenes["minItems"] == 3 <= scenes["maxItems"] and capped["properties"]["title"]["maxLength"] >= 1
     assert capped["additionalProperties"] is False and "maxLength" not in STORYBOARD["properties"]["title"]

@@ -19,7 +19,7 @@ from tests.conftest import Server, smol_model, start_hearth
 from tests.ui.conftest import readme_shot
 
 pytestmark = pytest.mark.model
-ADMIN = "adm-console-secret"
+ADMIN = "adm-console-secret-0123456789abcdef"
 
 
 def _config(tmp: Path, bad: Server, name: str) -> str:

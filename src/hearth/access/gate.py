@@ -14,7 +14,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from hearth.core.errors import Forbidden, HearthError, QuotaExceeded, RateLimite
 from hearth.core.types import ChatRequest
 
 log = logging.getLogger("hearth.access")
+MAX_TENANT_KEEP_ALIVE = 3600.0  # seconds a tenant key may ask a shared model to stay loaded
 
 # kind, key name, detail, value: GatewayMetrics.access_event
 AccessHook = Callable[[str, str, str, float], None]
@@ -129,15 +130,36 @@ class Access:
         self.check_model(p, names)
         if self.prices.reads_kb(req.model):
             self.check_scope(p, "rag:read")  # a rag: model answers from a knowledge base: reading it
+        rag = req.extensions.get("rag")
+        if isinstance(rag, dict) and rag.get("kb"):
+            # Naming a knowledge base on any model reads it, as `rag:<kb>` does: the same scope and allow-list.
+            self.check_scope(p, "rag:read")
+            self.check_model(p, (f"rag:{rag['kb']}",))
+        self.check_keep_alive(p, req.keep_alive)
         if p.key is None:
             return None
         worst = self.prices.worst(req.model)
-        if p.key.budget is not None and worst.output > 0 and req.sampling.max_tokens is None:
-            req.sampling.max_tokens = self._default_max_tokens
         bound = prompt_bound(req)
-        out = req.sampling.max_tokens or 0
         estimate = prompt_estimate(bound)
+        if req.sampling.max_tokens is None:
+            # The reservation must bound what the answer may spend, so an open-ended answer gets a cap: the
+            # configured one, and no more than what the key's token rate leaves beside its prompt.
+            cap = self._default_max_tokens if p.key.budget is not None and worst.output > 0 else None
+            if p.key.tpm is not None:
+                cap = max(1, min(cap or self._default_max_tokens, p.key.tpm - estimate))
+            req.sampling.max_tokens = cap
+        out = req.sampling.max_tokens or 0
         return await self._admit(p.key, estimate + out, estimate, cost(worst, bound, out))
+
+    def check_keep_alive(self, p: Principal, keep: float | None) -> None:
+        """A model's residency is shared by every tenant: a tenant key may keep it loaded for up to an hour after
+        its request; unloading it (0), pinning it (negative) or longer holds need the admin scope."""
+        if keep is None or p.may("admin") or 0 < keep <= MAX_TENANT_KEEP_ALIVE:
+            return
+        self._on_event("auth", p.name, "forbidden", 0.0)
+        raise Forbidden(f"key {p.name} may not set keep_alive {keep:g} s: unloading (0), pinning (negative) or "
+                        f"holding a shared model for more than {MAX_TENANT_KEEP_ALIVE:g} s needs the 'admin' scope",
+                        code="insufficient_scope", param="keep_alive")  # fmt: skip
 
     def cache_namespace(self, p: Principal, requested: str) -> str:
         """The response-cache namespace of a request: per key unless keys share a cache, so that one tenant is
@@ -157,10 +179,17 @@ class Access:
         estimate = prompt_estimate(bound)
         return await self._admit(p.key, estimate, estimate, cost(self.prices.worst(model), bound, 0))
 
-    async def admit_plain(self, p: Principal, names: tuple[str, ...]) -> Ticket | None:
-        """A request that costs no tokens (knowledge-base calls): it counts toward requests and parallel."""
-        self.check_model(p, names)
-        return None if p.key is None else await self._admit(p.key, 0, 0, 0.0)
+    async def admit_plain(self, p: Principal, names: tuple[str, ...] = (), texts: Sequence[str] = ()
+                          ) -> Ticket | None:  # fmt: skip
+        """A request priced at nothing (knowledge-base calls, loads, heuristic scoring): it counts toward requests
+        and parallel, and the `texts` it reads toward the token rate at their estimate. `names`: the models it
+        touches, checked against the allow-list."""
+        if names:
+            self.check_model(p, names)
+        if p.key is None:
+            return None
+        estimate = prompt_estimate(sum(len(t.encode()) for t in texts))
+        return await self._admit(p.key, estimate, estimate, 0.0)
 
     async def _admit(self, key: ApiKey, tokens: int, estimate: int, reserve: float) -> Ticket:
         ticket = Ticket(key, secrets.token_hex(8), tokens, estimate, Verdict())

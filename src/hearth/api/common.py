@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hearth.api.options import check_namespace
 from hearth.assemble import Assembly
 from hearth.core.errors import BadRequest, HearthError, PayloadTooLarge, RequestTimeout
 from hearth.core.pipeline import Gateway, Stream
@@ -91,8 +92,8 @@ def request_options(request: web.Request, ext: dict[str, Any] | None) -> dict[st
                 c["enabled"] = True
             except ValueError:
                 pass
-    if ns := request.headers.get("x-hearth-cache-namespace"):
-        c["namespace"] = ns
+    if (ns := request.headers.get("x-hearth-cache-namespace")) is not None:
+        c["namespace"] = check_namespace(ns)
     if c:
         ext["cache"] = c
     # Speech options (validated by the speech stage, which names the field): headers win over the body.

@@ -15,7 +15,7 @@ from pydantic import Field
 
 from hearth.api import openai
 from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, read_body
-from hearth.api.gate import add_route, open_stream
+from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, open_stream
 from hearth.api.schemas import _Body, parse
 from hearth.convo.quality import QualityEvaluator
 from hearth.core.collect import collect
@@ -42,8 +42,8 @@ class EvaluateBody(_Body):
 @guarded(openai.render_error)
 async def evaluate(request: web.Request) -> web.Response:
     body = parse(EvaluateBody, await read_body(request))
-    convo = request.app[ASSEMBLY].convo
     sources = [s if isinstance(s, str) else s.text for s in body.sources or ()]
+    convo = request.app[ASSEMBLY].convo
     if body.mode == "judge":
         model = body.model or convo.cfg.quality.judge_model
         if model is None:
@@ -64,8 +64,13 @@ async def evaluate(request: web.Request) -> web.Response:
 
         evaluator = QualityEvaluator(None, grade)
         report = await evaluator.evaluate(body.question, body.answer, sources or None, mode="judge")
-    else:
+    else:  # the texts are embedded: they count toward the key's limits, at their estimate
+        ex, access = request[EXCHANGE], request.app[ACCESS]
+        ticket = await access.admit_plain(ex.principal, texts=[body.question, body.answer, *sources])
+        hold(ex, ticket)
         report = await convo.evaluate(body.question, body.answer, sources or None)
+        if ticket is not None:
+            await access.settle(ticket, "evaluate", None, 0)
     return json_response(report.as_dict())
 
 

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -136,7 +136,7 @@ def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None
     requests_log.info(json.dumps(line, ensure_ascii=False, default=str))
 
 
-def _hold(ex: Exchange, ticket: Ticket | None) -> None:
+def hold(ex: Exchange, ticket: Ticket | None) -> None:
     """Keep an admitted request's ticket (the middleware releases it if nothing settles it) and its headers."""
     if ticket is not None:
         ex.tickets.append(ticket)
@@ -170,12 +170,12 @@ async def open_stream(request: web.Request, api: str, req: ChatRequest) -> Strea
     if request.app[LOG_PAYLOADS]:
         ex.payload = req.prompt if req.prompt is not None else [[m.role, m.content] for m in req.messages]
     ticket = await access.admit_chat(ex.principal, req, names_of(gateway.registry, req.model))
-    cache = req.extensions.get("cache", {})
-    if isinstance(cache, dict):  # anything else is the cache stage's to refuse
-        namespace = access.cache_namespace(ex.principal, str(cache.get("namespace") or ""))
-        if namespace:
-            req.extensions["cache"] = {**cache, "namespace": namespace}
-    _hold(ex, ticket)
+    # Every request gets its key's namespace, whatever the body said of the cache: the namespace also scopes
+    # the conversation turns remembered for routing (convo.memory).
+    cache = req.extensions.get("cache") or {}
+    namespace = access.cache_namespace(ex.principal, str(cache.get("namespace") or ""))
+    req.extensions["cache"] = {**cache, "namespace": namespace} if namespace else cache
+    hold(ex, ticket)
     stream = await gateway.open(api, req)  # a failure here: the middleware releases the ticket, charging nothing
     ex.stream = stream
     tracer = request.app.get(TRACER)
@@ -213,7 +213,7 @@ async def admit_embeddings(request: web.Request, model: str, texts: list[str]) -
     access, gateway, ex = request.app[ACCESS], request.app[GATEWAY], request[EXCHANGE]
     ex.model = model
     ticket = await access.admit_embeddings(ex.principal, model, names_of(gateway.registry, model), texts)
-    _hold(ex, ticket)
+    hold(ex, ticket)
     return ticket
 
 
@@ -229,12 +229,14 @@ async def settle_embeddings(request: web.Request, ticket: Ticket | None, model: 
         await request.app[ACCESS].settle(ticket, served_by, tokens, 0)
 
 
-async def admit_kb(request: web.Request, kb: str) -> None:
-    """Knowledge-base endpoints: the key must allow `rag:<kb>`; the call counts toward its request limits."""
+async def admit_kb(request: web.Request, kb: str, texts: Sequence[str] = ()) -> Ticket | None:
+    """Knowledge-base endpoints: the key must allow `rag:<kb>`; the call counts toward its request limits, and
+    the `texts` it ingests (embedded: CPU or a provider's tokens) toward its token rate."""
     access, ex = request.app[ACCESS], request[EXCHANGE]
     ex.model = f"rag:{kb}"
-    ticket = await access.admit_plain(ex.principal, (ex.model,))
-    _hold(ex, ticket)
+    ticket = await access.admit_plain(ex.principal, (ex.model,), texts)
+    hold(ex, ticket)
+    return ticket
 
 
 def setup(app: web.Application, access: Access, *, log_payloads: bool = False, tracer: Tracer | None = None) -> None:

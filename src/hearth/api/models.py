@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, openai_error, read_body
-from hearth.api.gate import add_route, check_model, visible
+from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, names_of, visible
 from hearth.api.schemas import AdapterBody, CopyBody, DeleteBody, PullBody, parse
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.types import ModelInfo
@@ -125,10 +125,13 @@ async def ps(request: web.Request) -> web.Response:
 async def load_or_unload(request: web.Request, model: str, keep_alive: object, key: str) -> web.Response:
     """A chat or generate request with nothing to answer: Ollama loads the model, or unloads it with
     keep_alive 0; `key` is where the empty answer goes ("message" or "response")."""
-    check_model(request, model)
-    name = request.app[GATEWAY].registry.canonical(model)
-    residency = request.app[ASSEMBLY].residency
     keep = parse_keep_alive(keep_alive)
+    registry = request.app[GATEWAY].registry
+    access, ex = request.app[ACCESS], request[EXCHANGE]
+    access.check_keep_alive(ex.principal, keep)
+    hold(ex, await access.admit_plain(ex.principal, names_of(registry, model)))  # counts toward rpm and parallel
+    name = registry.canonical(model)
+    residency = request.app[ASSEMBLY].residency
     reason = "load"
     if residency is not None and residency.manages(name):
         if keep == 0:

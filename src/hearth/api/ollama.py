@@ -28,6 +28,7 @@ from hearth.api.common import (
 )
 from hearth.api.gate import add_route, open_stream, visible
 from hearth.api.models import load_or_unload, model_details, tag
+from hearth.api.options import options_of
 from hearth.api.schemas import (
     OllamaChatBody,
     OllamaGenerateBody,
@@ -135,7 +136,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
             ]
         msgs.append(Message(m.role, m.content, images=m.images, tool_calls=calls, name=m.tool_name))
     req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
-                      tools=body.tools, response_format=_format(body.format), extensions=body.hearth or {},
+                      tools=body.tools, response_format=_format(body.format), extensions=options_of(body.hearth),
                       keep_alive=parse_keep_alive(body.keep_alive), thinking=_think(body.think))  # fmt: skip
     return await _respond(request, req, chat=True)
 
@@ -158,12 +159,12 @@ async def generate(request: web.Request) -> web.StreamResponse:
         raise BadRequest("template: custom prompt templates are not supported; use raw: true", param="template")
     if body.raw:
         req = ChatRequest(model=body.model, prompt=body.prompt, sampling=_sampling(body.options), stream=body.stream,
-                          extensions=body.hearth or {})  # fmt: skip
+                          extensions=options_of(body.hearth))  # fmt: skip
     else:
         msgs = [Message("system", body.system)] if body.system else []
         msgs.append(Message("user", body.prompt, images=body.images))
         req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
-                          response_format=_format(body.format), extensions=body.hearth or {})  # fmt: skip
+                          response_format=_format(body.format), extensions=options_of(body.hearth))  # fmt: skip
     req.keep_alive = parse_keep_alive(body.keep_alive)
     req.thinking = _think(body.think)
     return await _respond(request, req, chat=False)

@@ -24,6 +24,7 @@ from hearth.api.common import (
     route_headers,
 )
 from hearth.api.gate import add_route, open_stream, visible
+from hearth.api.options import options_of
 from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, parse
 from hearth.core.collect import collect
 from hearth.core.errors import BadRequest, HearthError, ModelNotFound
@@ -95,7 +96,7 @@ def chat_request(b: ChatCompletionBody) -> ChatRequest:
         model=b.model, messages=[_message(m) for m in b.messages],
         sampling=_sampling(b, b.max_completion_tokens or b.max_tokens), stream=b.stream,
         tools=b.tools, tool_choice=b.tool_choice, response_format=b.response_format,
-        parallel_tool_calls=b.parallel_tool_calls, extensions=b.hearth or {}, provider_fields=fields,
+        parallel_tool_calls=b.parallel_tool_calls, extensions=options_of(b.hearth), provider_fields=fields,
         thinking=thinking,
     )  # fmt: skip
 
@@ -188,7 +189,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
             raise BadRequest("prompt: only a single prompt per request is supported", param="prompt")
         prompt = prompt[0]
     req = ChatRequest(model=body.model, prompt=prompt, sampling=_sampling(body, body.max_tokens or 16),
-                      stream=body.stream, extensions=request_options(request, body.hearth))  # fmt: skip
+                      stream=body.stream, extensions=request_options(request, options_of(body.hearth)))  # fmt: skip
     stream = await _open(request, req)
     try:
         cid = f"cmpl-{uuid.uuid4().hex}"

@@ -8,6 +8,7 @@ by their shape in each dialect, not field by field: they follow the OpenAI and O
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -96,8 +97,9 @@ _OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error"
 
 
 def _params(path: str) -> list[dict[str, Any]]:
+    """Every `{name}` of the path, as OpenAPI requires each templated parameter to be declared."""
     return [{"name": p, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-            for p in ("id", "kb") if "{" + p + "}" in path]  # fmt: skip
+            for p in re.findall(r"\{(\w+)\}", path)]  # fmt: skip
 
 
 @cache

@@ -10,18 +10,20 @@
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
+from hearth.access import Ticket
 from hearth.api.common import ASSEMBLY, MAX_BODY, guarded, json_response, read_body
-from hearth.api.gate import add_route, admit_kb, visible
+from hearth.api.gate import ACCESS, add_route, admit_kb, visible
 from hearth.api.openai import render_error
 from hearth.api.schemas import parse
 from hearth.core.errors import BadRequest, PayloadTooLarge
+from hearth.core.work import offload
 from hearth.rag.types import KnowledgeBaseNotFound, check_name
 
 if TYPE_CHECKING:
@@ -103,14 +105,22 @@ async def drop_kb(request: web.Request) -> web.Response:
 async def add_documents(request: web.Request) -> web.Response:
     from hearth.rag.service import TextDocument
 
-    kb = await _kb(request)
+    kb = check_name(request.match_info["kb"])
     body = parse(DocumentsBody, await read_body(request))
     sources = [d.source for d in body.documents]
     if len(set(sources)) != len(sources):
         raise BadRequest("documents: each source may appear once per request", param="documents")
     docs = [TextDocument(d.source, d.text, dict(d.metadata), d.kind) for d in body.documents]
+    ticket = await admit_kb(request, kb, [d.text for d in docs])
     report = await _service(request).ingest_documents(kb, docs, replace_all=body.replace_all)
+    await _charge(request, ticket)
     return json_response(report.as_dict())
+
+
+async def _charge(request: web.Request, ticket: Ticket | None) -> None:
+    """An ingest's texts were embedded: they stay counted in the key's token window (at their estimate)."""
+    if ticket is not None:
+        await request.app[ACCESS].settle(ticket, "rag", None, 0)
 
 
 @guarded(render_error)
@@ -120,12 +130,13 @@ async def upload_files(request: web.Request) -> web.Response:
     from hearth.rag.service import TextDocument
     from hearth.rag.text import Unreadable, read_bytes
 
-    kb = await _kb(request)
+    kb = check_name(request.match_info["kb"])
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("send the files as multipart/form-data (one part per file)")
     limit = request.app[MAX_BODY]
     reader = await request.multipart()
-    docs, skipped, size = [], [], 0
+    files: list[tuple[str, bytes]] = []
+    size = 0
     while (part := await reader.next()) is not None:
         if not isinstance(part, BodyPartReader) or not part.filename:
             continue
@@ -135,15 +146,21 @@ async def upload_files(request: web.Request) -> web.Response:
             if size > limit:
                 raise PayloadTooLarge(f"the files exceed the request limit of {limit} bytes")
             raw += chunk
-        try:
-            content = await asyncio.to_thread(read_bytes, part.filename, bytes(raw))  # PDFs take a while
-            html = part.filename.lower().endswith((".html", ".htm"))
-            docs.append(TextDocument(part.filename, content, kind="markdown" if html else None))
-        except Unreadable as e:
-            skipped.append({"source": part.filename, "reason": str(e)})
-    if not docs and not skipped:
+        files.append((part.filename, bytes(raw)))
+    if not files:
         raise BadRequest("no file in the request: send parts with a filename")
+    # Admitted on the files' bytes (a PDF's text is not known before it is read, which is the costly part).
+    ticket = await admit_kb(request, kb, [raw.decode("latin-1") for _, raw in files])
+    docs, skipped = [], []
+    for name, raw in files:
+        try:
+            content = await offload(functools.partial(read_bytes, name, raw), size=len(raw))  # PDFs take a while
+            html = name.lower().endswith((".html", ".htm"))
+            docs.append(TextDocument(name, content, kind="markdown" if html else None))
+        except Unreadable as e:
+            skipped.append({"source": name, "reason": str(e)})
     report = await _service(request).ingest_documents(kb, docs) if docs else None
+    await _charge(request, ticket)
     out: dict[str, Any] = report.as_dict() if report is not None else {"kb": kb, "skipped": []}
     out["skipped"] = skipped + out["skipped"]  # as `hearth rag ingest` reports files it cannot read
     return json_response(out)

@@ -12,7 +12,12 @@ from typing import Any, Literal, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hearth.api.options import HearthOptions
 from hearth.core.errors import BadRequest
+
+# Messages in one request: every stage walks them (intent, memory, the cache key, the template), so their
+# number is bounded apart from the body's bytes.
+MAX_MESSAGES = 10_000
 
 
 class _Body(BaseModel):
@@ -79,12 +84,12 @@ class _OpenAISampling(_Body):
     top_k: int | None = Field(None, ge=0)
     min_p: float | None = Field(None, ge=0, le=1)
     repeat_penalty: float | None = Field(None, gt=0)
-    hearth: dict[str, Any] | None = None
+    hearth: HearthOptions | None = None
 
 
 class ChatCompletionBody(_OpenAISampling):
     model: str
-    messages: list[OpenAIMessage] = Field(min_length=1)
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(None, ge=1)
     top_logprobs: int | None = None
     tools: list[dict[str, Any]] | None = None
@@ -169,11 +174,11 @@ class _OllamaCommon(_Body):
     options: dict[str, Any] | None = None
     keep_alive: str | int | float | None = None
     think: bool | str | None = None
-    hearth: dict[str, Any] | None = None
+    hearth: HearthOptions | None = None
 
 
 class OllamaChatBody(_OllamaCommon):
-    messages: list[OllamaMessage] = Field(default_factory=list)
+    messages: list[OllamaMessage] = Field(default_factory=list, max_length=MAX_MESSAGES)
     tools: list[dict[str, Any]] | None = None
 
 

@@ -8,10 +8,13 @@ of hanging); `total` bounds the whole response.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -28,6 +31,8 @@ from hearth.config import OllamaModel, OpenAIModel
 from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, UpstreamError, UpstreamTimeout
 from hearth.core.types import LocalEngine, ModelInfo
 
+log = logging.getLogger("hearth.providers")
+
 
 class HttpProvider:
     """One provider's endpoint: sends JSON, hands back successful replies, and turns everything else
@@ -38,6 +43,7 @@ class HttpProvider:
         self.name = name
         self.cfg = cfg
         self.base_url = cfg.base_url.rstrip("/")
+        self.safe_url = safe_url(self.base_url)
         self.upstream_model = cfg.model or name
         t = cfg.timeouts
         self.transport = transport or AiohttpTransport(connect=t.connect, read=t.first_token, total=t.total)
@@ -49,7 +55,14 @@ class HttpProvider:
         await self.transport.close()
 
     def where(self) -> str:
-        return f"provider {self.name!r} ({self.base_url})"
+        """How errors name the provider to tenants: its name, never its address (which may carry credentials)."""
+        return f"provider {self.name!r}"
+
+    def fail(self, what: str, detail: object = "", cls: type[HearthError] = UpstreamError, **kw: Any) -> HearthError:
+        """The error a tenant sees (the provider's name and what went wrong); the details (the provider's own
+        words, which may echo the key hearth sent, and its address without credentials) go to the operator's log."""
+        log.warning("provider %r (%s) %s%s", self.name, self.safe_url, what, f": {detail}" if detail != "" else "")
+        return cls(f"{self.where()} {what}", **kw)
 
     @asynccontextmanager
     async def post(self, path: str, body: dict[str, Any]) -> AsyncIterator[Response]:
@@ -63,13 +76,13 @@ class HttpProvider:
         except HearthError:
             raise
         except (TransportTimeout, TimeoutError) as e:
-            raise UpstreamTimeout(f"{self.where()} timed out ({str(e) or 'no answer in time'})") from e
+            raise self.fail("timed out", str(e) or "no answer in time", UpstreamTimeout) from e
         except ConnectFailed as e:
-            raise UpstreamError(f"{self.where()} is unreachable: {e.reason}") from e
+            raise self.fail("is unreachable", e.reason) from e
         except ConnectionBroken as e:
-            raise UpstreamError(f"{self.where()} broke the connection: {e}") from e
+            raise self.fail("broke the connection", e) from e
         except TransportError as e:
-            raise UpstreamError(f"{self.where()} failed: {e}") from e
+            raise self.fail("failed", e) from e
 
     async def get_json(self, path: str) -> Any:
         try:
@@ -80,7 +93,7 @@ class HttpProvider:
         except HearthError:
             raise
         except (TransportError, TimeoutError, ValueError) as e:
-            raise UpstreamError(f"{self.where()} failed: {e}") from e
+            raise self.fail("failed", e) from e
 
     async def _http_error(self, resp: Response) -> HearthError:
         try:
@@ -88,18 +101,20 @@ class HttpProvider:
         except (TransportError, TimeoutError):
             raw = b""
         message, code = _error_text(raw)
-        text = f"{self.where()} answered {resp.status}: {message or resp.reason}"
+        detail = message or resp.reason
+        said = f"answered {resp.status}" + (f" ({code})" if code else "")  # the upstream's code, not its words
         retry_after = _retry_after(resp.headers.get("Retry-After"))
         if code == "context_length_exceeded":
-            return ContextLengthExceeded(text)
+            return self.fail("answered that the prompt is longer than the model's context", detail,
+                             ContextLengthExceeded)  # fmt: skip
         if resp.status in (401, 403):
             # The client cannot fix the gateway's credentials: this is a gateway-side failure.
-            return UpstreamError(text, code="upstream_auth_failed")
+            return self.fail(f"refused the gateway's credentials ({resp.status})", detail, code="upstream_auth_failed")
         if resp.status == 429:
-            return UpstreamError(text, status=429, code="rate_limited", retry_after=retry_after)
+            return self.fail(said, detail, status=429, code="rate_limited", retry_after=retry_after)
         if 400 <= resp.status < 500:
-            return BadRequest(text, status=resp.status, code=code or "upstream_rejected")
-        return UpstreamError(text, retry_after=retry_after)
+            return self.fail(said, detail, BadRequest, status=resp.status, code=code or "upstream_rejected")
+        return self.fail(said, detail, retry_after=retry_after)
 
 
 class RemoteBackend:
@@ -149,10 +164,22 @@ class RemoteBackend:
 
     def info(self) -> ModelInfo:
         return ModelInfo(
-            name=self.name, kind=self.kind, owned_by=self.http.base_url,
+            name=self.name, kind=self.kind, owned_by=self.kind,  # tenants see a provider's kind, not its address
             context_length=self.cfg.context_length or self.discovered_context,
             extra={"upstream_model": self.http.upstream_model},
         )  # fmt: skip
+
+
+def safe_url(url: str) -> str:
+    """An address for logs: without the user and password it may carry, and without its query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+_CODE = re.compile(r"^[\w.-]{1,64}$")
 
 
 def _error_text(raw: bytes) -> tuple[str, str | None]:
@@ -163,7 +190,8 @@ def _error_text(raw: bytes) -> tuple[str, str | None]:
     if isinstance(data, dict):
         err = data.get("error", data)
         if isinstance(err, dict):
-            return str(err.get("message") or err)[:1000], (str(err["code"]) if err.get("code") else None)
+            code = str(err.get("code") or err.get("type") or "")
+            return str(err.get("message") or err)[:1000], (code if _CODE.match(code) else None)
         return str(err)[:1000], None
     return str(data)[:1000], None
 

@@ -31,9 +31,11 @@ from hearth.core.errors import (
     NotReady,
 )
 from hearth.core.types import ChatRequest, Chunk, Finish, LocalEngine, Message, ModelInfo, TextDelta, Usage
+from hearth.core.work import offload
 from hearth.engine import probe
 from hearth.engine.job import EngineItem, GenJob
 from hearth.engine.llama_engine import LlamaEngine
+from hearth.engine.tokens import TooManyTokens
 from hearth.lifecycle.gguf_meta import details, kv_bytes, read_meta
 from hearth.lifecycle.residency import Residency
 from hearth.model_files import builtin_for, resolve_model_path
@@ -258,60 +260,86 @@ class LlamaCppBackend:
 
     def count_tokens(self, text: str) -> int:
         e = self.engine
-        return len(e.tokenize(text, add_special=False)) if e is not None else len(text)
+        return len(e.tokenizer.text(text)) if e is not None else len(text)
 
     # --- generation -----------------------------------------------------------------------------
 
-    def _prompt_tokens(self, req: ChatRequest) -> list[int]:
+    def _prompt_tokens(self, req: ChatRequest, limit: int | None = None) -> list[int]:
+        """The prompt's tokens; TooManyTokens once there are more than `limit`."""
         eng = self.engine
         assert eng is not None
-        if req.prompt is not None:
-            return eng.tokenize(req.prompt, add_special=True)
+        if req.prompt is not None:  # a raw prompt: its client writes the template, control tokens included
+            return eng.tokenizer.template(req.prompt, True, limit)
         if self._formatter is None:
             raise BadRequest(f"model {self.name!r} has no chat template; configure chat_template or use /completions")
         messages = self._volatile.arrange(req.messages) if req.stable_prefix else req.messages
         try:
-            return self._render(req, messages)
+            return self._render(req, messages, limit)
         except BadRequest:
             if messages is req.messages:
                 raise
-            return self._render(req, req.messages)  # a template that takes no system message mid-conversation
+            return self._render(req, req.messages, limit)  # a template that takes no system message mid-conversation
 
     def _fitted_tokens(self, req: ChatRequest) -> list[int]:
-        """The prompt's tokens; for a paced (voice) conversation that has outgrown the context, with its oldest
+        """The prompt's tokens, counted no further than the context (a prompt far over it costs no more to refuse
+        than one just over); for a paced (voice) conversation that has outgrown the context, with its oldest
         turns dropped until it fits with room to answer. A voice server sends its whole history every turn and
         has no way to act on a 400 but to speak an apology (xiaozhi: "小智现在有点忙"); other requests keep the
         400, as OpenAI's API does."""
-        tokens = self._prompt_tokens(req)
         n_ctx = self.cfg.n_ctx
-        if len(tokens) < n_ctx or req.pace is None or req.prompt is not None:
-            return tokens
+        try:
+            return self._prompt_tokens(req, n_ctx - 1)
+        except TooManyTokens as e:
+            if req.pace is None or req.prompt is not None:
+                raise ContextLengthExceeded(f"this model's maximum context length is {n_ctx} tokens; the prompt has "
+                                            f"at least {e.counted} tokens", param="messages") from None  # fmt: skip
         budget = n_ctx - min(req.sampling.max_tokens or 256, 256, n_ctx // 4)
         msgs = req.messages
         head = 1 if msgs and msgs[0].role in ("system", "developer") else 0
         last_user = next((i for i in range(len(msgs) - 1, -1, -1) if msgs[i].role == "user"), len(msgs))
-        history = msgs[head:last_user]
-        while history and len(tokens) > budget:
-            # Whole turns go: up to the next user message, so no tool result is left without its call.
-            cut = next((i for i in range(1, len(history)) if history[i].role == "user"), len(history))
-            history = history[cut:]
-            trimmed = dataclasses.replace(req, messages=[*msgs[:head], *history, *msgs[last_user:]])
-            tokens = self._prompt_tokens(trimmed)
-        return tokens
+        # Whole turns go, from the oldest: a cut is at a user message, so no tool result is left without its
+        # call. The fewest turns to drop are found by bisection: a few renders, whatever the history's length.
+        cuts = [i for i in range(head + 1, last_user) if msgs[i].role == "user"] + [last_user]
 
-    def _render(self, req: ChatRequest, messages: list[Message]) -> list[int]:
+        def fitted(cut: int) -> list[int] | None:
+            trimmed = dataclasses.replace(req, messages=[*msgs[:head], *msgs[cut:]])
+            try:
+                return self._prompt_tokens(trimmed, budget)
+            except TooManyTokens:
+                return None
+
+        lo, hi = 0, len(cuts) - 1
+        best = fitted(cuts[hi])
+        if best is None:  # not even the latest turn alone fits
+            raise ContextLengthExceeded(f"this model's maximum context length is {n_ctx} tokens; the latest turn "
+                                        "alone is longer", param="messages")  # fmt: skip
+        while lo < hi:
+            mid = (lo + hi) // 2
+            tokens = fitted(cuts[mid])
+            if tokens is None:
+                lo = mid + 1
+            else:
+                hi, best = mid, tokens
+        return best
+
+    def _render(self, req: ChatRequest, messages: list[Message], limit: int | None) -> list[int]:
         eng = self.engine
         assert eng is not None
+        # Tenant strings holding a control token's text are rendered as placeholders and tokenized as text, so
+        # "<|im_end|>" in a message can never end its turn (engine/tokens.py).
+        shielded = eng.tokenizer.shield(s for m in messages for s in (m.content, m.name or ""))
+        hidden = {v: k for k, v in shielded.items()}
         msgs = []
         for m in messages:
-            d: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.content}
+            content = hidden.get(m.content, m.content)
+            d: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": content}
             if m.tool_calls:  # templates render arguments with `tojson`, so they need the object, not its text
                 d["tool_calls"] = [
                     {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _as_object(c.arguments)}}
                     for c in m.tool_calls
                 ]
             if m.name:
-                d["name"] = m.name
+                d["name"] = hidden.get(m.name, m.name)
             if m.tool_call_id:
                 d["tool_call_id"] = m.tool_call_id
             msgs.append(d)
@@ -327,7 +355,7 @@ class LlamaCppBackend:
         except Exception as e:  # template errors (e.g. a template that rejects a role order)
             raise BadRequest(f"the chat template of {self.name!r} rejected the messages: {e}") from e
         add_special = not (self._bos_text and text.startswith(self._bos_text))
-        return eng.tokenize(text, add_special=add_special)
+        return eng.tokenizer.rendered(text, shielded, add_special, limit)
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
         if self._unavailable is not None:
@@ -344,7 +372,7 @@ class LlamaCppBackend:
             raise NotReady(f"model {self.name!r} is not loaded")
         self._arriving += 1
         try:
-            tokens = await asyncio.to_thread(self._fitted_tokens, request)
+            tokens = await offload(lambda: self._fitted_tokens(request), size=_size(request))
         finally:
             self._arriving -= 1
         n_ctx = self.cfg.n_ctx
@@ -384,6 +412,11 @@ class LlamaCppBackend:
         finally:
             if not finished:
                 eng.cancel(job)
+
+
+def _size(req: ChatRequest) -> int:
+    """Characters a prompt's rendering and tokenizing work through (which pool they run in)."""
+    return len(req.prompt or "") + sum(len(m.content) for m in req.messages)
 
 
 def _read_details(path: Path) -> dict[str, Any]:

@@ -88,7 +88,7 @@ class OllamaBackend(RemoteBackend):
                 try:
                     data = orjson.loads(await resp.read())
                 except orjson.JSONDecodeError as e:
-                    raise UpstreamError(f"{self.http.where()} sent invalid JSON: {e}") from e
+                    raise self.http.fail("sent invalid JSON", e) from e
                 for chunk in self._convert(data, key):
                     yield chunk
                 return
@@ -100,20 +100,20 @@ class OllamaBackend(RemoteBackend):
                 try:
                     data = orjson.loads(line)
                 except orjson.JSONDecodeError as e:
-                    raise UpstreamError(f"{self.http.where()} sent a broken stream line: {line[:200]!r}") from e
+                    raise self.http.fail("sent a broken stream line", repr(line[:200])) from e
                 for chunk in self._convert(data, key):
                     yield chunk
                 if data.get("done"):
                     done = True
                     break
             if not done:
-                raise UpstreamError(f"{self.http.where()} closed the stream before it finished")
+                raise self.http.fail("closed the stream before it finished")
 
     def _convert(self, data: Any, key: str) -> list[Chunk]:
         if not isinstance(data, dict):
-            raise UpstreamError(f"{self.http.where()} sent an unexpected value: {str(data)[:200]}")
+            raise self.http.fail("sent an unexpected value", str(data)[:200])
         if err := data.get("error"):
-            raise UpstreamError(f"{self.http.where()} failed: {err}")
+            raise self.http.fail("failed", err)
         out: list[Chunk] = []
         if key == "message":
             msg = data.get("message") or {}
@@ -155,7 +155,7 @@ class OllamaBackend(RemoteBackend):
                 vectors = np.asarray(data["embeddings"], np.float32)
                 tokens = int(data.get("prompt_eval_count") or 0)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise UpstreamError(f"{self.http.where()} sent invalid embeddings: {e}") from e
+                raise self.http.fail("sent invalid embeddings", e) from e
         if len(vectors) != len(texts):
             raise UpstreamError(f"{self.http.where()} sent {len(vectors)} embeddings for {len(texts)} inputs")
         return Embeddings(vectors, tokens, self.name)

@@ -110,7 +110,7 @@ class OpenAICompatBackend(RemoteBackend):
                     choice = data["choices"][0]
                     msg = choice.get("message") or {}
                 except (orjson.JSONDecodeError, KeyError, IndexError, TypeError) as e:
-                    raise UpstreamError(f"{self.http.where()} sent an invalid completion: {e}") from e
+                    raise self.http.fail("sent an invalid completion", e) from e
                 if msg.get("content"):
                     yield TextDelta(msg["content"])
                 for i, call in enumerate(msg.get("tool_calls") or []):
@@ -132,12 +132,12 @@ class OpenAICompatBackend(RemoteBackend):
                 try:
                     event = orjson.loads(payload)
                 except orjson.JSONDecodeError as e:
-                    raise UpstreamError(f"{self.http.where()} sent broken stream data: {payload[:200]!r}") from e
+                    raise self.http.fail("sent broken stream data", repr(payload[:200])) from e
                 if not isinstance(event, dict):
-                    raise UpstreamError(f"{self.http.where()} sent broken stream data: {payload[:200]!r}")
+                    raise self.http.fail("sent broken stream data", repr(payload[:200]))
                 if err := event.get("error"):
                     msg = err.get("message") if isinstance(err, dict) else err
-                    raise UpstreamError(f"{self.http.where()} failed mid-stream: {msg}")
+                    raise self.http.fail("failed mid-stream", msg)
                 for choice in event.get("choices") or ():
                     delta = choice.get("delta") or {}
                     if text := delta.get("content"):
@@ -154,7 +154,7 @@ class OpenAICompatBackend(RemoteBackend):
                         break  # usage is the last event; do not wait on [DONE]
             # A stream without a finish reason was cut short, whether or not [DONE] came.
             if pending is None:
-                raise UpstreamError(f"{self.http.where()} ended the stream before it finished")
+                raise self.http.fail("ended the stream before it finished")
             # Read to EOF (normally just [DONE] and the chunked terminator, already sent) so that the
             # connection goes back to the pool instead of being closed.
             await resp.drain()
@@ -175,7 +175,7 @@ class OpenAICompatBackend(RemoteBackend):
                 vectors = np.asarray([r["embedding"] for r in rows], np.float32)
                 tokens = int((data.get("usage") or {}).get("prompt_tokens") or 0)
             except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise UpstreamError(f"{self.http.where()} sent invalid embeddings: {e}") from e
+                raise self.http.fail("sent invalid embeddings", e) from e
         if len(vectors) != len(texts):
             raise UpstreamError(f"{self.http.where()} sent {len(vectors)} embeddings for {len(texts)} inputs")
         return Embeddings(vectors, tokens, self.name)

@@ -21,6 +21,8 @@ from hearth.config.checks import check_references
 from hearth.config.env import _apply_env
 from hearth.config.schema import Config
 
+MIN_ADMIN_KEY = 32  # characters of HEARTH_ADMIN_KEY
+
 
 class ConfigError(Exception):
     pass
@@ -56,6 +58,11 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
             raise ConfigError("invalid config: environment variable not set (and no ${VAR:-default}):\n  "
                               + "\n  ".join(unset))  # fmt: skip
     _apply_env(raw, env)
+    admin = env.get("HEARTH_ADMIN_KEY")
+    if admin and len(admin) < MIN_ADMIN_KEY:
+        # A short admin key can be guessed; refusing to start says so before anyone relies on it.
+        raise ConfigError(f"HEARTH_ADMIN_KEY is {len(admin)} characters long; an admin key needs at least "
+                          f"{MIN_ADMIN_KEY} (hearth keys create makes tenant keys; e.g. openssl rand -hex 24)")
     try:
         cfg = Config.model_validate(raw)
     except ValidationError as e:

@@ -14,6 +14,7 @@ from typing import Any
 
 from hearth.core.errors import HearthError
 from hearth.engine.adapters import AdapterSet
+from hearth.engine.tokens import Tokenizer
 
 log = logging.getLogger("hearth.engine")
 
@@ -44,20 +45,12 @@ class LlamaContext:
         self._L: Any = None  # llama_cpp's low-level module, bound when the model loads
         self._batch: Any = None
         self._mem: Any = None
+        self.tokenizer: Tokenizer = None  # type: ignore[assignment]  # set when the model loads
 
     def tokenize(self, text: str, *, add_special: bool = True) -> list[int]:
-        """Thread-safe (the vocab is read-only) and OpenMP-free, so callers may use any thread."""
-        L = self._L
-
-        data = text.encode("utf-8")
-        n_max = len(data) + 16
-        buf = (L.llama_token * n_max)()
-        n = L.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_special, True)
-        if n < 0:
-            n_max = -n
-            buf = (L.llama_token * n_max)()
-            n = L.llama_tokenize(self.vocab, data, len(data), buf, n_max, add_special, True)
-        return list(buf[:n])
+        """Text a template made (control tokens' texts are the tokens); tenant text goes through
+        `tokenizer.text` or `tokenizer.rendered` (engine/tokens.py). Thread-safe: the vocab is read-only."""
+        return self.tokenizer.template(text, add_special)
 
     def token_text(self, token: int) -> str:
         L = self._L
@@ -106,6 +99,7 @@ class LlamaContext:
             raise HearthError(f"llama.cpp could not create a context for {self.model_path}")
         self.vocab = L.llama_model_get_vocab(self.model)
         self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        self.tokenizer = Tokenizer(L, self.vocab)
         tmpl = L.llama_model_chat_template(self.model, None)
         self.chat_template = tmpl.decode("utf-8") if tmpl else None
         self._batch = L.llama_batch_init(batch, 0, 1)

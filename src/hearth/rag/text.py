@@ -29,6 +29,10 @@ SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "ven
              ".ruff_cache", ".pytest_cache", "dist", "build", ".idea", ".vscode"}  # fmt: skip
 
 
+MAX_PDF_PAGES = 2000  # pages read from one PDF (a 20,000-page file took 74 s)
+MAX_PDF_CHARS = 8 * 1024 * 1024  # characters of text from one PDF (a compression bomb expands without end)
+
+
 class Unreadable(Exception):
     """A file that cannot be ingested; the message is the reason given in the ingest report."""
 
@@ -106,9 +110,22 @@ def _read_pdf(raw: bytes) -> str:
         raise Unreadable("PDF support needs pypdf: pip install pypdf") from None
     try:
         reader = PdfReader(io.BytesIO(raw))
-        pages = [(p.extract_text() or "").strip() for p in reader.pages]
+        n = len(reader.pages)
+        if n > MAX_PDF_PAGES:
+            raise Unreadable(f"the PDF has {n} pages, more than the {MAX_PDF_PAGES} hearth reads from one file")
+        pages, chars = [], 0
+        for p in reader.pages:
+            pages.append((p.extract_text() or "").strip())
+            chars += len(pages[-1])
+            if chars > MAX_PDF_CHARS:
+                raise Unreadable(f"the PDF's text is longer than {MAX_PDF_CHARS} characters")
+    except Unreadable:
+        raise
     except (PdfReadError, OSError, ValueError, KeyError, TypeError) as e:
         raise Unreadable(f"unreadable PDF: {e}") from None
+    except (RecursionError, MemoryError, ArithmeticError, AttributeError, IndexError, AssertionError) as e:
+        # What a malformed or hostile file (a page tree that loops, a compression bomb) makes pypdf raise.
+        raise Unreadable(f"unreadable PDF ({type(e).__name__})") from None
     text = "\n\n".join(p for p in pages if p)
     if not text.strip():
         raise Unreadable("the PDF holds no extractable text (scanned images?)")

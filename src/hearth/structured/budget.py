@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +36,7 @@ _FORMAT_CHARS = {"date": 12, "time": 20, "date-time": 35, "uuid": 38, "uuid1": 3
                  "uuid4": 38, "uuid5": 38}  # fmt: skip
 _UNBOUNDED_INTEGER = 17  # the grammar's sign and up to 16 digits
 _UNBOUNDED_NUMBER = 52  # the grammar's integer part, fraction and exponent
+ROOM_PER_TOKEN = 16  # characters of skeleton counted per token of budget before giving up on a shape
 
 
 class BudgetTooSmall(BadRequest):
@@ -45,57 +47,78 @@ class _Unbounded(Exception):
     """The schema has a part whose size cannot be capped: leave it as it is."""
 
 
+class _TooLarge(Exception):
+    """The longest answer is longer than any budget could pay for: stop spelling it out."""
+
+
+class _Room:
+    """Characters `_shape` may still write. Each open array is spelled out item by item, so nested arrays grow
+    as (items)^depth: without this bound a 443-byte schema kept the fitter busy for 33 s."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, chars: int) -> None:
+        self.left = chars
+
+    def take(self, text: str) -> str:
+        self.left -= len(text) + 1  # at least one per call, so the number of calls is bounded too
+        if self.left < 0:
+            raise _TooLarge
+        return text
+
+
 Count = Callable[[str], int]  # tokens of a text, by the model's tokenizer
 
 
-def _shape(node: Any, extra: int, strings: list[dict[str, Any]]) -> str:
+def _shape(node: Any, extra: int, strings: list[dict[str, Any]], room: _Room) -> str:
     """The longest JSON text the schema allows once open arrays hold minItems + `extra` items, with every free
     string left empty (collected into `strings`, whose lengths are counted apart) and the one space the
-    grammar allows after each value."""
+    grammar allows after each value. Every piece written is paid from `room`."""
     if not isinstance(node, dict) or not node:
         raise _Unbounded
     if "$ref" in node or "allOf" in node or "not" in node:
         raise _Unbounded
     if "const" in node:
-        return json.dumps(node["const"], ensure_ascii=False) + " "
+        return room.take(json.dumps(node["const"], ensure_ascii=False) + " ")
     if "enum" in node:
-        return max((json.dumps(v, ensure_ascii=False) for v in node["enum"]), key=len) + " "
+        return room.take(max((json.dumps(v, ensure_ascii=False) for v in node["enum"]), key=len) + " ")
     for key in ("anyOf", "oneOf"):
         if key in node:
-            return max((_shape(alt, extra, strings) for alt in node[key]), key=len)
+            return max((_shape(alt, extra, strings, room) for alt in node[key]), key=len)
     t = node.get("type")
     if isinstance(t, list):
-        return max((_shape({**node, "type": x}, extra, strings) for x in t), key=len)
+        return max((_shape({**node, "type": x}, extra, strings, room) for x in dict.fromkeys(t)), key=len)
     if t == "string":
         if "pattern" in node:
             raise _Unbounded
         if node.get("format") in _FORMAT_CHARS:
-            return '"' + "0" * _FORMAT_CHARS[node["format"]] + '" '
+            return room.take('"' + "0" * _FORMAT_CHARS[node["format"]] + '" ')
         strings.append(node)
-        return '"" '
+        return room.take('"" ')
     if t == "integer":
         bounds = [node[k] for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if k in node]
         digits = max(len(str(int(b))) for b in bounds) if len(bounds) >= 2 else _UNBOUNDED_INTEGER
-        return "9" * digits + " "
+        return room.take("9" * digits + " ")
     if t == "number":
-        return "9" * _UNBOUNDED_NUMBER + " "
+        return room.take("9" * _UNBOUNDED_NUMBER + " ")
     if t == "boolean":
-        return "false "
+        return room.take("false ")
     if t == "null":
-        return "null "
+        return room.take("null ")
     if t == "array":
         items = node.get("items")
         if isinstance(items, list):
-            return "[ " + ", ".join(_shape(i, extra, strings) for i in items) + "] "
+            return room.take("[ ") + ", ".join(_shape(i, extra, strings, room) for i in items) + room.take("] ")
         n = _items_cap(node, extra)
         each = items if isinstance(items, dict) else {}
-        return "[ " + ", ".join(_shape(each, extra, strings) for _ in range(n)) + "] "
+        return room.take("[ ") + ", ".join(_shape(each, extra, strings, room) for _ in range(n)) + room.take("] ")
     if t == "object":
         props = node.get("properties") or {}
         if not props or node.get("additionalProperties", False) not in (False, None):
             raise _Unbounded  # any object, or any extra keys: nothing to cap
-        return "{ " + ", ".join(json.dumps(k, ensure_ascii=False) + ": " + _shape(v, extra, strings)
-                                for k, v in props.items()) + "} "  # fmt: skip
+        fields = (room.take(json.dumps(k, ensure_ascii=False) + ": ") + _shape(v, extra, strings, room)
+                  for k, v in props.items())
+        return room.take("{ ") + ", ".join(fields) + room.take("} ")
     raise _Unbounded
 
 
@@ -103,19 +126,23 @@ class _Costs:
     """Tokens of the longest answer for a string cap and an item allowance: the skeleton counted by the
     tokenizer (plus a margin for how the model may split it), each string character as one token."""
 
-    def __init__(self, schema: Any, count: Count | None) -> None:
-        self.schema, self.count = schema, count
-        self._shapes: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+    def __init__(self, schema: Any, count: Count | None, room: int) -> None:
+        self.schema, self.count, self.room = schema, count, room
+        self._shapes: dict[int, tuple[float, list[dict[str, Any]]]] = {}
 
-    def shape(self, extra: int) -> tuple[int, list[dict[str, Any]]]:
+    def shape(self, extra: int) -> tuple[float, list[dict[str, Any]]]:
         if extra not in self._shapes:
             strings: list[dict[str, Any]] = []
-            text = _shape(self.schema, extra, strings)
+            try:
+                text = _shape(self.schema, extra, strings, _Room(self.room))
+            except _TooLarge:  # longer than any answer the budget pays for
+                self._shapes[extra] = (math.inf, [])
+                return self._shapes[extra]
             tokens = len(text) if self.count is None else self.count(text) * 11 // 10 + 4
             self._shapes[extra] = (tokens, strings)
         return self._shapes[extra]
 
-    def __call__(self, cap: int, extra: int) -> int:
+    def __call__(self, cap: int, extra: int) -> float:
         tokens, strings = self.shape(extra)
         return tokens + sum(_string_cap(s, cap) + 1 for s in strings)
 
@@ -205,7 +232,9 @@ def fit(schema: Any, budget: int, where: str = "response_format", count: Count |
     """The schema to compile for an answer of at most `budget` tokens, and the string cap it was given (None:
     the schema could not be bounded and is returned as it is).
     `count` is the model's tokenizer; without it every character counts as a token (safe, but stingy)."""
-    cost = _Costs(schema, count)
+    # No token is longer than ROOM_PER_TOKEN characters of JSON skeleton, so a skeleton longer than this
+    # cannot fit the budget, whatever the tokenizer.
+    cost = _Costs(schema, count, ROOM_PER_TOKEN * max(budget, 0) + 1024)
     try:
         cost(0, 1)  # with an item in every open array, every part of the schema is visited once
     except _Unbounded:
@@ -213,6 +242,10 @@ def fit(schema: Any, budget: int, where: str = "response_format", count: Count |
     base = _largest_cap(cost, budget, 0)
     if base is None:
         need = cost(0, 0)
+        if math.isinf(need):
+            raise BudgetTooSmall(f"{where}: the smallest answer this schema allows is longer than the {budget} tokens "
+                                 "that max_tokens leaves it; raise max_tokens or relax the schema (minItems nested "
+                                 "in arrays multiply)", param="max_tokens")  # fmt: skip
         raise BudgetTooSmall(f"{where}: the smallest answer this schema allows needs about {need} tokens, more "
                              f"than the {budget} that max_tokens leaves it; raise max_tokens or relax the schema",
                              param="max_tokens")  # fmt: skip

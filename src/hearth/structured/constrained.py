@@ -11,6 +11,7 @@ Requests without `response_format` or `tools` pass straight through, with no ext
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -19,6 +20,7 @@ from typing import Any
 from hearth.core.collect import collect
 from hearth.core.errors import BadRequest, UpstreamError
 from hearth.core.types import Backend, ChatRequest, Chunk, Finish, Message, TextDelta, ToolCallDelta
+from hearth.core.work import offload
 from hearth.core.wrapper import WrappingBackend
 from hearth.structured.budget import PREFERRED_CHARS, BudgetTooSmall, Count, fit, fit_tools
 from hearth.structured.schema import (
@@ -31,6 +33,8 @@ from hearth.structured.schema import (
     validate,
 )
 from hearth.structured.tools import ToolCallParser, check_tools, tool_grammar, tool_mode
+
+MAX_GRAMMAR = 512 * 1024  # characters of GBNF: llama.cpp parses it on the engine's thread, every request
 
 
 def response_schema(rf: dict[str, Any] | None) -> tuple[str, Any]:
@@ -115,9 +119,11 @@ class ConstrainedBackend(WrappingBackend):
         prompt = len(req.prompt or "") + sum(len(m.content) for m in req.messages)
         return ctx - prompt if prompt < ctx else None
 
-    async def _local(self, req: ChatRequest) -> AsyncIterator[Chunk]:
-        parser: ToolCallParser | None = None
+    def _prepare(self, req: ChatRequest) -> tuple[ChatRequest, bool]:
+        """The request with its grammar (tools fitted to the budget, the schema checked and fitted), and whether
+        the answer may hold tool calls. Run in the work pool: its cost grows with the schema."""
         grammar: str | None = None
+        calls = False
         budget = self._budget(req)
         if req.tools:
             mode, _ = tool_mode(req.tool_choice)
@@ -139,7 +145,7 @@ class ConstrainedBackend(WrappingBackend):
                 # grammar allows only a plain answer (not even JSON that looks like a call).
                 req = dataclasses.replace(req, tools=None, tool_choice=None)
             else:
-                parser = ToolCallParser()
+                calls = True
         if grammar is None:
             kind, schema = response_schema(req.response_format)
             if kind == "json_schema":
@@ -148,7 +154,15 @@ class ConstrainedBackend(WrappingBackend):
                 grammar = grammar_for(self._fit_schema(schema_json, budget) if budget is not None else schema_json)
             elif kind == "json_object":
                 grammar = json_object_grammar()
-        async for c in self.inner.stream(dataclasses.replace(req, grammar=grammar)):
+        if grammar is not None and len(grammar) > MAX_GRAMMAR:
+            raise SchemaError(f"the grammar compiled from this request's schema or tools is {len(grammar)} "
+                              f"characters, more than the {MAX_GRAMMAR} the engine takes; simplify the schema")
+        return dataclasses.replace(req, grammar=grammar), calls
+
+    async def _local(self, req: ChatRequest) -> AsyncIterator[Chunk]:
+        req, may_call = await offload(lambda: self._prepare(req))
+        parser = ToolCallParser() if may_call else None
+        async for c in self.inner.stream(req):
             if parser is None:
                 yield c
             elif type(c) is TextDelta:
@@ -168,6 +182,10 @@ class ConstrainedBackend(WrappingBackend):
 
     async def _remote(self, req: ChatRequest) -> AsyncIterator[Chunk]:
         kind, schema = response_schema(req.response_format)
+        if kind == "json_schema":  # the answer is validated against it here: the same bounds as a grammar's
+            check_schema(schema, "response_format.json_schema.schema")
+        if req.tools:
+            check_tools(req.tools)
         fn_schemas = {}
         for t in req.tools or []:
             fn = t.get("function") or {}
@@ -179,7 +197,8 @@ class ConstrainedBackend(WrappingBackend):
             attempt_req = dataclasses.replace(req, messages=messages, stream=False)
             answer = await collect(self.inner.stream(attempt_req))
             calls = answer.tool_calls
-            text, problem = self._check(answer.text, kind, schema, calls, fn_schemas)
+            check = functools.partial(self._check, answer.text, kind, schema, calls, fn_schemas)
+            text, problem = await offload(check, size=len(answer.text))
             if not problem:
                 if text:
                     yield TextDelta(text)

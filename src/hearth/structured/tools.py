@@ -19,12 +19,15 @@ from hearth.core.types import ToolCallDelta
 from hearth.structured.schema import check_schema
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
+MAX_TOOLS = 128  # as OpenAI's API allows
 # A plain answer may not open with "<", "{", "[", a code fence or blank space: small models that mean to call
 # a tool otherwise write the call as bare or fenced JSON.
 PLAIN_ANSWER = r"[^<{`\[ \t\n\x00] [^\x00]*"
 
 
 def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    if len(tools) > MAX_TOOLS:
+        raise BadRequest(f"tools: {len(tools)} tools, more than the {MAX_TOOLS} a request may offer", param="tools")
     out = []
     for i, t in enumerate(tools):
         fn = t.get("function") if isinstance(t, dict) else None

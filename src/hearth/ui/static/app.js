@@ -100,7 +100,7 @@ window.addEventListener("hashchange", route);
 // --- playground ---------------------------------------------------------------------------------------
 
 const chat = { a: [], b: [], ready: false };
-const remote = new Set(); // models served by a provider (their owner is a URL); the rest run in hearth
+const remote = new Set(); // models served by a provider (their owner is the provider kind); the rest run in hearth
 const SCHEMA = JSON.stringify({ type: "object", properties: { answer: { type: "string" }, confidence: { type: "number" } },
   required: ["answer", "confidence"] }, null, 2);
 const TOOLS = JSON.stringify([{ type: "function", function: { name: "get_weather", description: "Weather in a city",
@@ -108,7 +108,7 @@ const TOOLS = JSON.stringify([{ type: "function", function: { name: "get_weather
 
 async function initPlayground() {
   const { data } = await api("/v1/models");
-  for (const m of data) if (String(m.owned_by).includes("://")) remote.add(m.id);
+  for (const m of data) if (m.owned_by !== "hearth") remote.add(m.id);
   let names = data.map((m) => m.id).filter((n) => !/minilm/i.test(n));
   try {
     const kbs = await api("/v1/rag");
