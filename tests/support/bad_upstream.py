@@ -18,6 +18,7 @@ OpenAI (`/v1/chat/completions`, `/v1/models`) or Ollama (`/api/chat`) path:
   /jsonretry/... JSON missing a required field, then correct once the request carries the feedback
   /jsonbad/...   never JSON
   /toolbad/...   a tool call whose arguments break the function's schema
+  /echokey/...   HTTP 500 whose error message repeats the Authorization header it was sent (as some do)
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
         return web.json_response(
             {"error": {"message": "internal upstream failure", "type": "server_error"}}, status=500
         )
+    if mode == "echokey":
+        said = f"invalid request for key {request.headers.get('Authorization', '')}"
+        return web.json_response({"error": {"message": said, "type": "server_error"}}, status=500)
     if mode == "429":
         return web.json_response({"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "7"})
     if mode == "401":

@@ -143,10 +143,10 @@ class Access:
         estimate = prompt_estimate(bound)
         if req.sampling.max_tokens is None:
             # The reservation must bound what the answer may spend, so an open-ended answer gets a cap: the
-            # configured one, and no more than what the key's token rate leaves beside its prompt.
+            # configured one, and no more than what the key's token rate leaves beside its prompt (at its bound).
             cap = self._default_max_tokens if p.key.budget is not None and worst.output > 0 else None
             if p.key.tpm is not None:
-                cap = max(1, min(cap or self._default_max_tokens, p.key.tpm - estimate))
+                cap = max(1, min(cap or self._default_max_tokens, p.key.tpm - bound))
             req.sampling.max_tokens = cap
         out = req.sampling.max_tokens or 0
         return await self._admit(p.key, estimate + out, estimate, cost(worst, bound, out))

@@ -173,7 +173,7 @@ class MemoryMeter:
             v.tokens_remaining = max(0, key.tpm - w.token_sum)
         if key.rpm is not None and len(w.requests) >= key.rpm:
             return refuse(v, "requests", v.requests_reset)
-        if key.tpm is not None and w.token_sum > 0 and w.token_sum + tokens > key.tpm:
+        if key.tpm is not None and w.token_sum + tokens > key.tpm:  # one request over the rate is refused too
             return refuse(v, "tokens", v.tokens_reset)
         if key.max_parallel is not None and len(w.inflight) >= key.max_parallel:
             return refuse(v, "parallel", 1.0)

@@ -15,6 +15,7 @@ from hearth.core.types import ChatRequest
 
 _FREE = Price()
 _PER_MESSAGE = 8  # role markers and separators of a chat template, in tokens
+_PER_REQUEST = 64  # a template's own text: a default system prompt (SmolLM2's is about 30 tokens), tool headers
 # An image costs a provider's vision encoder a fixed number of tokens, not its bytes: OpenAI's high detail
 # tops out near 1,500 (2048 px tiles), others near 1,600; this bound holds for all of them.
 _PER_IMAGE = 2000
@@ -22,7 +23,7 @@ _PER_IMAGE = 2000
 
 def prompt_bound(req: ChatRequest) -> int:
     """An upper bound of the prompt's tokens."""
-    n = len(req.prompt.encode()) if req.prompt is not None else 0
+    n = len(req.prompt.encode()) if req.prompt is not None else _PER_REQUEST
     for m in req.messages:
         n += len(m.content.encode()) + _PER_MESSAGE + _PER_IMAGE * len(m.images or ())
         for c in m.tool_calls or ():

@@ -48,7 +48,7 @@ local function answer(why, retry)
   return {why, tostring(retry), nreq, tostring(req_reset), used, tostring(tok_reset), second}
 end
 if rpm > 0 and nreq >= rpm then return answer('requests', req_reset) end
-if tpm > 0 and used > 0 and used + tokens > tpm then return answer('tokens', tok_reset) end
+if tpm > 0 and used + tokens > tpm then return answer('tokens', tok_reset) end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if par > 0 and redis.call('ZCARD', KEYS[3]) >= par then return answer('parallel', 1) end
 if budget >= 0 and cost > 0 then

@@ -150,11 +150,11 @@ async def upload_files(request: web.Request) -> web.Response:
     if not files:
         raise BadRequest("no file in the request: send parts with a filename")
     # Admitted on the files' bytes (a PDF's text is not known before it is read, which is the costly part).
-    ticket = await admit_kb(request, kb, [raw.decode("latin-1") for _, raw in files])
+    ticket = await admit_kb(request, kb, [data.decode("latin-1") for _, data in files])
     docs, skipped = [], []
-    for name, raw in files:
+    for name, data in files:
         try:
-            content = await offload(functools.partial(read_bytes, name, raw), size=len(raw))  # PDFs take a while
+            content = await offload(functools.partial(read_bytes, name, data), size=len(data))  # PDFs take a while
             html = name.lower().endswith((".html", ".htm"))
             docs.append(TextDocument(name, content, kind="markdown" if html else None))
         except Unreadable as e:

@@ -8,13 +8,14 @@ of hanging); `total` bounds the whole response.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, ClassVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
@@ -42,14 +43,20 @@ class HttpProvider:
     def __init__(self, name: str, cfg: OpenAIModel | OllamaModel, transport: Transport | None = None) -> None:
         self.name = name
         self.cfg = cfg
-        self.base_url = cfg.base_url.rstrip("/")
+        parts = urlsplit(cfg.base_url.rstrip("/"))
+        # Credentials in the address (a proxy's user:password@) travel as a Basic Authorization header, and the
+        # address hearth keeps, logs and shows has none.
+        self.base_url = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
         self.safe_url = safe_url(self.base_url)
         self.upstream_model = cfg.model or name
         t = cfg.timeouts
         self.transport = transport or AiohttpTransport(connect=t.connect, read=t.first_token, total=t.total)
         self.headers = {"Content-Type": "application/json", **cfg.headers}
+        if parts.username is not None:
+            user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self.headers["Authorization"] = "Basic " + base64.b64encode(user_pass).decode()
         if cfg.api_key_env and os.environ.get(cfg.api_key_env):
-            self.headers["Authorization"] = f"Bearer {os.environ[cfg.api_key_env]}"
+            self.headers["Authorization"] = f"Bearer {os.environ[cfg.api_key_env]}"  # the API key wins
 
     async def close(self) -> None:
         await self.transport.close()

@@ -105,7 +105,7 @@ def decode(raw: bytes) -> str:
 def _read_pdf(raw: bytes) -> str:
     try:
         from pypdf import PdfReader
-        from pypdf.errors import PdfReadError
+        from pypdf.errors import PyPdfError
     except ImportError:
         raise Unreadable("PDF support needs pypdf: pip install pypdf") from None
     try:
@@ -121,7 +121,7 @@ def _read_pdf(raw: bytes) -> str:
                 raise Unreadable(f"the PDF's text is longer than {MAX_PDF_CHARS} characters")
     except Unreadable:
         raise
-    except (PdfReadError, OSError, ValueError, KeyError, TypeError) as e:
+    except (PyPdfError, OSError, ValueError, KeyError, TypeError) as e:  # LimitReachedError: a compression bomb
         raise Unreadable(f"unreadable PDF: {e}") from None
     except (RecursionError, MemoryError, ArithmeticError, AttributeError, IndexError, AssertionError) as e:
         # What a malformed or hostile file (a page tree that loops, a compression bomb) makes pypdf raise.
