@@ -69,3 +69,17 @@ def test_a_thousand_tools_are_refused(gw: Gateway) -> None:
     r = call(gw.url, "POST", "/v1/chat/completions",
              {"model": "smol", "messages": [{"role": "user", "content": "hi"}], "tools": tools}, key)
     assert r.status == 400 and "128" in r.body["error"]["message"]
+
+
+def test_per_token_costs_are_bounded_and_token_ids_checked(gw: Gateway) -> None:
+    """Stop strings and logit biases cost something at every token, on the engine's thread; a bias on a token id
+    the model does not have would make llama.cpp write outside its logits."""
+    key = gw.key("schema-attacker")
+    base = {"model": "smol", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+    for extra, param in [({"stop": ["x"] * 17}, "stop"), ({"logit_bias": {str(i): 1 for i in range(301)}}, "logit_bias"),
+                         ({"logit_bias": {"999999999": 5}}, "logit_bias"), ({"logit_bias": {"-3": 5}}, "logit_bias")]:
+        r = call(gw.url, "POST", "/v1/chat/completions", {**base, **extra}, key)
+        assert r.status == 400 and r.body["error"]["param"] == param, (extra, r.body)
+    r = call(gw.url, "POST", "/v1/embeddings", {"model": "all-minilm", "input": ["x"] * 2049}, gw.key("schema-attacker"))
+    assert r.status == 400 and r.body["error"]["param"] == "input", r.body
+    assert call(gw.url, "GET", "/health").status == 200

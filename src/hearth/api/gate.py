@@ -152,11 +152,6 @@ def names_of(registry: ModelRegistry, model: str) -> tuple[str, ...]:
     return (model,) if canonical == model else (model, canonical)
 
 
-def check_model(request: web.Request, model: str) -> None:
-    """403 unless the caller's key may use `model` (for paths that touch a model without generating)."""
-    request.app[ACCESS].check_model(request[EXCHANGE].principal, names_of(request.app[GATEWAY].registry, model))
-
-
 def visible(request: web.Request, names: list[str]) -> list[str]:
     """The model names the caller's key may use (listings show no others)."""
     p = request[EXCHANGE].principal

@@ -7,7 +7,8 @@ but hearth does not act on are accepted and listed, so standard clients never br
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+import re
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -18,6 +19,14 @@ from hearth.core.errors import BadRequest
 # Messages in one request: every stage walks them (intent, memory, the cache key, the template), so their
 # number is bounded apart from the body's bytes.
 MAX_MESSAGES = 10_000
+# Stop strings are matched against the text at every token, on the engine's thread; biases are applied to
+# every token's logits: both are bounded (OpenAI allows 4 stops and 300 biases).
+MAX_STOPS, MAX_STOP_CHARS, MAX_LOGIT_BIAS = 16, 500, 300
+MAX_INPUTS = 2048  # texts in one embeddings request, as OpenAI allows
+E = TypeVar("E")
+Inputs = Annotated[list[E], Field(max_length=MAX_INPUTS)]
+StopText = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+Stop = StopText | Annotated[list[StopText], Field(max_length=MAX_STOPS)]
 
 
 class _Body(BaseModel):
@@ -71,11 +80,11 @@ class _OpenAISampling(_Body):
     temperature: float | None = Field(None, ge=0, le=2)
     top_p: float | None = Field(None, ge=0, le=1)
     n: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
+    stop: Stop | None = None
     seed: int | None = None
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    logit_bias: dict[str, float] | None = None
+    logit_bias: dict[str, float] | None = Field(None, max_length=MAX_LOGIT_BIAS)
     logprobs: bool | int | None = None
     user: str | None = None
     stream: bool = False
@@ -141,7 +150,7 @@ class OllamaOptions(_Body):
     top_k: int | None = Field(None, ge=0)
     top_p: float | None = Field(None, ge=0, le=1)
     min_p: float | None = Field(None, ge=0, le=1)
-    stop: list[str] | str | None = None
+    stop: Stop | None = None
     seed: int | None = None
     repeat_penalty: float | None = Field(None, gt=0)
     presence_penalty: float | None = None
@@ -228,7 +237,7 @@ class AdapterBody(_Body):  # POST /admin/adapters
 
 class EmbeddingsBody(_Body):
     model: str
-    input: str | list[str] | list[int] | list[list[int]]
+    input: str | Inputs[str] | Inputs[int] | Inputs[list[int]]
     encoding_format: Literal["float", "base64"] = "float"
     dimensions: int | None = Field(None, ge=1)
     user: str | None = None
@@ -239,7 +248,7 @@ class EmbeddingsBody(_Body):
 
 class OllamaEmbedBody(_Body):
     model: str
-    input: str | list[str]
+    input: str | Inputs[str]
     truncate: bool = True
     dimensions: int | None = Field(None, ge=1)
     options: dict[str, Any] | None = None
@@ -258,6 +267,10 @@ def ollama_options(raw: dict[str, Any] | None) -> OllamaOptions:
     return parse(OllamaOptions, raw, prefix="options.")
 
 
+# Union branch tags pydantic puts in an error's location ("str", "list[str]", "function-after[...]").
+_BRANCH = re.compile(r"^(function-after|constrained-str|str$|int$|list\[|dict\[)")
+
+
 def parse(cls: type[T], data: bytes | dict[str, Any], prefix: str = "") -> T:
     """Validate, turning the first pydantic error into a BadRequest that names the field.
 
@@ -271,10 +284,12 @@ def parse(cls: type[T], data: bytes | dict[str, Any], prefix: str = "") -> T:
     try:
         return cls.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = e.errors()
+        # A union (str or a list) reports one error per branch: the bound that was hit says the most.
+        err = next((x for x in errors if x["type"] in ("too_long", "too_short")), errors[0])
         if err["type"] == "model_type" and not err["loc"]:
             raise BadRequest("the request body must be a JSON object") from None
-        loc = prefix + ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        loc = prefix + ".".join(str(p) for p in err["loc"] if not _BRANCH.match(str(p)))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown field"

@@ -73,7 +73,8 @@ class Tokenizer:
         out: list[int] = []
         at = 0
         if shielded:
-            for m in re.finditer("|".join(map(re.escape, shielded)), text):
+            nonce = next(iter(shielded))[:-1].rstrip("0123456789")  # every placeholder is nonce + number + end
+            for m in re.finditer(re.escape(nonce) + "\\d+\ue001", text):
                 self._split(text[at : m.start()], out, limit)
                 self._plain(shielded[m.group()], out, limit)
                 at = m.end()
@@ -85,13 +86,12 @@ class Tokenizer:
         {placeholder: original}. Empty for almost every request: then nothing changes."""
         if self.control_re is None:
             return {}
-        out: dict[str, str] = {}
-        nonce = ""
+        seen: dict[str, str] = {}  # original: placeholder
+        nonce = "\ue000" + secrets.token_hex(6) + "g"  # the "g" ends the hex before the number
         for s in strings:
-            if s and self.control_re.search(s) and s not in out.values():
-                nonce = nonce or secrets.token_hex(6)
-                out[f"\ue000{nonce}{len(out)}\ue001"] = s
-        return out
+            if s and s not in seen and self.control_re.search(s):
+                seen[s] = f"{nonce}{len(seen)}\ue001"
+        return {v: k for k, v in seen.items()}
 
     def _split(self, text: str, out: list[int], limit: int | None) -> None:
         at = 0
