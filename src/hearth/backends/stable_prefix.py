@@ -36,6 +36,9 @@ from collections import OrderedDict, deque
 from hearth.core.types import Message
 
 MIN_SYSTEM_CHARS = 400  # shorter system prompts cost little to prefill: left as they are
+# Longer ones are left as they are too: what is learnt and remembered per turn is kept in memory for every
+# client of the model, so a tenant's megabyte prompts must not fill it (voice prompts are 2-6 KB).
+MAX_SYSTEM_CHARS = 32 * 1024
 _RECENT = 16  # recent system prompts kept (as line sets) to learn from
 _SIMILAR = 0.8  # share of lines two prompts must have in common to be versions of one prompt
 _MAX_VOLATILE = 256  # learnt line keys kept
@@ -99,7 +102,7 @@ class VolatileLines:
         earlier turns' blocks where they were); the same list when there is nothing to move."""
         if not messages or messages[0].role not in ("system", "developer"):
             return messages
-        if len(messages[0].content) < MIN_SYSTEM_CHARS:
+        if not MIN_SYSTEM_CHARS <= len(messages[0].content) <= MAX_SYSTEM_CHARS:
             return messages
         users = [i for i in range(1, len(messages)) if messages[i].role == "user"]
         if not users:
