@@ -205,6 +205,8 @@ def under_attack(g: Gateway, attack: Callable[[], Any], *, threads: int = 1, min
     health = [float(x) for x in out_text.split()]
     out = Attack(quiet, victim, health, peak[0] - rss0, results)
     slowest = max(out.victim)
+    print(f"\n[under attack] victim quiet {quiet * 1000:.0f} ms, worst {slowest * 1000:.0f} ms over {len(victim)} "
+          f"answers; /health worst {max(health) * 1000:.1f} ms over {len(health)}; RSS +{out.rss_growth / 2**20:.0f} MB")
     # 2x the quiet time, plus 0.25 s: on 2 shared cores one scheduling hiccup is that long.
     assert slowest <= 2 * quiet + 0.25, f"the victim waited {slowest:.2f} s (quiet: {quiet:.2f} s): {out.victim}"
     assert max(out.health) <= HEALTH_LIMIT, f"/health took {max(out.health) * 1000:.0f} ms"
