@@ -21,6 +21,7 @@ from hearth.api import admin, embeddings, evaluate, gate, keys, models, ollama, 
 from hearth.api.common import ASSEMBLY, BODY_TIMEOUT, GATEWAY, MAX_BODY, json_response
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
+from hearth.core import work
 from hearth.core.errors import HearthError
 from hearth.core.pipeline import Gateway
 from hearth.tracing import Tracer
@@ -158,6 +159,7 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     await stop.wait()
     loader.cancel()
     await runner.cleanup()
+    work.close()  # a PDF still being parsed must not hold up the exit
     await assembly.close()
     await access.close()
     if (tracer := app.get(gate.TRACER)) is not None:

@@ -6,7 +6,9 @@ import asyncio
 import threading
 import time
 
-from hearth.core.work import BULK, offload
+import pytest
+
+from hearth.core.work import BULK, IsolatedFailure, close, isolated, offload
 
 
 def test_work_runs_off_the_loop_and_bulk_work_queues_apart() -> None:
@@ -25,3 +27,27 @@ def test_work_runs_off_the_loop_and_bulk_work_queues_apart() -> None:
 
     where, quick = asyncio.run(main())
     assert where.startswith("hearth-work") and quick < 0.1
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def _allocate(n: int) -> int:
+    return len(bytearray(n))
+
+
+def test_isolated_work_is_killed_at_its_deadline_and_capped_in_memory() -> None:
+    async def main() -> None:
+        assert await isolated(_allocate, 100, timeout=30) == 100
+        t0 = time.perf_counter()
+        with pytest.raises(IsolatedFailure, match="longer than 1 s"):
+            await isolated(_spin, timeout=1.0)
+        assert time.perf_counter() - t0 < 3
+        with pytest.raises(IsolatedFailure, match="MB"):
+            await isolated(_allocate, 4 << 30, timeout=30)  # over the 1 GB cap: refused, not swapped in
+        assert await isolated(_allocate, 10, timeout=30) == 10  # a fresh worker after a kill
+        close()
+
+    asyncio.run(main())

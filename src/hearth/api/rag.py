@@ -23,8 +23,10 @@ from hearth.api.gate import ACCESS, add_route, admit_kb, visible
 from hearth.api.openai import render_error
 from hearth.api.schemas import parse
 from hearth.core.errors import BadRequest, PayloadTooLarge
-from hearth.core.work import offload
+from hearth.core.work import IsolatedFailure, isolated, offload
 from hearth.rag.types import KnowledgeBaseNotFound, check_name
+
+PDF_SECONDS = 30.0  # to read one uploaded PDF, in a process of its own capped at 1 GB
 
 if TYPE_CHECKING:
     from hearth.rag.service import RagService
@@ -154,11 +156,16 @@ async def upload_files(request: web.Request) -> web.Response:
     docs, skipped = [], []
     for name, data in files:
         try:
-            content = await offload(functools.partial(read_bytes, name, data), size=len(data))  # PDFs take a while
+            if name.lower().endswith(".pdf"):  # no check can bound a PDF's cost before it is parsed
+                content = await isolated(read_bytes, name, data, timeout=PDF_SECONDS)
+            else:
+                content = await offload(functools.partial(read_bytes, name, data), size=len(data))
             html = name.lower().endswith((".html", ".htm"))
             docs.append(TextDocument(name, content, kind="markdown" if html else None))
         except Unreadable as e:
             skipped.append({"source": name, "reason": str(e)})
+        except IsolatedFailure as e:
+            skipped.append({"source": name, "reason": f"unreadable PDF: reading it {e}"})
     report = await _service(request).ingest_documents(kb, docs) if docs else None
     await _charge(request, ticket)
     out: dict[str, Any] = report.as_dict() if report is not None else {"kb": kb, "skipped": []}

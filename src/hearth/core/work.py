@@ -8,6 +8,11 @@ never queues behind, or in front of, the default executor's file and DNS work.
 Two pools: `bulk` work (a body of more than BULK bytes) gets one worker of its own, so that a tenant sending
 megabytes at a time queues behind itself, never in front of another tenant's short request, which the two
 workers of the ordinary pool take at once.
+
+Work whose cost no check can bound beforehand (parsing an uploaded PDF: page trees, compressed streams) runs
+`isolated`: in a worker process of its own, one job at a time, with its address space capped and a deadline
+after which the process is killed. It also holds no lock the server needs (pypdf is pure Python: in a thread
+it would take the GIL from the event loop and the engine's token loop).
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -38,3 +45,57 @@ async def offload(fn: Callable[[], T], *, size: int = 0) -> T:
     bytes of input it works on, which picks the pool."""
     call = functools.partial(contextvars.copy_context().run, fn)
     return await asyncio.get_running_loop().run_in_executor(_executor(size > BULK), call)
+
+
+class IsolatedFailure(Exception):
+    """Isolated work ran out of time or memory (its process was killed), or its process died."""
+
+
+_process: ProcessPoolExecutor | None = None
+_process_lock: asyncio.Lock | None = None
+
+
+def _cap_memory(limit: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+
+async def isolated(fn: Callable[..., T], *args: Any, timeout: float, memory: int = 1 << 30) -> T:
+    """`fn(*args)` in the isolated worker process (module-level `fn`, picklable arguments): its exceptions come
+    back as they are; IsolatedFailure when it needs more than `timeout` seconds or `memory` bytes of address
+    space. Jobs take turns, each timed from its own start."""
+    global _process, _process_lock
+    if _process_lock is None:
+        _process_lock = asyncio.Lock()
+    async with _process_lock:
+        if _process is None:
+            _process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_cap_memory, initargs=(memory,))  # fmt: skip
+        pool = _process
+        try:
+            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, fn, *args), timeout)
+        except TimeoutError:
+            _discard(pool)
+            raise IsolatedFailure(f"took longer than {timeout:g} s") from None
+        except MemoryError:
+            raise IsolatedFailure(f"needed more than {memory // 2**20} MB") from None
+        except BrokenProcessPool:
+            _discard(pool)
+            raise IsolatedFailure("its process died (out of memory?)") from None
+
+
+def _discard(pool: ProcessPoolExecutor) -> None:
+    """Kill the worker process (a running job cannot be cancelled otherwise); the next job starts a new one."""
+    global _process
+    for proc in list(getattr(pool, "_processes", {}).values()):
+        proc.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+    if _process is pool:
+        _process = None
+
+
+def close() -> None:
+    """At shutdown: kill the isolated worker, whatever it is doing; let the thread pools finish."""
+    if _process is not None:
+        _discard(_process)
