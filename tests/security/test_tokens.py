@@ -61,3 +61,17 @@ def test_many_short_messages_are_bounded(gw: Gateway) -> None:
     r = call(gw.url, "POST", "/v1/chat/completions", {"model": "local", "messages": msgs}, key)
     assert r.status == 400 and r.body["error"]["code"] == "context_length_exceeded"
     assert time.perf_counter() - t0 < 3
+
+
+def test_a_body_at_the_size_limit_holds_no_one_up(gw: Gateway) -> None:
+    """Every stage that reads the prompt (intent, cache key, router scoring) does so in time linear in it; at the
+    body limit (4 MB here) that must still leave /health and the other tenant alone."""
+    key = gw.key("stuffer")
+    text = "今天天气怎么样？我想知道明天会不会下雨。 What is the weather like? " * 20_000  # 3.6 MB as JSON
+
+    def attack() -> int:
+        r = chat(gw.url, key, text)
+        assert r.status == 400 and r.body["error"]["code"] == "context_length_exceeded", r.body
+        return r.status
+
+    under_attack(gw, attack, threads=2)
