@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proxy overhead: hearth vs LiteLLM in front of the same mock upstream, measured by the team harness
 # (../shared/bench) in one run: direct upstream, then each proxy, per mode and concurrency.
-# Prints the harness's summary (added latency, throughput ratio, CPU per request, idle RSS, start-up).
+# Prints the harness's summary (added latency, throughput ratio, CPU per request, idle RSS, start-up), then
+# hearth's CPU per request by stage (benchmarks/proxy_stages.py).
 #
 #   benchmarks/proxy_vs_litellm.sh [--requests 2000] [--conc "1 16"] [...more run_compare.sh args]
 #
@@ -32,3 +33,6 @@ cd "$BENCH"
     --proxy-cmd "proxies/litellm.sh 4000 1" \
   "$@"
 cat "$OUT/summary.md"
+# Where hearth's CPU per request goes, by stage, with the same shipped defaults (profiled run of its own).
+echo
+"$ROOT/.venv/bin/python" "$ROOT/benchmarks/proxy_stages.py" --requests 2000 --concurrency 16

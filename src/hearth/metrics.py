@@ -205,6 +205,9 @@ class GatewayMetrics:
                                        ("model",), LOAD_BUCKETS)  # fmt: skip
         self.drift_samples = r.gauge("hearth_drift_window_samples", "Scored answers in the recent drift window",
                                      ("model",))  # fmt: skip
+        self.quality_skipped = r.counter("hearth_quality_skipped_total", "Sampled answers left unscored: over the "
+                                         "scoring rate (rate) or while earlier ones wait (backlog)",
+                                         ("reason",))  # fmt: skip
 
     # --- hooks the composition root passes to the stages as constructor arguments -----------------
 

@@ -144,3 +144,20 @@ def test_tool_results_continue_and_tool_calls_are_not_scored() -> None:
               {"default": "local"}, conversation={"quality": {"sample": 1.0}})  # fmt: skip
     s, _ = ask(a, "weather in Oslo?")
     assert s.quality is None and "hearth_quality_score_count" not in a.metrics.registry.render()
+
+
+def test_scoring_has_a_budget_and_loads_no_model() -> None:
+    """A pure proxy scores at most max_per_second answers a second (the rest counted as skipped), and by terms:
+    the default embedding model, which no configured feature uses, stays unloaded."""
+    a = build({"cloud": ScriptedBackend("cloud", *[Reply("Paris is the capital of France.")] * 6)},
+              {"default": "cloud"}, conversation={"quality": {"sample": 1.0, "max_per_second": 2}})  # fmt: skip
+    embedder = a.registry.embedders[a.registry.default_embedder() or ""]
+
+    async def burst() -> list[Stream]:
+        return [(await _ask(a, [Message("user", "What is the capital of France?")], "auto", {}))[0] for _ in range(6)]
+
+    streams = asyncio.run(burst())
+    scored = [s for s in streams if s.quality is not None]
+    assert 1 <= len(scored) <= 3, [s.quality for s in streams]
+    assert 'hearth_quality_skipped_total{reason="rate"}' in a.metrics.registry.render()
+    assert getattr(embedder, "loaded", None) is False

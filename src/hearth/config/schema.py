@@ -329,6 +329,9 @@ class ObserveConfig(_Strict):
 class QualityConfig(_Strict):
     sample: float = Field(0.1, ge=0, le=1, description="share of live answers scored off the request path "
                           "(hearth_quality_score, drift windows)")  # fmt: skip
+    max_per_second: float = Field(2.0, ge=0, description="at most this many answers scored a second, whatever the "
+                                  "traffic (the rest: hearth_quality_skipped_total); scoring embeds with a local "
+                                  "embedding model only once another feature has loaded it, else scores by terms")
     judge_model: str | None = Field(None, description="the model that scores answers in judge mode")
     drift_window: float = Field(600.0, gt=0, description="seconds in the recent window the drift watch compares")
     drift_baseline: float = Field(21600.0, gt=0, description="seconds of history before it that make the baseline")

@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from hearth.config import Config
@@ -58,6 +59,10 @@ class Conversation:
         judge = c.quality.judge_model
         self.evaluator = QualityEvaluator(self._embed_pair, self.generator(judge) if judge else None)
         self.terms_only = QualityEvaluator(None)  # where no embedding model can judge relevance
+        # Live answers: embedded only by a local model already in memory (never loaded, never a paid provider
+        # just to score), at most `max_per_second` a second.
+        self.online = QualityEvaluator(functools.partial(self._embed_pair, loaded_only=True))
+        self._allowance, self._allowance_at = 1.0, time.monotonic()
         self.drift = DriftWatch(c.quality.drift_window, c.quality.drift_baseline, c.quality.drift_min_samples)
         rewrite_model = c.rewrite_model or cfg.rag.chat_model
         self.rewriter = Rewriter(c.rewrite, self.generator(rewrite_model) if c.rewrite == "llm" else None,
@@ -80,12 +85,15 @@ class Conversation:
 
     # --- quality ---------------------------------------------------------------------------------
 
-    async def _embed_pair(self, question: str, answer: str) -> object:
-        """Relevance needs a model that reads both languages: e5 when either side is Chinese and it is here."""
+    async def _embed_pair(self, question: str, answer: str, *, loaded_only: bool = False) -> object:
+        """Relevance needs a model that reads both languages: e5 when either side is Chinese and it is here.
+        `loaded_only`: only a local model already in memory (LookupError otherwise: the terms judge alone)."""
         zh = tx.language(question) == "zh" or tx.language(answer) == "zh"
         model = (self.multilingual[0] if zh and self.multilingual else None) or self.registry.default_embedder()
         if model is None:
             raise LookupError("no embedding model")
+        if loaded_only and not getattr(self.registry.embedder(model), "loaded", False):
+            raise LookupError(f"embedding model {model} is not in memory")
         return (await self.registry.embed(model, [question, answer[:2000]], input_type="query")).vectors
 
     def generator(self, model: str | None) -> Callable[[str], Awaitable[str]]:
@@ -121,10 +129,22 @@ class Conversation:
     def wants(self, request: ChatRequest) -> bool:
         """Sample this answer? Never while the backlog is full: scoring waits on the embedding thread, and a
         slow one (an ingest running) must not pile up answers in memory."""
-        sample = self.cfg.quality.sample
-        if sample <= 0 or len(self._tasks) >= MAX_PENDING or not request.question().strip():
+        q = self.cfg.quality
+        if q.sample <= 0 or q.max_per_second <= 0 or not (q.sample >= 1 or self.rng.random() < q.sample) or not request.question().strip():
             return False
-        return sample >= 1 or self.rng.random() < sample
+        if len(self._tasks) >= MAX_PENDING:
+            self.metrics.quality_skipped.inc(("backlog",))
+            return False
+        # A token bucket of max_per_second, holding up to one second's worth.
+        now = time.monotonic()
+        refill = (now - self._allowance_at) * q.max_per_second
+        self._allowance = min(max(q.max_per_second, 1.0), self._allowance + refill)
+        self._allowance_at = now
+        if self._allowance < 1.0:
+            self.metrics.quality_skipped.inc(("rate",))
+            return False
+        self._allowance -= 1.0
+        return True
 
     def observe(self, request: ChatRequest, stream: Stream, text: str) -> None:
         """A sampled answer finished: score it in the background. Tool calls are not answers to score."""
@@ -138,7 +158,11 @@ class Conversation:
         try:
             sources = [str(s.get("text", "")) for s in stream.sources or ()]
             finish = stream.finish.reason if stream.finish is not None else None
-            report = await self.evaluate(request.question(), text, sources or None, finish_reason=finish)
+            try:
+                report = await self.online.evaluate(request.question(), text, sources or None, finish_reason=finish)
+            except LookupError:  # no embedding model in memory: the terms judge alone
+                report = await self.terms_only.evaluate(request.question(), text, sources or None,
+                                                        finish_reason=finish)  # fmt: skip
         except Exception as e:
             log.warning("could not score an answer of %s: %r", stream.model, e)
             return

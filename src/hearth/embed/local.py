@@ -127,6 +127,11 @@ class LocalEmbedder:
         self.texts = 0
 
     @property
+    def loaded(self) -> bool:
+        """The model is in memory (a feature used it): online scoring embeds only then."""
+        return self._model is not None
+
+    @property
     def ready(self) -> bool:
         return True  # loads on first use
 
