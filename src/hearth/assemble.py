@@ -120,7 +120,7 @@ def _intent(b: _Build) -> None:
     """Before anything else, the latest turn is labelled (x-hearth-intent): RAG rewrites follow-ups, the cache
     skips near matches of continuations, corrections and time-sensitive turns, routers match intents and keep
     continuations on the backend of the previous turn. Finished answers are sampled for the quality score."""
-    if b.cfg.conversation.intents:
+    if b.cfg.conversation.labels_turns(b.cfg):
         b.annotators.append(b.convo.annotate)
     b.observers.append(b.convo)
 

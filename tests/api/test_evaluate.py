@@ -23,7 +23,7 @@ pytestmark = pytest.mark.model
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("convo")
-    cfg = "conversation: {quality: {sample: 1.0, judge_model: smol}}\nmodels:\n" + smol_model()
+    cfg = "conversation: {intents: true, quality: {sample: 1.0, max_per_second: 1000, judge_model: smol}}\nmodels:\n" + smol_model()
     server = start_hearth(cfg, tmp, "convo")
     yield server
     server.stop()

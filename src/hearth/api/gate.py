@@ -9,7 +9,6 @@ model-level part (allow-list, limits, budget) through `open_stream` / `admit_*`,
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -18,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import orjson
 from aiohttp import web
 
 from hearth.access import OPEN, Access, Principal, Ticket, rate_headers
@@ -133,7 +133,7 @@ def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None
         line["prompt_tokens"] = ex.tokens_in
     if ex.payload is not None and request.app[LOG_PAYLOADS]:
         line["prompt"] = ex.payload
-    requests_log.info(json.dumps(line, ensure_ascii=False, default=str))
+    requests_log.info(orjson.dumps(line, default=str).decode())  # a tenth of json.dumps' time, on every request
 
 
 def hold(ex: Exchange, ticket: Ticket | None) -> None:

@@ -339,8 +339,17 @@ class QualityConfig(_Strict):
 
 
 class ConversationConfig(_Strict):
-    intents: bool = Field(True, description="label the latest turn of each request (x-hearth-intent, router "
-                          "`intent` rules, cache and RAG follow-up handling)")  # fmt: skip
+    intents: bool | Literal["auto"] = Field(
+        "auto", description="label the latest turn of each request (x-hearth-intent, hearth_intents_total, router "
+        "`intent` rules and sticky turns, the semantic cache's follow-up guard); auto: where a router or the "
+        "semantic cache uses the label (labelling a turn costs 30-160 µs, a proxied request's whole CPU is ~450)")
+    # RAG labels follow-ups itself when they are not labelled; the exact cache's time-sensitivity check has its own.
+
+    def labels_turns(self, cfg: Config) -> bool:
+        """Whether the gateway labels each request's latest turn."""
+        if self.intents != "auto":
+            return bool(self.intents)
+        return cfg.cache.semantic.enabled or any(isinstance(m, RouterModel) for m in cfg.models.values())
     sticky: list[IntentLabel] = Field(
         default_factory=lambda: list(DEFAULT_STICKY),
         description="turns a router sends to the backend that answered the previous turn (unless it is down)",

@@ -54,7 +54,7 @@ class Conversation:
         self.memory = (
             TurnMemory(c.memory_ttl, redis_url=(c.redis_url or cfg.cache.redis_url) if c.memory == "redis" else None,
                        redis_timeout=cfg.cache.redis_timeout)
-            if c.intents and c.sticky else None
+            if c.labels_turns(cfg) and c.sticky else None
         )  # fmt: skip
         judge = c.quality.judge_model
         self.evaluator = QualityEvaluator(self._embed_pair, self.generator(judge) if judge else None)
@@ -74,7 +74,7 @@ class Conversation:
 
     def annotate(self, request: ChatRequest) -> None:
         """Label the request's latest turn (the gateway calls this before resolving the model)."""
-        if not self.cfg.intents or request.intent is not None:
+        if request.intent is not None:
             return
         conversation = request.extensions.get(CONVERSATION_EXT)
         conversation = conversation[:200] if isinstance(conversation, str) and conversation else None
@@ -130,7 +130,9 @@ class Conversation:
         """Sample this answer? Never while the backlog is full: scoring waits on the embedding thread, and a
         slow one (an ingest running) must not pile up answers in memory."""
         q = self.cfg.quality
-        if q.sample <= 0 or q.max_per_second <= 0 or not (q.sample >= 1 or self.rng.random() < q.sample) or not request.question().strip():
+        if q.sample <= 0 or q.max_per_second <= 0 or not request.question().strip():
+            return False
+        if not (q.sample >= 1 or self.rng.random() < q.sample):
             return False
         if len(self._tasks) >= MAX_PENDING:
             self.metrics.quality_skipped.inc(("backlog",))
