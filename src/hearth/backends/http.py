@@ -181,6 +181,8 @@ def safe_url(url: str) -> str:
     """An address for logs: without the user and password it may carry, and without its query."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
     if parts.port is not None:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -21,6 +21,7 @@ import asyncio
 import contextvars
 import functools
 import multiprocessing
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -52,7 +53,7 @@ class IsolatedFailure(Exception):
 
 
 _process: ProcessPoolExecutor | None = None
-_process_lock: asyncio.Lock | None = None
+_turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 def _cap_memory(limit: int) -> None:
@@ -65,16 +66,16 @@ async def isolated(fn: Callable[..., T], *args: Any, timeout: float, memory: int
     """`fn(*args)` in the isolated worker process (module-level `fn`, picklable arguments): its exceptions come
     back as they are; IsolatedFailure when it needs more than `timeout` seconds or `memory` bytes of address
     space. Jobs take turns, each timed from its own start."""
-    global _process, _process_lock
-    if _process_lock is None:
-        _process_lock = asyncio.Lock()
-    async with _process_lock:
+    global _process
+    loop = asyncio.get_running_loop()
+    turn = _turns.setdefault(loop, asyncio.Lock())  # an asyncio lock belongs to one loop
+    async with turn:
         if _process is None:
             _process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
                                            initializer=_cap_memory, initargs=(memory,))  # fmt: skip
         pool = _process
         try:
-            return await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(pool, fn, *args), timeout)
+            return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), timeout)
         except TimeoutError:
             _discard(pool)
             raise IsolatedFailure(f"took longer than {timeout:g} s") from None
