@@ -26,7 +26,16 @@ import numpy as np
 
 from hearth.core.errors import BadRequest
 from hearth.rag.bm25 import BM25Index
-from hearth.rag.types import DocInfo, Hit, KnowledgeBaseNotFound, KnowledgeStore, NewChunk, check_name, matches
+from hearth.rag.types import (
+    DocInfo,
+    Hit,
+    KnowledgeBaseNotFound,
+    KnowledgeStore,
+    NewChunk,
+    check_name,
+    matches,
+    prepared,
+)
 
 _EXACT_BELOW = 2000  # filtered vector searches over fewer chunks than this are exact (a dot product each)
 
@@ -231,6 +240,7 @@ class LocalStore:
         if not where:
             return None
         out: set[int] = set()
+        where = prepared(where)
         for source, ids in self._by_source.items():
             if matches(source, self._doc_meta.get(source, {}), where):
                 out |= ids
