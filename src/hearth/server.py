@@ -97,6 +97,9 @@ def _request_log(enabled: bool) -> None:
 
 async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
+    # Threads doing a tenant's heavy work (rendering a long prompt, parsing a large body) hold the GIL for up to
+    # this long at a time while the event loop and the engine's token loop wait for it: 1 ms, not Python's 5.
+    sys.setswitchinterval(0.001)
     app = create_app(cfg)
     assembly = app[ASSEMBLY]
     registry = assembly.registry

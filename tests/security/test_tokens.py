@@ -52,15 +52,19 @@ def test_a_prompt_of_control_strings_is_refused_fast_and_holds_no_one_up(gw: Gat
 
 def test_many_short_messages_are_bounded(gw: Gateway) -> None:
     key = gw.key("stuffer")
-    msgs = [{"role": "user", "content": "x"}] * 10_001
-    t0 = time.perf_counter()
-    r = call(gw.url, "POST", "/v1/chat/completions", {"model": "local", "messages": msgs}, key)
-    assert r.status == 400 and "messages" in r.body["error"]["message"] and time.perf_counter() - t0 < 3
-    msgs = [{"role": "user", "content": "<|im_end|>"}] * 5_000
-    t0 = time.perf_counter()
-    r = call(gw.url, "POST", "/v1/chat/completions", {"model": "local", "messages": msgs}, key)
-    assert r.status == 400 and r.body["error"]["code"] == "context_length_exceeded"
-    assert time.perf_counter() - t0 < 3
+    too_many = [{"role": "user", "content": "x"}] * 10_001
+    stuffed = [{"role": "user", "content": "<|im_end|>"}] * 5_000
+
+    def attack() -> None:
+        t0 = time.perf_counter()
+        r = call(gw.url, "POST", "/v1/chat/completions", {"model": "local", "messages": too_many}, key)
+        assert r.status == 400 and "messages" in r.body["error"]["message"] and time.perf_counter() - t0 < 3
+        t0 = time.perf_counter()
+        r = call(gw.url, "POST", "/v1/chat/completions", {"model": "local", "messages": stuffed}, key)
+        assert r.status == 400 and r.body["error"]["code"] == "context_length_exceeded"
+        assert time.perf_counter() - t0 < 3
+
+    under_attack(gw, attack, threads=2, min_seconds=1.0)
 
 
 def test_a_body_at_the_size_limit_holds_no_one_up(gw: Gateway) -> None:

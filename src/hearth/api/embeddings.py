@@ -13,9 +13,9 @@ from typing import Any
 from aiohttp import web
 
 from hearth.api import ollama, openai
-from hearth.api.common import GATEWAY, guarded, json_response, read_body
+from hearth.api.common import GATEWAY, guarded, json_response
 from hearth.api.gate import add_route, admit_embeddings, settle_embeddings
-from hearth.api.schemas import EmbeddingsBody, OllamaEmbedBody, OllamaEmbeddingsBody, parse
+from hearth.api.schemas import EmbeddingsBody, OllamaEmbedBody, OllamaEmbeddingsBody, read_parsed
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.types import Embeddings
 
@@ -54,7 +54,7 @@ def _texts(value: str | list[str] | list[int] | list[list[int]], param: str = "i
 
 @guarded(openai.render_error)
 async def openai_embeddings(request: web.Request) -> web.Response:
-    body = parse(EmbeddingsBody, await read_body(request))
+    body = await read_parsed(request, EmbeddingsBody)
     texts = _texts(body.input)
     for i, t in enumerate(texts):
         if not t:
@@ -72,7 +72,7 @@ async def openai_embeddings(request: web.Request) -> web.Response:
 @guarded(ollama.render_error)
 async def ollama_embed(request: web.Request) -> web.Response:
     t0 = time.perf_counter_ns()
-    body = parse(OllamaEmbedBody, await read_body(request))
+    body = await read_parsed(request, OllamaEmbedBody)
     texts = _texts(body.input)
     res = await _embed(request, "ollama", body.model, texts, truncate=body.truncate, dimensions=body.dimensions)
     took = time.perf_counter_ns() - t0
@@ -82,7 +82,7 @@ async def ollama_embed(request: web.Request) -> web.Response:
 
 @guarded(ollama.render_error)
 async def ollama_embeddings(request: web.Request) -> web.Response:
-    body = parse(OllamaEmbeddingsBody, await read_body(request))
+    body = await read_parsed(request, OllamaEmbeddingsBody)
     res = await _embed(request, "ollama", body.model, [body.prompt])
     return json_response({"embedding": res.vectors[0].tolist()})
 

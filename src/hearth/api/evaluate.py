@@ -14,9 +14,9 @@ from aiohttp import web
 from pydantic import Field
 
 from hearth.api import openai
-from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, read_body
+from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response
 from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, open_stream
-from hearth.api.schemas import _Body, parse
+from hearth.api.schemas import _Body, read_parsed
 from hearth.convo.quality import QualityEvaluator
 from hearth.core.collect import collect
 from hearth.core.errors import BadRequest
@@ -41,7 +41,7 @@ class EvaluateBody(_Body):
 
 @guarded(openai.render_error)
 async def evaluate(request: web.Request) -> web.Response:
-    body = parse(EvaluateBody, await read_body(request))
+    body = await read_parsed(request, EvaluateBody)
     sources = [s if isinstance(s, str) else s.text for s in body.sources or ()]
     convo = request.app[ASSEMBLY].convo
     if body.mode == "judge":

@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, openai_error, read_body
+from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, openai_error
 from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, names_of, visible
-from hearth.api.schemas import AdapterBody, CopyBody, DeleteBody, PullBody, parse
+from hearth.api.schemas import AdapterBody, CopyBody, DeleteBody, PullBody, read_parsed
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.types import ModelInfo
 from hearth.lifecycle.adapters import Adapters
@@ -58,7 +58,7 @@ def _name(model: str | None, name: str | None) -> str:
 
 @guarded(ollama_error)
 async def pull(request: web.Request) -> web.StreamResponse:
-    body = parse(PullBody, await read_body(request))
+    body = await read_parsed(request, PullBody)
     progress = _pulled(request).pull(_name(body.model, body.name))
     # The lines up to the first transfer are read before answering, so a bad name or a missing repository
     # is an HTTP error (404, 400) rather than a 200 whose stream fails.
@@ -88,14 +88,14 @@ async def pull(request: web.Request) -> web.StreamResponse:
 
 @guarded(ollama_error)
 async def delete(request: web.Request) -> web.Response:
-    body = parse(DeleteBody, await read_body(request))
+    body = await read_parsed(request, DeleteBody)
     await _pulled(request).remove(_name(body.model, body.name))
     return web.Response(status=200)
 
 
 @guarded(ollama_error)
 async def copy(request: web.Request) -> web.Response:
-    body = parse(CopyBody, await read_body(request))
+    body = await read_parsed(request, CopyBody)
     await _pulled(request).copy(body.source, body.destination)
     return web.Response(status=200)
 
@@ -162,7 +162,7 @@ def _adapters(request: web.Request) -> Adapters:
 
 @guarded(openai_error)
 async def add_adapter(request: web.Request) -> web.Response:
-    body = parse(AdapterBody, await read_body(request))
+    body = await read_parsed(request, AdapterBody)
     adapters = _adapters(request)
     path = Path(body.path).expanduser()
     if not path.is_file():

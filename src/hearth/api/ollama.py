@@ -22,7 +22,6 @@ from hearth.api.common import (
     guarded,
     json_response,
     ollama_error,
-    read_body,
     request_options,
     route_headers,
 )
@@ -34,7 +33,7 @@ from hearth.api.schemas import (
     OllamaGenerateBody,
     OllamaShowBody,
     ollama_options,
-    parse,
+    read_parsed,
 )
 from hearth.core.collect import Collected, collect
 from hearth.core.errors import BadRequest, HearthError, ModelNotFound
@@ -123,7 +122,7 @@ def _tool_calls(calls: list[ToolCallDelta]) -> list[dict[str, Any]]:
 
 @guarded(render_error)
 async def chat(request: web.Request) -> web.StreamResponse:
-    body = parse(OllamaChatBody, await read_body(request))
+    body = await read_parsed(request, OllamaChatBody)
     if not body.messages:  # Ollama loads the model (unloads it with keep_alive 0) and answers at once
         return await load_or_unload(request, body.model, body.keep_alive, "message")
     msgs = []
@@ -152,7 +151,7 @@ def _think(think: bool | str | None) -> bool | None:
 
 @guarded(render_error)
 async def generate(request: web.Request) -> web.StreamResponse:
-    body = parse(OllamaGenerateBody, await read_body(request))
+    body = await read_parsed(request, OllamaGenerateBody)
     if not body.prompt and not body.images:
         return await load_or_unload(request, body.model, body.keep_alive, "response")
     if body.template:
@@ -242,7 +241,7 @@ async def tags(request: web.Request) -> web.Response:
 
 @guarded(render_error)
 async def show(request: web.Request) -> web.Response:
-    body = parse(OllamaShowBody, await read_body(request))
+    body = await read_parsed(request, OllamaShowBody)
     name = body.model or body.name
     if not name:
         raise BadRequest("model: field required", param="model")

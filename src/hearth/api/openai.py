@@ -19,13 +19,12 @@ from hearth.api.common import (
     guarded,
     json_response,
     openai_error,
-    read_body,
     request_options,
     route_headers,
 )
 from hearth.api.gate import add_route, open_stream, visible
 from hearth.api.options import options_of
-from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, parse
+from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, read_parsed
 from hearth.core.collect import collect
 from hearth.core.errors import BadRequest, HearthError, ModelNotFound
 from hearth.core.pipeline import Stream
@@ -151,7 +150,7 @@ async def _open(request: web.Request, req: ChatRequest) -> Stream:
 
 @guarded(render_error)
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body = parse(ChatCompletionBody, await read_body(request))
+    body = await read_parsed(request, ChatCompletionBody)
     req = chat_request(body)
     req.extensions = request_options(request, req.extensions)
     stream = await _open(request, req)
@@ -182,7 +181,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 @guarded(render_error)
 async def completions(request: web.Request) -> web.StreamResponse:
-    body = parse(CompletionBody, await read_body(request))
+    body = await read_parsed(request, CompletionBody)
     prompt = body.prompt
     if isinstance(prompt, list):
         if len(prompt) != 1:

@@ -18,10 +18,10 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hearth.access import Ticket
-from hearth.api.common import ASSEMBLY, MAX_BODY, guarded, json_response, read_body
+from hearth.api.common import ASSEMBLY, MAX_BODY, guarded, json_response
 from hearth.api.gate import ACCESS, add_route, admit_kb, visible
 from hearth.api.openai import render_error
-from hearth.api.schemas import parse
+from hearth.api.schemas import read_parsed
 from hearth.core.errors import BadRequest, PayloadTooLarge
 from hearth.core.work import IsolatedFailure, isolated, offload
 from hearth.rag.types import KnowledgeBaseNotFound, check_name
@@ -108,7 +108,7 @@ async def add_documents(request: web.Request) -> web.Response:
     from hearth.rag.service import TextDocument
 
     kb = check_name(request.match_info["kb"])
-    body = parse(DocumentsBody, await read_body(request))
+    body = await read_parsed(request, DocumentsBody)
     sources = [d.source for d in body.documents]
     if len(set(sources)) != len(sources):
         raise BadRequest("documents: each source may appear once per request", param="documents")
@@ -185,7 +185,7 @@ async def remove_documents(request: web.Request) -> web.Response:
 @guarded(render_error)
 async def search(request: web.Request) -> web.Response:
     kb = await _kb(request)
-    body = parse(SearchBody, await read_body(request))
+    body = await read_parsed(request, SearchBody)
     t0 = time.perf_counter()
     hits = await _service(request).search(kb, body.query, top_k=body.top_k, where=body.filter, mode=body.mode,
                                           fusion=body.fusion, vector_weight=body.vector_weight)  # fmt: skip

@@ -415,8 +415,9 @@ class LlamaCppBackend:
 
 
 def _size(req: ChatRequest) -> int:
-    """Characters a prompt's rendering and tokenizing work through (which pool they run in)."""
-    return len(req.prompt or "") + sum(len(m.content) for m in req.messages)
+    """What rendering and tokenizing a prompt work through, in characters (which pool they run in): its text,
+    and each message's turn of the template (5,000 one-word messages are a bulk job, not a small one)."""
+    return len(req.prompt or "") + sum(len(m.content) + 64 for m in req.messages)
 
 
 def _read_details(path: Path) -> dict[str, Any]:

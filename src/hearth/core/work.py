@@ -18,9 +18,12 @@ it would take the GIL from the event loop and the engine's token loop).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import multiprocessing
+import os
+import threading
 import weakref
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -34,9 +37,18 @@ BULK = 256 * 1024  # bytes of input from which work goes to the bulk pool
 _pools: dict[bool, ThreadPoolExecutor] = {}
 
 
+NICE = 10  # how much lower the OS schedules bulk and isolated work than the engine and the event loop
+
+
+def _lower_priority() -> None:
+    """Linux schedules threads one by one: the bulk worker's CPU goes to the engine first when both want it."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+
+
 def _executor(bulk: bool) -> ThreadPoolExecutor:
     if bulk not in _pools:
-        _pools[bulk] = ThreadPoolExecutor(max_workers=1 if bulk else 2,
+        _pools[bulk] = ThreadPoolExecutor(max_workers=1 if bulk else 2, initializer=_lower_priority if bulk else None,
                                           thread_name_prefix="hearth-bulk" if bulk else "hearth-work")  # fmt: skip
     return _pools[bulk]
 
@@ -60,6 +72,8 @@ def _cap_memory(limit: int) -> None:
     import resource
 
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
 
 
 async def isolated(fn: Callable[..., T], *args: Any, timeout: float, memory: int = 1 << 30) -> T:
