@@ -19,6 +19,7 @@ from typing import Protocol
 
 import aiohttp
 import orjson
+import yarl
 
 
 class TransportError(Exception):
@@ -157,6 +158,7 @@ class AiohttpTransport:
     def __init__(self, *, connect: float, read: float, total: float) -> None:
         self.timeout = aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=read)
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, yarl.URL] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -169,13 +171,21 @@ class AiohttpTransport:
                 timeout=self.timeout,
                 json_serialize=lambda o: orjson.dumps(o).decode(),
                 auto_decompress=True,
+                cookie_jar=aiohttp.DummyCookieJar(),  # a provider's cookies are nobody's state here
             )
         return self._session
+
+    def _url(self, url: str) -> yarl.URL:
+        """Parsed once per address (a provider has a handful), not on every request."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._urls[url] = yarl.URL(url)
+        return parsed
 
     @asynccontextmanager
     async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> AsyncIterator[Response]:
         with _typed_errors():
-            async with self.session.post(url, data=body, headers=headers) as resp:
+            async with self.session.post(self._url(url), data=body, headers=headers) as resp:
                 yield AiohttpReply(resp)
 
     @asynccontextmanager
