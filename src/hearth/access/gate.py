@@ -14,13 +14,13 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 from hearth.access.keys import SCOPES, ApiKey, Scope, hash_secret
 from hearth.access.meter import RENEW_EVERY, Charge, Meter, Refusal, Spend, Verdict
-from hearth.access.prices import PriceBook, cost, prompt_bound, prompt_estimate
+from hearth.access.prices import PriceBook, cost, prompt_bound, prompt_estimate, text_bytes
 from hearth.access.store import KeyStore
 from hearth.core.errors import Forbidden, HearthError, QuotaExceeded, RateLimited, Unauthorized
 from hearth.core.types import ChatRequest
@@ -175,20 +175,19 @@ class Access:
         self.check_model(p, names)
         if p.key is None:
             return None
-        bound = sum(len(t.encode()) for t in texts)
+        bound = text_bytes(texts)
         estimate = prompt_estimate(bound)
         return await self._admit(p.key, estimate, estimate, cost(self.prices.worst(model), bound, 0))
 
-    async def admit_plain(self, p: Principal, names: tuple[str, ...] = (), texts: Sequence[str] = ()
-                          ) -> Ticket | None:  # fmt: skip
+    async def admit_plain(self, p: Principal, names: tuple[str, ...] = (), size: int = 0) -> Ticket | None:
         """A request priced at nothing (knowledge-base calls, loads, heuristic scoring): it counts toward requests
-        and parallel, and the `texts` it reads toward the token rate at their estimate. `names`: the models it
-        touches, checked against the allow-list."""
+        and parallel, and the `size` bytes of input it reads toward the token rate at their estimate. `names`:
+        the models it touches, checked against the allow-list."""
         if names:
             self.check_model(p, names)
         if p.key is None:
             return None
-        estimate = prompt_estimate(sum(len(t.encode()) for t in texts))
+        estimate = prompt_estimate(size)
         return await self._admit(p.key, estimate, estimate, 0.0)
 
     async def _admit(self, key: ApiKey, tokens: int, estimate: int, reserve: float) -> Ticket:

@@ -9,6 +9,7 @@ chosen later. Settlement then charges what the model that answered reported.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 from hearth.config import Config, EmbeddingModel, Price, RouterModel
 from hearth.core.types import ChatRequest
@@ -33,6 +34,11 @@ def prompt_bound(req: ChatRequest) -> int:
     if req.response_format:
         n += len(repr(req.response_format).encode())  # a schema is sent to (and counted by) providers too
     return n
+
+
+def text_bytes(texts: Iterable[str]) -> int:
+    """Texts' UTF-8 bytes: a bound of their tokens."""
+    return sum(len(t.encode()) for t in texts)
 
 
 def prompt_estimate(bound: int) -> int:

@@ -13,6 +13,7 @@ from typing import Literal
 from aiohttp import web
 from pydantic import Field
 
+from hearth.access.prices import text_bytes
 from hearth.api import openai
 from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response
 from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, open_stream
@@ -66,7 +67,7 @@ async def evaluate(request: web.Request) -> web.Response:
         report = await evaluator.evaluate(body.question, body.answer, sources or None, mode="judge")
     else:  # the texts are embedded: they count toward the key's limits, at their estimate
         ex, access = request[EXCHANGE], request.app[ACCESS]
-        ticket = await access.admit_plain(ex.principal, texts=[body.question, body.answer, *sources])
+        ticket = await access.admit_plain(ex.principal, size=text_bytes([body.question, body.answer, *sources]))
         hold(ex, ticket)
         report = await convo.evaluate(body.question, body.answer, sources or None)
         if ticket is not None:

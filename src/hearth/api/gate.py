@@ -13,7 +13,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -224,12 +224,12 @@ async def settle_embeddings(request: web.Request, ticket: Ticket | None, model: 
         await request.app[ACCESS].settle(ticket, served_by, tokens, 0)
 
 
-async def admit_kb(request: web.Request, kb: str, texts: Sequence[str] = ()) -> Ticket | None:
+async def admit_kb(request: web.Request, kb: str, size: int = 0) -> Ticket | None:
     """Knowledge-base endpoints: the key must allow `rag:<kb>`; the call counts toward its request limits, and
-    the `texts` it ingests (embedded: CPU or a provider's tokens) toward its token rate."""
+    the `size` bytes it ingests (embedded: CPU or a provider's tokens) toward its token rate."""
     access, ex = request.app[ACCESS], request[EXCHANGE]
     ex.model = f"rag:{kb}"
-    ticket = await access.admit_plain(ex.principal, (ex.model,), texts)
+    ticket = await access.admit_plain(ex.principal, (ex.model,), size)
     hold(ex, ticket)
     return ticket
 

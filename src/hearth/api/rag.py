@@ -18,6 +18,7 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from hearth.access import Ticket
+from hearth.access.prices import text_bytes
 from hearth.api.common import ASSEMBLY, MAX_BODY, guarded, json_response
 from hearth.api.gate import ACCESS, add_route, admit_kb, visible
 from hearth.api.openai import render_error
@@ -113,7 +114,7 @@ async def add_documents(request: web.Request) -> web.Response:
     if len(set(sources)) != len(sources):
         raise BadRequest("documents: each source may appear once per request", param="documents")
     docs = [TextDocument(d.source, d.text, dict(d.metadata), d.kind) for d in body.documents]
-    ticket = await admit_kb(request, kb, [d.text for d in docs])
+    ticket = await admit_kb(request, kb, text_bytes(d.text for d in docs))
     report = await _service(request).ingest_documents(kb, docs, replace_all=body.replace_all)
     await _charge(request, ticket)
     return json_response(report.as_dict())
@@ -152,7 +153,7 @@ async def upload_files(request: web.Request) -> web.Response:
     if not files:
         raise BadRequest("no file in the request: send parts with a filename")
     # Admitted on the files' bytes (a PDF's text is not known before it is read, which is the costly part).
-    ticket = await admit_kb(request, kb, [data.decode("latin-1") for _, data in files])
+    ticket = await admit_kb(request, kb, size)
     docs, skipped = [], []
     for name, data in files:
         try:

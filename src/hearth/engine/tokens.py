@@ -26,6 +26,7 @@ CHUNK = 64 * 1024  # characters tokenized per call in a long text, so that a lim
 # character. The pre-tokenizers of Qwen, Llama 3 and GPT-2 style vocabularies all start a new piece there. A
 # text with no such place is tokenized in one call (linear in its length, and the body size bounds it).
 _CUT = re.compile(r"\n(?=\S)")
+_PLACEHOLDER = re.compile("\ue000[0-9a-f]{12}:\\d+\ue001")  # what `shield` puts in place of a tenant string
 
 
 class TooManyTokens(Exception):
@@ -73,11 +74,11 @@ class Tokenizer:
         out: list[int] = []
         at = 0
         if shielded:
-            nonce = next(iter(shielded))[:-1].rstrip("0123456789")  # every placeholder is nonce + number + end
-            for m in re.finditer(re.escape(nonce) + "\\d+\ue001", text):
-                self._split(text[at : m.start()], out, limit)
-                self._plain(shielded[m.group()], out, limit)
-                at = m.end()
+            for m in _PLACEHOLDER.finditer(text):
+                if (original := shielded.get(m.group())) is not None:  # not one a tenant wrote: its nonce differs
+                    self._split(text[at : m.start()], out, limit)
+                    self._plain(original, out, limit)
+                    at = m.end()
         self._split(text[at:], out, limit)
         return self._with_special(out, add_special)
 
@@ -87,10 +88,10 @@ class Tokenizer:
         if self.control_re is None:
             return {}
         seen: dict[str, str] = {}  # original: placeholder
-        nonce = "\ue000" + secrets.token_hex(6) + "g"  # the "g" ends the hex before the number
+        nonce = secrets.token_hex(6)
         for s in strings:
             if s and s not in seen and self.control_re.search(s):
-                seen[s] = f"{nonce}{len(seen)}\ue001"
+                seen[s] = f"\ue000{nonce}:{len(seen)}\ue001"
         return {v: k for k, v in seen.items()}
 
     def _split(self, text: str, out: list[int], limit: int | None) -> None:
