@@ -107,13 +107,16 @@ class Conversation:
         return generate
 
     async def evaluate(self, question: str, answer: str, sources: Sequence[str] | None = None, *,
-                       mode: str = "heuristic", finish_reason: str | None = None) -> Report:  # fmt: skip
+                       mode: str = "heuristic", finish_reason: str | None = None, online: bool = False
+                       ) -> Report:  # fmt: skip
+        """`online`: a live answer, embedded only by a model already in memory (see `self.online`)."""
+        evaluator = self.online if online else self.evaluator
         try:
-            return await self.evaluator.evaluate(question, answer, sources, mode=mode, finish_reason=finish_reason)
+            return await evaluator.evaluate(question, answer, sources, mode=mode, finish_reason=finish_reason)
         except LookupError:
             if mode == "judge":
                 raise
-            # No embedding model (a gateway configured without one): terms alone judge relevance.
+            # No embedding model (configured, or in memory for a live answer): terms alone judge relevance.
             return await self.terms_only.evaluate(question, answer, sources, finish_reason=finish_reason)
 
     async def window_score(self, request: ChatRequest, text: str) -> float:
@@ -160,11 +163,7 @@ class Conversation:
         try:
             sources = [str(s.get("text", "")) for s in stream.sources or ()]
             finish = stream.finish.reason if stream.finish is not None else None
-            try:
-                report = await self.online.evaluate(request.question(), text, sources or None, finish_reason=finish)
-            except LookupError:  # no embedding model in memory: the terms judge alone
-                report = await self.terms_only.evaluate(request.question(), text, sources or None,
-                                                        finish_reason=finish)  # fmt: skip
+            report = await self.evaluate(request.question(), text, sources or None, finish_reason=finish, online=True)
         except Exception as e:
             log.warning("could not score an answer of %s: %r", stream.model, e)
             return
