@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hearth.config import Config, EmbeddingModel, LocalModel, ModelConfig, RouterModel
+from hearth.config import Config, EmbeddingModel, LocalModel, ModelConfig, RemoteModel, RouterModel
+from hearth.config.plugins import register_kind
 from hearth.convo.stage import Conversation
 from hearth.core.pipeline import Annotator, AnswerObserver
 from hearth.core.registry import ModelRegistry
@@ -70,9 +71,15 @@ ProviderFactory = Callable[[str, Any, Services], Made]
 _PROVIDERS: dict[str, ProviderFactory] = {}
 
 
-def register_provider(kind: str, factory: ProviderFactory) -> None:
-    """Make `kind:` in a model's config build its backend with `factory(name, model_config, services)`."""
+def register_provider(kind: str, factory: ProviderFactory, *, config: type[RemoteModel] | None = None) -> None:
+    """Make `kind:` in a model's config build its backend with `factory(name, model_config, services)`.
+
+    A plugin's kind also names its config class (a `RemoteModel` with `kind: Literal[kind]`), which entries of
+    that kind are validated as. The plugin's package declares an entry point in the group `hearth.providers`,
+    named after the kind, pointing at a function that makes this call (`backends/anthropic.py` is built so)."""
     _PROVIDERS[kind] = factory
+    if config is not None:
+        register_kind(kind, config)
 
 
 # Imports are inside the factories, so a gateway with only remote models never imports the engine.

@@ -59,12 +59,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    from hearth.config import EmbeddingModel, LocalModel, OllamaModel, OpenAIModel
+    from hearth.config import EmbeddingModel, LocalModel, RemoteModel
 
     for name, m in cfg.models.items():  # type: ignore[attr-defined]
         if isinstance(m, LocalModel | EmbeddingModel):
             where = m.path
-        elif isinstance(m, OpenAIModel | OllamaModel):
+        elif isinstance(m, RemoteModel):
             where = f"{m.kind} {m.base_url}"
         else:
             where = m.kind

@@ -20,7 +20,7 @@ import sys
 from aiohttp import web
 
 from hearth.access import Access, open_access
-from hearth.api import admin, embeddings, evaluate, gate, keys, models, ollama, openai, openapi, rag, ui
+from hearth.api import admin, anthropic, embeddings, evaluate, gate, keys, models, ollama, openai, openapi, rag, ui
 from hearth.api.common import ASSEMBLY, BODY_TIMEOUT, GATEWAY, MAX_BODY, json_response
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
@@ -66,6 +66,7 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
                log_payloads=cfg.observe.log_payloads, tracer=tracer or _tracer(cfg))  # fmt: skip
     openai.setup(app)
     ollama.setup(app)
+    anthropic.setup(app)
     models.setup(app)
     admin.setup(app, public_metrics=cfg.keys.public_metrics)
     embeddings.setup(app)

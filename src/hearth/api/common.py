@@ -137,6 +137,23 @@ def ollama_error(e: HearthError) -> web.Response:
     return _closing(e, json_response({"error": e.message}, status=e.status, headers=error_headers(e)))
 
 
+# HTTP status -> Anthropic's error type (https://docs.anthropic.com/en/api/errors).
+_ERROR_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error", 503: "overloaded_error",
+    529: "overloaded_error",
+}  # fmt: skip
+
+
+def anthropic_error_body(e: HearthError) -> dict[str, Any]:
+    kind = _ERROR_TYPES.get(e.status, "api_error")
+    return {"type": "error", "error": {"type": kind, "message": e.message}}
+
+
+def anthropic_error(e: HearthError) -> web.Response:
+    return _closing(e, json_response(anthropic_error_body(e), status=e.status, headers=error_headers(e)))
+
+
 def _closing(e: HearthError, response: web.Response) -> web.Response:
     """A client that timed out sending its body has an unread rest in the connection: close it."""
     if isinstance(e, RequestTimeout):

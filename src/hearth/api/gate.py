@@ -22,7 +22,7 @@ from aiohttp import web
 
 from hearth.access import OPEN, Access, Principal, Ticket, rate_headers
 from hearth.access.keys import Scope
-from hearth.api.common import GATEWAY, REQUEST_ID, ollama_error, openai_error
+from hearth.api.common import GATEWAY, REQUEST_ID, anthropic_error, ollama_error, openai_error
 from hearth.core.errors import HearthError
 from hearth.core.pipeline import Stream
 from hearth.core.registry import ModelRegistry
@@ -71,7 +71,12 @@ def _secret(request: web.Request) -> str | None:
 
 
 def render_error(request: web.Request, e: HearthError) -> web.Response:
-    return ollama_error(e) if request.path.startswith("/api/") else openai_error(e)
+    """Refusals made here (no key, wrong scope) in the format of the API the client speaks."""
+    if request.path.startswith("/api/"):
+        return ollama_error(e)
+    if request.path.startswith("/v1/messages"):
+        return anthropic_error(e)
+    return openai_error(e)
 
 
 @web.middleware

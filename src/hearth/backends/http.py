@@ -28,7 +28,7 @@ from hearth.backends.transport import (
     TransportError,
     TransportTimeout,
 )
-from hearth.config import OllamaModel, OpenAIModel
+from hearth.config import RemoteModel
 from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, UpstreamError, UpstreamTimeout
 from hearth.core.types import LocalEngine, ModelInfo
 
@@ -40,7 +40,8 @@ class HttpProvider:
     (HTTP error statuses, transport failures, also those raised while the caller reads a stream) into
     a HearthError that names the provider."""
 
-    def __init__(self, name: str, cfg: OpenAIModel | OllamaModel, transport: Transport | None = None) -> None:
+    def __init__(self, name: str, cfg: RemoteModel, transport: Transport | None = None, *,
+                 key_header: tuple[str, str] = ("Authorization", "Bearer ")) -> None:  # fmt: skip
         self.name = name
         self.cfg = cfg
         parts = urlsplit(cfg.base_url.rstrip("/"))
@@ -56,7 +57,8 @@ class HttpProvider:
             user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             self.headers["Authorization"] = "Basic " + base64.b64encode(user_pass).decode()
         if cfg.api_key_env and os.environ.get(cfg.api_key_env):
-            self.headers["Authorization"] = f"Bearer {os.environ[cfg.api_key_env]}"  # the API key wins
+            header, prefix = key_header  # the API key wins
+            self.headers[header] = prefix + os.environ[cfg.api_key_env]
 
     async def close(self) -> None:
         await self.transport.close()
@@ -132,12 +134,14 @@ class RemoteBackend:
     pools its own aiohttp connections.
     """
 
-    kind: ClassVar[str]  # ModelInfo.kind: "openai" or "ollama"
+    kind: ClassVar[str]  # ModelInfo.kind: "openai", "ollama", a plugin's kind
+    # How the provider takes its API key: a header and what precedes the key in it.
+    key_header: ClassVar[tuple[str, str]] = ("Authorization", "Bearer ")
 
-    def __init__(self, name: str, cfg: OpenAIModel | OllamaModel, *, transport: Transport | None = None) -> None:
+    def __init__(self, name: str, cfg: RemoteModel, *, transport: Transport | None = None) -> None:
         self.name = name
         self.cfg = cfg
-        self.http = HttpProvider(name, cfg, transport)
+        self.http = HttpProvider(name, cfg, transport, key_header=self.key_header)
         # The upstream's context window, where its model list tells (vLLM, llama.cpp's server): what RAG fits its
         # sources into when the config gives no context_length.
         self.discovered_context: int | None = None

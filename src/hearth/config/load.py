@@ -118,7 +118,7 @@ def _describe(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]
     msgs = []
     for err in e.errors():
         # Drop the discriminator tags pydantic adds ("openai", "llamacpp") to get the YAML path.
-        loc = [str(p) for p in err["loc"] if p not in ("llamacpp", "embedding", "openai", "ollama", "router")]
+        loc = [str(p) for p in err["loc"] if p not in ("llamacpp", "embedding", "openai", "ollama", "router", "plugin")]
         field = ".".join(loc) or "(top level)"
         line = None
         for n in range(len(loc), -1, -1):

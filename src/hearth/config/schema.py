@@ -13,11 +13,12 @@ import functools
 import importlib.util
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Discriminator, Field, SerializeAsAny, Tag, field_validator, model_validator
 
 from hearth.config.local import KeepAlive, LocalConfig, _Strict, home_dir
+from hearth.config.plugins import plugin_config, plugin_kinds
 from hearth.core.errors import BadRequest
 from hearth.core.pace import Pace, parse_pace
 
@@ -146,32 +147,55 @@ class EmbeddingModel(_Strict):
         return self.multilingual if self.multilingual is not None else self.path == "builtin:multilingual-e5-small"
 
 
-class OpenAIModel(_Speech):
-    kind: Literal["openai"]
+class RemoteModel(_Speech):
+    """What every remote provider's entry has: where it is, what it calls the model, where its key is.
+
+    A provider plugin's config subclasses this with its own `kind: Literal["name"]` and fields, and registers it
+    with `hearth.assemble.register_provider(kind, factory, config=TheClass)` (see `plugins.py`)."""
+
+    kind: str
     base_url: str = Field(description="e.g. https://api.openai.com/v1")
     model: str | None = Field(None, description="the provider's model name; default: this entry's name")
     api_key_env: str | None = Field(None, description="name of the environment variable holding the key")
     headers: dict[str, str] = Field(default_factory=dict)
     timeouts: Timeouts = Field(default_factory=Timeouts)
+    aliases: list[str] = Field(default_factory=list)
+    context_length: int | None = None
+
+
+class OpenAIModel(RemoteModel):
+    kind: Literal["openai"]
     stream_usage: bool = Field(True, description="ask for stream_options.include_usage upstream")
     provider_fields: bool | None = Field(
         None,
         description="forward the extension fields clients send (enable_thinking, thinking, "
         "chat_template_kwargs); default: yes, except to api.openai.com and Azure OpenAI, which refuse them",
     )  # fmt: skip
-    aliases: list[str] = Field(default_factory=list)
-    context_length: int | None = None
 
 
-class OllamaModel(_Speech):
+class OllamaModel(RemoteModel):
     kind: Literal["ollama"]
     base_url: str = "http://127.0.0.1:11434"
-    model: str | None = None
-    api_key_env: str | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    timeouts: Timeouts = Field(default_factory=Timeouts)
-    aliases: list[str] = Field(default_factory=list)
-    context_length: int | None = None
+
+
+class PluginModel(RemoteModel):
+    """An entry whose `kind` is none of the built-in ones: validated as the config class its provider plugin
+    registered (`plugins.py`), which it then is; an unknown kind is refused with the kinds there are."""
+
+    model_config = ConfigDict(extra="allow")
+    base_url: str = ""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _as_registered(cls, data: Any, handler: Any) -> Any:
+        if isinstance(data, RemoteModel) and type(data) is not PluginModel:
+            return data  # already the plugin's own class (a Config built in code)
+        kind = data.get("kind") if isinstance(data, dict) else getattr(data, "kind", None)
+        config = plugin_config(kind) if isinstance(kind, str) else None
+        if config is None:
+            known = ", ".join([*BUILTIN_KINDS, *plugin_kinds()])
+            raise ValueError(f"unknown kind {kind!r} (known: {known}; a provider plugin adds its own)")
+        return config.model_validate(data if isinstance(data, dict) else data.model_dump())
 
 
 IntentLabel = Literal[
@@ -272,8 +296,20 @@ class RouterModel(_Speech):
         return v
 
 
+BUILTIN_KINDS = ("llamacpp", "embedding", "openai", "ollama", "router")
+
+
+def _kind_tag(v: Any) -> str:
+    kind = v.get("kind", "llamacpp") if isinstance(v, dict) else getattr(v, "kind", None)
+    return kind if kind in BUILTIN_KINDS else "plugin"
+
+
+# One entry of `models:`: a built-in kind, or one a provider plugin registered (validated as its class).
 ModelConfig = Annotated[
-    LocalModel | EmbeddingModel | OpenAIModel | OllamaModel | RouterModel, Field(discriminator="kind")
+    Annotated[LocalModel, Tag("llamacpp")] | Annotated[EmbeddingModel, Tag("embedding")]
+    | Annotated[OpenAIModel, Tag("openai")] | Annotated[OllamaModel, Tag("ollama")]
+    | Annotated[RouterModel, Tag("router")] | Annotated[SerializeAsAny[PluginModel], Tag("plugin")],
+    Discriminator(_kind_tag),
 ]
 
 
