@@ -20,8 +20,23 @@ import sys
 from aiohttp import web
 
 from hearth.access import Access, open_access
-from hearth.api import admin, anthropic, embeddings, evaluate, gate, keys, models, ollama, openai, openapi, rag, ui
+from hearth.api import (
+    admin,
+    anthropic,
+    embeddings,
+    evaluate,
+    gate,
+    keys,
+    models,
+    ollama,
+    openai,
+    openapi,
+    rag,
+    responses,
+    ui,
+)
 from hearth.api.common import ASSEMBLY, BODY_TIMEOUT, GATEWAY, MAX_BODY, json_response
+from hearth.api.response_store import RedisResponses, ResponseStore, SqliteResponses
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
 from hearth.core import work
@@ -50,6 +65,21 @@ def _tracer(cfg: Config) -> Tracer | None:
         return None
 
 
+def _response_store(cfg: Config) -> ResponseStore | None:
+    """Responses live where the deployment keeps its other state: Redis for replicas, else SQLite."""
+    r = cfg.responses
+    if r.store == "off":
+        return None
+    retention = r.retention_days * 86400
+    url = cfg.replicas.redis_url or (cfg.keys.redis_url if cfg.keys.store == "redis" else None) or \
+        (cfg.cache.redis_url if cfg.keys.store == "redis" or r.store == "redis" else None)  # fmt: skip
+    if r.store == "redis" or (r.store == "auto" and url):
+        if not url:
+            raise ValueError("responses.store: redis needs replicas.redis_url or cache.redis_url")
+        return RedisResponses(url, retention)
+    return SqliteResponses(r.sqlite_path(), retention)
+
+
 def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | None = None,
                tracer: Tracer | None = None) -> web.Application:  # fmt: skip
     assembly = assembly or assemble(cfg)
@@ -67,6 +97,7 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
     openai.setup(app)
     ollama.setup(app)
     anthropic.setup(app)
+    responses.setup(app, _response_store(cfg), cfg.responses.max_stored_chars)
     models.setup(app)
     admin.setup(app, public_metrics=cfg.keys.public_metrics)
     embeddings.setup(app)

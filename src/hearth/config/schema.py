@@ -466,6 +466,22 @@ class ReplicasConfig(_Strict):
         True, description="a provider one replica finds down (its circuit opens) is down for every replica at once")
 
 
+class ResponsesConfig(_Strict):
+    """Responses stored for `previous_response_id` and `GET /v1/responses/{id}` (the Responses API)."""
+
+    store: Literal["auto", "sqlite", "redis", "off"] = Field(
+        "auto", description="auto: Redis where the replicas share one (replicas.redis_url, keys.redis_url or "
+        "cache.redis_url with keys.store: redis), else SQLite; off: no response is kept")  # fmt: skip
+    path: str | None = Field(None, description="the SQLite file; default: $HEARTH_HOME/responses.db")
+    retention_days: float = Field(30.0, gt=0, description="how long a stored response and its conversation are kept")
+    max_stored_chars: int = Field(
+        4_000_000, ge=1000, description="longest conversation kept for one response; longer: 400 (send store: false)"
+    )
+
+    def sqlite_path(self) -> Path:
+        return Path(self.path).expanduser() if self.path else home_dir() / "responses.db"
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
@@ -476,6 +492,7 @@ class Config(_Strict):
     observe: ObserveConfig = Field(default_factory=ObserveConfig)
     conversation: ConversationConfig = Field(default_factory=ConversationConfig)
     replicas: ReplicasConfig = Field(default_factory=ReplicasConfig)
+    responses: ResponsesConfig = Field(default_factory=ResponsesConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
     source: str | None = Field(None, exclude=True)
 
