@@ -18,9 +18,11 @@ from pydantic import BaseModel
 from hearth import __version__
 from hearth.access.keys import KeySpec
 from hearth.api.common import json_response
+from hearth.api.anthropic import CountBody, MessagesBody
 from hearth.api.evaluate import EvaluateBody
 from hearth.api.gate import add_route
 from hearth.api.rag import DocumentsBody, SearchBody
+from hearth.api.responses_items import ResponsesBody
 from hearth.api.schemas import (
     AdapterBody,
     ChatCompletionBody,
@@ -42,6 +44,16 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, str]] = {
     ("POST", "/v1/chat/completions"): ("OpenAI chat completion (stream: server-sent events)", ChatCompletionBody,
                                        "application/json"),
     ("POST", "/v1/completions"): ("OpenAI text completion", CompletionBody, "application/json"),
+    ("POST", "/v1/responses"): ("OpenAI Responses API (stream: typed server-sent events)", ResponsesBody,
+                                "application/json"),
+    ("GET", "/v1/responses/{response_id}"): ("A stored response of this key", None, "application/json"),
+    ("GET", "/v1/responses/{response_id}/input_items"): ("A stored response's input items", None,
+                                                         "application/json"),
+    ("DELETE", "/v1/responses/{response_id}"): ("Delete a stored response", None, "application/json"),
+    ("POST", "/v1/messages"): ("Anthropic Messages API (stream: Anthropic's server-sent events)", MessagesBody,
+                               "application/json"),
+    ("POST", "/v1/messages/count_tokens"): ("Anthropic token count of a Messages request", CountBody,
+                                            "application/json"),
     ("GET", "/v1/models"): ("Models this key may use", None, "application/json"),
     ("GET", "/v1/models/{id}"): ("One model", None, "application/json"),
     ("POST", "/v1/embeddings"): ("OpenAI embeddings", EmbeddingsBody, "application/json"),
