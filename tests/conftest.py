@@ -174,6 +174,8 @@ def gateway(tmp_session: Path, upstream: Server, bad: Server) -> Iterator[Server
     remotes = "".join([
         _remote("remote-openai", "openai", f"{upstream.url}/v1", first_token=30, total=60),
         _remote("remote-ollama", "ollama", upstream.url, first_token=30, total=60),
+        # The upstream hearth speaks Anthropic's Messages API too: the anthropic provider with a real model behind.
+        _remote("remote-anthropic", "anthropic", upstream.url, first_token=30, total=60),
         _remote("bad-refused", "openai", f"http://127.0.0.1:{refused}/v1"),
         *(_remote(f"bad-{m}", "openai", f"{bad.url}/{m}/v1") for m in
           ("ok", "500", "429", "401", "hang", "stall", "garbage", "truncate", "slow", "jsonfence", "jsonretry",
@@ -206,6 +208,11 @@ models:
     prefix_slots: 3
     max_sequences: 2
     warmup: false
+  to-remote:
+    kind: router
+    default: remote-openai
+    rules: [{{pattern: '(?i)^local:', target: qwen2.5-coder-0.5b}}]
+    health_interval: null
 {remotes}
 """
     s = start_hearth(config, tmp_session, "gateway", env={"HEARTH_TEST_KEY": "sk-test"})

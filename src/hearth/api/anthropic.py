@@ -75,6 +75,11 @@ class ToolChoice(_Body):
     disable_parallel_tool_use: bool | None = None
 
 
+class OutputConfig(_Body):
+    format: dict[str, Any] | None = None  # {"type": "json_schema", "schema": {...}}: structured output
+    effort: str | None = None
+
+
 class MessagesBody(_Body):
     model: str
     messages: Annotated[list[AnthropicMessage], Field(max_length=MAX_MESSAGES)]
@@ -87,9 +92,18 @@ class MessagesBody(_Body):
     top_k: int | None = Field(None, ge=0)
     tools: list[AnthropicTool] | None = None
     tool_choice: ToolChoice | None = None
-    metadata: dict[str, Any] | None = None  # user_id: accepted, not used
     thinking: dict[str, Any] | None = None
+    output_config: OutputConfig | None = None
+    # Accepted and not acted on: what they select (a tier, a region, prompt caching, the user) is the provider's
+    # business, and hearth's own cache and keys do that job here.
+    metadata: dict[str, Any] | None = None
     service_tier: str | None = None
+    inference_geo: str | None = None
+    speed: str | None = None
+    cache_control: dict[str, Any] | None = None
+    user_profile_id: str | None = None
+    workspace_id: str | None = None
+    diagnostics: Any = None
     hearth: HearthOptions | None = None
 
 
@@ -100,6 +114,18 @@ class CountBody(_Body):
     tools: list[AnthropicTool] | None = None
     tool_choice: ToolChoice | None = None
     thinking: dict[str, Any] | None = None
+    output_config: OutputConfig | None = None
+    cache_control: dict[str, Any] | None = None
+
+
+def _response_format(c: OutputConfig | None) -> dict[str, Any] | None:
+    fmt = c.format if c is not None else None
+    if fmt is None:
+        return None
+    if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise BadRequest("output_config.format: {\"type\": \"json_schema\", \"schema\": {...}}",
+                         param="output_config.format")  # fmt: skip
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
 
 
 def _text(content: str | list[Block] | None, where: str) -> str:
@@ -195,7 +221,7 @@ def chat_request(b: MessagesBody) -> ChatRequest:
     return ChatRequest(
         model=b.model, messages=_messages(b.system, b.messages), sampling=sampling, stream=b.stream,
         tools=_tools(b.tools), tool_choice=choice, parallel_tool_calls=parallel, extensions=options_of(b.hearth),
-        thinking=_thinking(b.thinking),
+        thinking=_thinking(b.thinking), response_format=_response_format(b.output_config),
     )  # fmt: skip
 
 

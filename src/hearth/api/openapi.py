@@ -17,8 +17,8 @@ from pydantic import BaseModel
 
 from hearth import __version__
 from hearth.access.keys import KeySpec
-from hearth.api.common import json_response
 from hearth.api.anthropic import CountBody, MessagesBody
+from hearth.api.common import json_response
 from hearth.api.evaluate import EvaluateBody
 from hearth.api.gate import add_route
 from hearth.api.rag import DocumentsBody, SearchBody

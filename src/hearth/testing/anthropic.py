@@ -90,9 +90,9 @@ class AnthropicStandIn:
         async def send(kind: str, data: dict[str, Any]) -> None:
             await resp.write(f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode())
 
-        await send("message_start", {"message": {
-            "id": mid, "type": "message", "role": "assistant", "model": body["model"], "content": [],
-            "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": usage_in, "output_tokens": 1}}})  # fmt: skip
+        started = {"id": mid, "type": "message", "role": "assistant", "model": body["model"], "content": [],
+                   "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": usage_in, "output_tokens": 1}}
+        await send("message_start", {"message": started})
         await send("ping", {})
         for i, block in enumerate(blocks):
             if block["type"] == "text":
@@ -112,8 +112,8 @@ class AnthropicStandIn:
                 await send("content_block_start", {"index": i, "content_block": start})
                 args = json.dumps(block["input"])
                 for cut in range(0, len(args), 5):  # Anthropic sends the input in small fragments
-                    await send("content_block_delta", {"index": i, "delta": {"type": "input_json_delta",
-                                                                             "partial_json": args[cut:cut + 5]}})  # fmt: skip
+                    fragment = {"type": "input_json_delta", "partial_json": args[cut : cut + 5]}
+                    await send("content_block_delta", {"index": i, "delta": fragment})
             await send("content_block_stop", {"index": i})
         await send("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
                                      "usage": {"output_tokens": out_tokens}})  # fmt: skip
