@@ -105,6 +105,28 @@ def test_compare_sends_one_prompt_to_two_models(page: Any, hearth: Server) -> No
     readme_shot(page, "compare")
 
 
+@pytest.mark.parametrize(("dialect", "first"), [("messages", "event: message_start"),
+                                               ("responses", "event: response.created")])
+def test_the_playground_speaks_each_api_and_shows_its_raw_events(page: Any, hearth: Server, dialect: str,
+                                                                  first: str) -> None:  # fmt: skip
+    page.goto(hearth.url + "/ui/#playground")
+    page.wait_for_selector("#model-a option[value=smol]", state="attached")
+    page.select_option("#model-a", "smol")
+    page.select_option("#dialect", dialect)
+    page.check("#raw-events")
+    page.fill("#max-tokens", "12")
+    page.fill("#prompt", "Say hello.")
+    page.click("#send")
+    answer = page.locator("#pane-a .assistant").last
+    answer.locator(".badge", has_text="TTFT").wait_for()
+    assert answer.locator(".text").inner_text().strip()
+    assert any(re.fullmatch(r"\d+ \+ [1-9]\d* tokens", b) for b in answer.locator(".badge").all_inner_texts())
+    answer.locator("details.raw summary").click()
+    events = answer.locator("details.raw pre").inner_text()
+    assert events.startswith(first) and any(e in events for e in ("message_stop", "response.completed",
+                                                                  "response.incomplete"))
+
+
 def test_an_uploaded_file_is_found_by_search(page: Any, hearth: Server, tmp_path: Path) -> None:
     doc = tmp_path / "flux-manual.md"
     doc.write_text("# Flux capacitor\n\nThe flux capacitor needs 1.21 gigawatts to travel through time.\n\n"

@@ -178,6 +178,65 @@ function modeFields() {
   return { response_format: { type: "json_schema", json_schema: { name: "answer", schema: parsed, strict: true } } };
 }
 
+// Each API the playground speaks: its path, its request body, and how its stream events read. The same model
+// answers through any of them; "Raw events" shows the server-sent events exactly as they arrived.
+const DIALECTS = {
+  chat: {
+    path: "/v1/chat/completions",
+    body: (model, system, turns, extra, opts) => ({ model, stream: true, stream_options: { include_usage: true },
+      messages: system ? [{ role: "system", content: system }, ...turns] : turns, temperature: opts.temperature,
+      max_tokens: opts.maxTokens, ...extra }),
+    read(ev, out) {
+      if (ev.error) throw new ApiError(0, ev.error.message || JSON.stringify(ev.error));
+      if (ev.usage) out.usage = [ev.usage.prompt_tokens, ev.usage.completion_tokens];
+      if (ev.sources) out.sources = ev.sources;
+      const delta = ev.choices && ev.choices[0] && ev.choices[0].delta;
+      if (!delta) return;
+      if (delta.content) out.text(delta.content);
+      for (const c of delta.tool_calls || []) out.call(c.index, c.function && c.function.name, c.function && c.function.arguments);
+    },
+  },
+  responses: {
+    path: "/v1/responses",
+    body(model, system, turns, extra, opts) {
+      const body = { model, stream: true, store: false, input: turns, instructions: system || undefined,
+        temperature: opts.temperature, max_output_tokens: opts.maxTokens };
+      if (extra.tools) body.tools = extra.tools.map((t) => ({ type: "function", ...t.function }));
+      if (extra.response_format) body.text = { format: { type: "json_schema", ...extra.response_format.json_schema } };
+      return body;
+    },
+    read(ev, out) {
+      if (ev.type === "error") throw new ApiError(0, ev.message || "the response failed");
+      if (ev.type === "response.output_text.delta") out.text(ev.delta);
+      else if (ev.type === "response.output_item.added" && ev.item.type === "function_call") out.call(ev.output_index, ev.item.name, "");
+      else if (ev.type === "response.function_call_arguments.delta") out.call(ev.output_index, null, ev.delta);
+      else if (ev.type === "response.completed" || ev.type === "response.incomplete") {
+        const u = ev.response.usage;
+        if (u) out.usage = [u.input_tokens, u.output_tokens];
+      }
+    },
+  },
+  messages: {
+    path: "/v1/messages",
+    body(model, system, turns, extra, opts) {
+      const body = { model, stream: true, system: system || undefined, messages: turns,
+        temperature: opts.temperature, max_tokens: opts.maxTokens || 1024 };
+      if (extra.tools) body.tools = extra.tools.map((t) => ({ name: t.function.name, description: t.function.description,
+        input_schema: t.function.parameters }));
+      if (extra.response_format) body.output_config = { format: { type: "json_schema", schema: extra.response_format.json_schema.schema } };
+      return body;
+    },
+    read(ev, out) {
+      if (ev.type === "error") throw new ApiError(0, (ev.error && ev.error.message) || "the message failed");
+      if (ev.type === "message_start") out.input = ev.message.usage.input_tokens;
+      else if (ev.type === "content_block_start" && ev.content_block.type === "tool_use") out.call(ev.index, ev.content_block.name, "");
+      else if (ev.type === "content_block_delta" && ev.delta.type === "text_delta") out.text(ev.delta.text);
+      else if (ev.type === "content_block_delta" && ev.delta.type === "input_json_delta") out.call(ev.index, null, ev.delta.partial_json);
+      else if (ev.type === "message_delta" && ev.usage) out.usage = [ev.usage.input_tokens ?? out.input ?? 0, ev.usage.output_tokens];
+    },
+  },
+};
+
 async function send(side, model, text, extra) {
   const history = chat[side];
   const list = $(`#pane-${side} .transcript`);
@@ -186,52 +245,53 @@ async function send(side, model, text, extra) {
   const meta = el("div", { class: "meta" });
   const item = el("li", { class: "assistant" }, answer, meta);
   list.append(item);
-  const messages = [];
-  const system = $("#system").value.trim();
-  if (system) messages.push({ role: "system", content: system });
-  messages.push(...history, { role: "user", content: text });
-  const body = { model, messages, stream: true, stream_options: { include_usage: true },
-    temperature: Number($("#temperature").value), max_tokens: Number($("#max-tokens").value) || undefined, ...extra };
+  const dialect = DIALECTS[$("#dialect").value];
+  const opts = { temperature: Number($("#temperature").value), maxTokens: Number($("#max-tokens").value) || undefined };
+  const body = dialect.body(model, $("#system").value.trim(), [...history, { role: "user", content: text }], extra, opts);
+  const raw = $("#raw-events").checked ? [] : null;
   const t0 = performance.now();
-  let ttft = null, usage = null, sources = null, content = "", calls = [];
+  let ttft = null, content = "";
+  const calls = [];
+  const out = {
+    usage: null, sources: null, input: null,
+    text(t) { if (ttft === null) ttft = performance.now() - t0; content += t; answer.textContent = content; },
+    call(i, name, args) {
+      if (ttft === null) ttft = performance.now() - t0;
+      calls[i] = calls[i] || { name: "", arguments: "" };
+      if (name) calls[i].name += name;
+      if (args) calls[i].arguments += args;
+      answer.textContent = calls.filter(Boolean).map((x) => `${x.name}(${x.arguments})`).join("\n");
+    },
+  };
   try {
-    const res = await api("/v1/chat/completions", { method: "POST", body, raw: true });
+    const res = await api(dialect.path, { method: "POST", body, raw: true });
     const h = res.headers;
     const backend = h.get("x-hearth-backend") || model;
     const where = backend === "cache" ? "cache" : remote.has(backend) ? "remote" : "local";
     meta.append(badge(backend, where, `answered by ${backend} (${where})`));
     if (h.get("x-hearth-route")) meta.append(badge(`route: ${h.get("x-hearth-route")}`, null, h.get("x-hearth-route-reason") || ""));
     if (h.get("x-hearth-cache")) meta.append(badge(`cache: ${h.get("x-hearth-cache")}`, h.get("x-hearth-cache") === "miss" ? null : "cache"));
-    for await (const ev of sse(res)) {
-      if (ev.error) throw new ApiError(0, ev.error.message || JSON.stringify(ev.error));
-      if (ev.usage) usage = ev.usage;
-      if (ev.sources) sources = ev.sources;
-      const delta = ev.choices && ev.choices[0] && ev.choices[0].delta;
-      if (!delta) continue;
-      if (ttft === null && (delta.content || delta.tool_calls)) ttft = performance.now() - t0;
-      if (delta.content) { content += delta.content; answer.textContent = content; }
-      for (const c of delta.tool_calls || []) {
-        calls[c.index] = calls[c.index] || { name: "", arguments: "" };
-        if (c.function && c.function.name) calls[c.index].name += c.function.name;
-        if (c.function && c.function.arguments) calls[c.index].arguments += c.function.arguments;
-        answer.textContent = calls.map((x) => `${x.name}(${x.arguments})`).join("\n");
-      }
+    for await (const ev of sse(res, raw)) {
+      dialect.read(ev, out);
       item.parentElement.parentElement.scrollTop = 1e9;
     }
     const seconds = (performance.now() - t0 - (ttft || 0)) / 1000;
     meta.append(badge(`TTFT ${fmt(ttft)} ms`));
-    if (usage) {
-      meta.append(badge(`${usage.prompt_tokens} + ${usage.completion_tokens} tokens`));
-      if (usage.completion_tokens > 1 && seconds > 0) meta.append(badge(`${fmt(usage.completion_tokens / seconds, 1)} tok/s`));
+    if (out.usage) {
+      meta.append(badge(`${out.usage[0]} + ${out.usage[1]} tokens`));
+      if (out.usage[1] > 1 && seconds > 0) meta.append(badge(`${fmt(out.usage[1] / seconds, 1)} tok/s`));
     }
-    if (sources && sources.length) {
-      item.append(el("ol", { class: "sources" }, ...sources.map((s) =>
+    if (out.sources && out.sources.length) {
+      item.append(el("ol", { class: "sources" }, ...out.sources.map((s) =>
         el("li", { text: `${s.source || s.title || "?"}${s.line_start ? `:${s.line_start}-${s.line_end}` : ""}` }))));
     }
     history.push({ role: "user", content: text }, { role: "assistant", content: content || answer.textContent });
   } catch (err) {
     answer.append(el("div", { class: "error", text: err.message }));
     meta.append(badge(err.status ? `error ${err.status}` : "error", "bad"));
+  } finally {
+    if (raw) item.append(el("details", { class: "raw" }, el("summary", { text: `Raw events (${raw.length})` }),
+      el("pre", { text: raw.join("\n\n") })));
   }
 }
 
@@ -239,7 +299,8 @@ function badge(text, kind = null, title = "") {
   return el("span", { class: `badge${kind ? " " + kind : ""}`, text, title: title || null });
 }
 
-async function* sse(res) {
+// Server-sent events as parsed objects; `raw`, when given, collects each event's text as it arrived.
+async function* sse(res, raw = null) {
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   let buf = "";
@@ -251,6 +312,7 @@ async function* sse(res) {
     while ((i = buf.indexOf("\n\n")) >= 0) {
       const event = buf.slice(0, i);
       buf = buf.slice(i + 2);
+      if (raw) raw.push(event);
       for (const line of event.split("\n")) {
         if (!line.startsWith("data:")) continue;
         const data = line.slice(5).trim();
