@@ -353,7 +353,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     text += orjson.dumps(req.tools).decode() if req.tools else ""
     size = len(text.encode())
     hold(ex, await request.app[ACCESS].admit_plain(ex.principal, names, size))
-    backend = gateway.registry.get(req.model)
+    _, backend = gateway.registry.resolve(req)
     engine = backend.local
     if engine is not None and engine.unavailable is None and backend.ready:
         tokens = await offload(functools.partial(engine.count_tokens, text), size=size)

@@ -117,7 +117,10 @@ class Turn:
 
     async def save(self, request: web.Request, final: dict[str, Any]) -> dict[str, Any]:
         """Keep the response for its key; a store that fails leaves the answer as it is, marked `store: false`."""
-        if not self.body.store or STORE not in request.app:
+        if not self.body.store:
+            return final
+        if STORE not in request.app:  # responses.store: off; the answer says it was not kept
+            final["store"] = False
             return final
         record = {"response": final, "history": self.conversation(),
                   "input": self.body.input if isinstance(self.body.input, str) else
@@ -141,7 +144,8 @@ async def _turn(request: web.Request, body: ResponsesBody) -> Turn:
     asked = [*history, *to_messages(body.input)]
     messages = [Message("system", body.instructions), *asked] if body.instructions else asked
     if body.store and STORE in request.app:
-        size = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls or ()) for m in asked)
+        size = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls or ()) + sum(map(len, m.images or ()))
+                   for m in asked)  # fmt: skip
         if size > request.app[MAX_STORED]:
             raise BadRequest(f"the conversation ({size} characters) is longer than a stored response may be "
                              f"({request.app[MAX_STORED]}); start a new one or send store: false",
