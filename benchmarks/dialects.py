@@ -43,9 +43,9 @@ def bodies(model: str, max_tokens: int, stream: bool) -> dict[str, tuple[str, di
     return {
         "chat": ("/v1/chat/completions", {"model": model, "messages": user, "max_tokens": max_tokens,
                                           "temperature": 0, "stream": stream}, b'"content":"'),
+        # As clients send it: `store` left at its default (true), so each answer is written to SQLite too.
         "responses": ("/v1/responses", {"model": model, "input": Q, "max_output_tokens": max_tokens,
-                                        "temperature": 0, "stream": stream, "store": False},
-                      b"response.output_text.delta"),
+                                        "temperature": 0, "stream": stream}, b"response.output_text.delta"),
         "messages": ("/v1/messages", {"model": model, "messages": user, "max_tokens": max_tokens, "temperature": 0,
                                       "stream": stream}, b'"text_delta"'),
     }  # fmt: skip
@@ -137,7 +137,6 @@ models:
     kind: openai
     base_url: http://127.0.0.1:{up_port}/v1
     model: gpt-3.5-turbo
-responses: {{store: "off"}}
 """)
     env = {**os.environ, "HEARTH_HOME": str(tmp / "home")}
     log = (tmp / "hearth.log").open("wb")
