@@ -54,9 +54,14 @@ def response_schema(rf: dict[str, Any] | None) -> tuple[str, Any]:
                      param="response_format")  # fmt: skip
 
 
+# Appended (as a user turn the client never sees) after tool results, for local models under `tool_choice: auto`.
+AFTER_TOOL_RESULT = "Answer my question in plain words using the tool result."
+
+
 @lru_cache(maxsize=128)
-def _tool_grammar_cached(tools_json: str, choice_json: str, parallel: bool, max_calls: int | None) -> str | None:
-    return tool_grammar(json.loads(tools_json), json.loads(choice_json), parallel, max_calls)
+def _tool_grammar_cached(tools_json: str, choice_json: str, parallel: bool, max_calls: int | None,
+                         spoken: bool) -> str | None:  # fmt: skip
+    return tool_grammar(json.loads(tools_json), json.loads(choice_json), parallel, max_calls, spoken)
 
 
 def _fit_calls(tools: list[dict[str, Any]], budget: int, parallel: bool, count: Count | None,
@@ -138,8 +143,14 @@ class ConstrainedBackend(WrappingBackend):
                 else:
                     if kept < len(req.tools):  # show only the tools the grammar allows
                         req = dataclasses.replace(req, tools=json.loads(tools_json))
+            if mode == "auto" and req.messages and req.messages[-1].role == "tool":
+                # Given a tool's result, a small local model writes the call again as text (Qwen2.5 0.5B: every
+                # time, in English and Chinese); one line asking for the answer makes it answer from the result.
+                req = dataclasses.replace(req, messages=[*req.messages, Message("user", AFTER_TOOL_RESULT)])
             choice = "none" if mode == "none" else req.tool_choice
-            grammar = _tool_grammar_cached(tools_json, canonical(choice), parallel, max_calls)
+            # A paced request is spoken: its plain answer may hold no JSON-like fragment (speech stage sets `pace`).
+            spoken = req.pace is not None
+            grammar = _tool_grammar_cached(tools_json, canonical(choice), parallel, max_calls, spoken)
             if mode == "none":
                 # Shown tools invite the small model to call anyway, so the prompt leaves them out and the
                 # grammar allows only a plain answer (not even JSON that looks like a call).
@@ -166,15 +177,16 @@ class ConstrainedBackend(WrappingBackend):
             if parser is None:
                 yield c
             elif type(c) is TextDelta:
-                if out := parser.feed(c.text):
+                out, calls = parser.feed(c.text)
+                if out:
                     yield TextDelta(out, c.logprob)
-            elif type(c) is Finish:
-                rest, calls = parser.finish()
-                if rest:
-                    yield TextDelta(rest)
                 for call in calls:
                     yield call
-                yield Finish("tool_calls") if calls else c
+            elif type(c) is Finish:
+                rest, called = parser.finish()
+                if rest:
+                    yield TextDelta(rest)
+                yield Finish("tool_calls") if called else c
             else:
                 yield c
 

@@ -20,9 +20,12 @@ from hearth.structured.schema import check_schema
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 MAX_TOOLS = 128  # as OpenAI's API allows
-# A plain answer may not open with "<", "{", "[", a code fence or blank space: small models that mean to call
-# a tool otherwise write the call as bare or fenced JSON.
-PLAIN_ANSWER = r"[^<{`\[ \t\n\x00] [^\x00]*"
+# A plain answer may not open with "<", "{", "[", "(", a code fence or blank space: small models that mean to
+# call a tool otherwise write the call as bare, bracketed or fenced JSON.
+PLAIN_ANSWER = r"[^<{`\[( \t\n\x00] [^\x00]*"
+# A spoken one (a paced request: a voice device reads it aloud) holds no brackets, braces or fences anywhere: a
+# 0.5B model given a tool result writes `({"name": ..., "arguments": ...})` as text, and xiaozhi would say it.
+SPOKEN_ANSWER = r"[^<>{}`\[\]( \t\n\x00] [^<>{}`\[\]\x00]*"
 
 
 def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -60,13 +63,15 @@ def tool_mode(tool_choice: Any) -> tuple[str, str | None]:
 
 
 def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool = True,
-                 max_calls: int | None = None) -> str | None:  # fmt: skip
-    """`max_calls` bounds parallel calls (a token budget pays for each); None: any number."""
+                 max_calls: int | None = None, spoken: bool = False) -> str | None:  # fmt: skip
+    """`max_calls` bounds parallel calls (a token budget pays for each); None: any number. `spoken`: the plain
+    answer is read aloud, so it may hold no JSON-like fragment at all."""
     from hearth.structured.bounds import BoundedConverter, strict_chars
 
+    plain = SPOKEN_ANSWER if spoken else PLAIN_ANSWER
     mode, only = tool_mode(tool_choice)
     if mode == "none":  # enforced, not requested: the answer may not even look like a call
-        return f"root ::= {PLAIN_ANSWER}\n"
+        return f"root ::= {plain}\n"
     fns = _functions(tools)
     if only is not None:
         fns = [f for f in fns if f["name"] == only]
@@ -89,58 +94,96 @@ def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool =
     else:
         calls = block + "".join(f' ("\\n" {block}' for _ in range(max_calls - 1)) + ")?" * (max_calls - 1)
     if mode == "auto":
-        answer = conv._add_rule("answer", PLAIN_ANSWER)
+        answer = conv._add_rule("answer", plain)
         conv._add_rule("root", f"{calls} | {answer}")
     else:
         conv._add_rule("root", calls)
     return strict_chars(str(conv.format_grammar()))
 
 
-_BLOCK = re.compile(re.escape(OPEN) + r"\s*(.*?)\s*" + re.escape(CLOSE), re.DOTALL)
+# The head of a call as the grammar writes it; the arguments follow, then `}`, a newline and CLOSE.
+# (matched only once the arguments' first character is there, so that no blank before it counts as theirs).
+_HEAD = re.compile(r'\s*\{\s*"name"\s*:\s*"((?:[^"\\]|\\.)*)"\s*,\s*"arguments"\s*:\s*(?=\S)')
+_END = re.compile(r"\}\s*" + re.escape(CLOSE))
+_TAIL = "}\n" + CLOSE  # a suffix of the text that may begin this is held back: it may end the call
+_MAX_HEAD = 1024  # characters of `{"name": ..., "arguments": ` (a tool name is at most a few dozen)
 
 
 class ToolCallParser:
-    """Splits a local model's output stream into text and tool calls.
+    """Splits a local model's output stream into text and tool calls, streaming each call's arguments.
 
-    Text passes through at once, except a possible start of `<tool_call>` which is held until it is
-    decided. Once a tool call starts, the rest is collected and parsed at the end.
+    Text passes through at once, except a possible start of `<tool_call>`, which is held until it is decided.
+    A call is announced (id and name) as soon as its head is complete, and its arguments then flow as they are
+    decoded, as OpenAI streams them, so a voice server can act before the call ends; only a suffix that may be
+    the call's closing `}` + `</tool_call>` waits for the next piece.
     """
 
     def __init__(self) -> None:
         self.buf = ""
         self.calling = False
         self.started = False
+        self.index = -1  # the call being streamed
+        self.args_at = -1  # where its arguments begin in buf; -1: its head is not complete yet
+        self.sent = 0  # how much of buf has been sent as arguments
 
-    def feed(self, text: str) -> str:
-        """Returns the text that can be shown now."""
+    def feed(self, text: str) -> tuple[str, list[ToolCallDelta]]:
+        """The text that can be shown now, and the call fragments decoded so far."""
         if self.calling:
             self.buf += text
-            return ""
+            return "", self._calls()
         self.buf += text
         stripped = self.buf.lstrip()
         if not self.started and stripped:
             if stripped.startswith(OPEN) or (OPEN.startswith(stripped) and len(stripped) < len(OPEN)):
                 if stripped.startswith(OPEN):
                     self.calling = True
-                return ""
+                    self.buf = stripped
+                    return "", self._calls()
+                return "", []
             self.started = True
         out, self.buf = self.buf, ""
-        return out
+        return out, []
 
-    def finish(self) -> tuple[str, list[ToolCallDelta]]:
-        """Remaining text, and the parsed calls (arguments as JSON text)."""
+    def _calls(self) -> list[ToolCallDelta]:
+        out: list[ToolCallDelta] = []
+        while True:
+            if self.args_at < 0:  # waiting for a call's head (after OPEN)
+                block = self.buf.lstrip()
+                if not block.startswith(OPEN):
+                    if block and not OPEN.startswith(block):
+                        raise BadRequest(f"the model produced a malformed tool call: {block[:80]!r}")
+                    return out
+                m = _HEAD.match(block, len(OPEN))
+                if m is None:  # the grammar writes the head in one shape: a long miss is not a call
+                    if len(block) > len(OPEN) + _MAX_HEAD:
+                        raise BadRequest(f"the model produced a malformed tool call: {block[:80]!r}")
+                    return out
+                self.buf = block
+                self.index += 1
+                self.args_at = self.sent = m.end()
+                name = json.loads(f'"{m.group(1)}"')
+                out.append(ToolCallDelta(self.index, f"call_{uuid.uuid4().hex[:24]}", name, ""))
+            end = _END.search(self.buf, self.sent)  # what was sent is not the end (it was never a `}` held)
+            if end is None:
+                hold = next((k for k in range(len(_TAIL) - 1, 0, -1) if self.buf.endswith(_TAIL[:k])), 0)
+                if len(self.buf) - hold > self.sent:
+                    out.append(ToolCallDelta(self.index, arguments=self.buf[self.sent : len(self.buf) - hold]))
+                    self.sent = len(self.buf) - hold
+                return out
+            args = self.buf[self.args_at : end.start()]
+            try:
+                json.loads(args)
+            except ValueError as e:
+                raise BadRequest(f"the model produced a malformed tool call: {e}") from e
+            if end.start() > self.sent:
+                out.append(ToolCallDelta(self.index, arguments=self.buf[self.sent : end.start()]))
+            self.buf, self.args_at, self.sent = self.buf[end.end() :], -1, 0
+
+    def finish(self) -> tuple[str, int]:
+        """The remaining text, and how many calls were made."""
         if not self.calling:
             out, self.buf = self.buf, ""
-            return out, []
-        calls = []
-        for i, m in enumerate(_BLOCK.finditer(self.buf)):
-            try:
-                obj = json.loads(m.group(1))
-                name, args = obj["name"], obj.get("arguments", {})
-            except (ValueError, KeyError, TypeError) as e:
-                raise BadRequest(f"the model produced a malformed tool call: {e}") from e
-            text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
-            calls.append(ToolCallDelta(i, f"call_{uuid.uuid4().hex[:24]}", str(name), text))
-        if not calls:  # cut off inside the first call (max_tokens): nothing valid to return
+            return out, 0
+        if self.args_at >= 0 or self.index < 0:  # cut off inside a call (max_tokens): it cannot be completed
             raise BadRequest("the answer ended inside a tool call (raise max_tokens)", code="length")
-        return "", calls
+        return "", self.index + 1
