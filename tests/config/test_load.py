@@ -48,7 +48,7 @@ def test_duplicate_alias_rejected(tmp_path: Path) -> None:
 
 def test_the_shipped_examples_load() -> None:
     examples = Path(__file__).parents[2] / "examples"
-    for name in ("hybrid.yaml", "voice.yaml"):
+    for name in ("hybrid.yaml", "voice.yaml", "anthropic.yaml"):
         cfg = load_config(examples / name, env={})
         assert any(isinstance(m, RouterModel) for m in cfg.models.values()), name
     voice = load_config(examples / "voice.yaml", env={}).models["voice"]

@@ -43,6 +43,20 @@ def test_rule_scope_conversation() -> None:
     assert ask(p, "I use python", "ok", "and now?") == ("local", "default")
 
 
+def test_a_rule_on_tools_sends_tool_turns_elsewhere_and_beats_stickiness() -> None:
+    """A voice box's tool turns (xiaozhi's function-call mode) go to a model that calls tools well."""
+    p = policy(rules=[{"tools": True, "target": "cloud", "name": "tool turns"}, {"pattern": "hi", "target": "local"}])
+    tool = [{"type": "function", "function": {"name": "play_music"}}]
+    with_tools = ChatRequest(model="voice", messages=[Message("user", "hi, play a song")], tools=tool)
+    d = p.decide(with_tools, previous="local")
+    assert (d.target, d.reason, d.detail) == ("cloud", "rule", "tool turns")
+    assert ask(p, "hi there") == ("local", "rule")
+    p = policy(rules=[{"tools": False, "pattern": "hi", "target": "cloud"}])
+    assert p.decide(with_tools).target == "local" and ask(p, "hi") == ("cloud", "rule")
+    with pytest.raises(ValueError, match="`tools`"):
+        policy(rules=[{"target": "cloud"}])
+
+
 def test_tiers_by_score() -> None:
     p = policy(tiers=[{"max_score": 0.4, "target": "local"}, {"max_score": 1.0, "target": "cloud"}])
     assert ask(p, "hi") == ("local", "score")

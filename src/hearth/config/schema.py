@@ -212,6 +212,10 @@ class RuleConfig(_Strict):
     intent: list[IntentLabel] = Field(
         default_factory=list, description="matches when the latest turn has any of these intents (with `pattern`: "
         "both must match)")  # fmt: skip
+    tools: bool | None = Field(
+        None, description="matches when the request offers tools (true) or offers none (false); with `pattern` or "
+        "`intent`: all must match. A turn this rule sends elsewhere does not stay on the previous turn's model",
+    )
     target: str = Field(description="a model, or a group from `groups`")
     name: str | None = None
     scope: Literal["last_user", "conversation"] = "last_user"
@@ -227,8 +231,8 @@ class RuleConfig(_Strict):
 
     @model_validator(mode="after")
     def _matches_something(self) -> RuleConfig:
-        if self.pattern is None and not self.intent:
-            raise ValueError("a rule needs a `pattern`, an `intent` list, or both")
+        if self.pattern is None and not self.intent and self.tools is None:
+            raise ValueError("a rule needs a `pattern`, an `intent` list or `tools`")
         return self
 
 

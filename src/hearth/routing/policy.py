@@ -77,20 +77,23 @@ class RoutingPolicy:
         convo = "\n".join(m.content for m in req.messages) if self.need_conversation else ""
         intent = req.intent
         label = intent.label if intent is not None else ""
-        by_intent = False  # a rule that names this turn's intent: the operator's word beats stickiness
+        decisive = False  # a rule on this turn's intent or its tools: the operator's word beats stickiness
         for rx, rule in self.rules:
             if rule.intent and (intent is None or not intent.has(*rule.intent)):
                 continue
+            if rule.tools is not None and bool(req.tools) != rule.tools:
+                continue
             if rx is None or rx.search(convo if rule.scope == "conversation" else last):
-                target, reason, detail = rule.target, "rule", rule.name or rule.pattern or f"intent {label}"
-                by_intent = label in rule.intent
+                what = f"intent {label}" if rule.intent else f"tools: {str(rule.tools).lower()}"
+                target, reason, detail = rule.target, "rule", rule.name or rule.pattern or what
+                decisive = label in rule.intent or rule.tools is not None
                 break
         else:
             for tier in self.cfg.tiers:
                 if sc.value <= tier.max_score:
                     target, reason, detail = tier.target, "score", f"score {sc.value:.2f} <= {tier.max_score}"
                     break
-        if previous is not None and not by_intent and self.available(previous):
+        if previous is not None and not decisive and self.available(previous):
             target, reason = previous, "sticky"
             detail = f"{intent.label if intent else 'follow-up'}: stays on the backend of the previous turn"
         model = self._pick(target)
