@@ -227,3 +227,17 @@ def test_overloaded_everywhere_is_503_with_retry_after() -> None:
     with pytest.raises(Overloaded) as e:
         ask(a)
     assert e.value.retry_after == 1.0
+
+
+def test_a_router_with_a_response_format_gives_it_to_requests_that_set_none() -> None:
+    """A JSON-only alias, for clients that ask for JSON in words (xiaozhi's memory prompt): its members get the
+    format, and a remote one's prose is repaired to JSON or retried by the structured stage."""
+    leaf = ScriptedBackend("m", Reply('Sure: {"summary": "likes tea"}'))
+    a = build({"m": leaf}, response_format={"type": "json_object"})
+    _, text = ask(a, "summarise our talk")
+    assert text == '{"summary": "likes tea"}' and leaf.requests[-1].response_format == {"type": "json_object"}
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    ask(a, "call f", tools=tools, tool_choice="none")  # a tool request keeps its own shape
+    assert leaf.requests[-1].response_format is None
+    with pytest.raises(ValueError, match="json_object"):
+        build({"m": ScriptedBackend("m")}, response_format={"type": "text"})

@@ -290,6 +290,22 @@ class RouterModel(_Speech):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     escalation: EscalationConfig | None = None
     health_interval: float | None = Field(30.0, gt=0, description="seconds between health checks of remotes")
+    response_format: dict[str, Any] | None = Field(
+        None, description="given to requests that set none and offer no tools: {type: json_object} or {type: "
+        "json_schema, json_schema: {name, schema}}; for clients that ask for JSON in words only (xiaozhi's memory "
+        "and intent prompts), so that the answer is JSON however small the model")  # fmt: skip
+
+    @field_validator("response_format")
+    @classmethod
+    def _json_format(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        kind = v.get("type")
+        spec = v.get("json_schema")
+        if kind == "json_object" or (kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"),
+                                                                                                    dict)):  # fmt: skip
+            return v
+        raise ValueError("expected {type: json_object} or {type: json_schema, json_schema: {name, schema: {...}}}")
 
     @field_validator("fallback_on")
     @classmethod

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
@@ -123,6 +124,9 @@ class RouterBackend:
     # --- serving ---------------------------------------------------------------------------------
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Chunk]:
+        if self.cfg.response_format is not None and request.response_format is None and not request.tools:
+            # The router's forced format (a JSON-only alias): every member then constrains or validates to it.
+            request = dataclasses.replace(request, response_format=self.cfg.response_format)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.cfg.total_deadline if self.cfg.total_deadline else None
         previous = None
