@@ -232,7 +232,7 @@ class RuleConfig(_Strict):
     @model_validator(mode="after")
     def _matches_something(self) -> RuleConfig:
         if self.pattern is None and not self.intent and self.tools is None:
-            raise ValueError("a rule needs a `pattern`, an `intent` list or `tools`")
+            raise ValueError("a rule needs a `pattern`, an `intent` list, or both (or `tools`)")
         return self
 
 
