@@ -22,6 +22,9 @@ if [ ! -x .venv-chroma/bin/chroma ]; then
   "${PYTHON:-python3}" -m venv .venv-chroma
   .venv-chroma/bin/python -m pip install -q --disable-pip-version-check "chromadb==1.5.9"
 fi
+# A provider plugin packaged as a third party would (its own pyproject and entry point): the plugin tests load it.
+.venv/bin/python -c 'import hearth_echo_plugin' 2>/dev/null || \
+  .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e tests/support/echo_plugin
 .venv/bin/python -m ruff check src tests benchmarks examples
 .venv/bin/python -m mypy
 exec .venv/bin/python -m pytest -q "$@"
