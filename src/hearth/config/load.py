@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from hearth.config.checks import check_references
 from hearth.config.env import _apply_env
-from hearth.config.schema import Config
+from hearth.config.schema import BUILTIN_KINDS, Config
 
 MIN_ADMIN_KEY = 32  # characters of HEARTH_ADMIN_KEY
 
@@ -114,11 +114,14 @@ def _record_lines(node: yaml.Node, path: tuple[str, ...], out: dict[tuple[str, .
             _record_lines(v, (*path, str(i)), out)
 
 
+_TAGS = frozenset((*BUILTIN_KINDS, "plugin"))  # the union's tags pydantic puts in an error's path
+
+
 def _describe(e: ValidationError, source: str, lines: dict[tuple[str, ...], int]) -> str:
     msgs = []
     for err in e.errors():
         # Drop the discriminator tags pydantic adds ("openai", "llamacpp") to get the YAML path.
-        loc = [str(p) for p in err["loc"] if p not in ("llamacpp", "embedding", "openai", "ollama", "router", "plugin")]
+        loc = [str(p) for p in err["loc"] if p not in _TAGS]
         field = ".".join(loc) or "(top level)"
         line = None
         for n in range(len(loc), -1, -1):
