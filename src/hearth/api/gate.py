@@ -10,9 +10,9 @@ model-level part (allow-list, limits, budget) through `open_stream` / `admit_*`,
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -83,7 +83,7 @@ def render_error(request: web.Request, e: HearthError) -> web.Response:
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     t0 = time.perf_counter()
     rid = request.headers.get("x-request-id", "")
-    ex = request[EXCHANGE] = Exchange(rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex)
+    ex = request[EXCHANGE] = Exchange(rid if _REQUEST_ID.match(rid) else os.urandom(16).hex())
     request[REQUEST_ID] = ex.id
     access = request.app[ACCESS]
     response: web.StreamResponse | None = None

@@ -6,6 +6,7 @@ of its text and one socket write, not a dict build and a full serialisation.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from typing import Any
@@ -155,7 +156,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req.extensions = request_options(request, req.extensions)
     stream = await _open(request, req)
     try:
-        cid = f"chatcmpl-{uuid.uuid4().hex}"
+        cid = f"chatcmpl-{os.urandom(12).hex()}"
         created = int(time.time())
         if not req.stream:
             answer = await collect(stream)
@@ -191,7 +192,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
                       stream=body.stream, extensions=request_options(request, options_of(body.hearth)))  # fmt: skip
     stream = await _open(request, req)
     try:
-        cid = f"cmpl-{uuid.uuid4().hex}"
+        cid = f"cmpl-{os.urandom(12).hex()}"
         created = int(time.time())
         if not req.stream:
             answer = await collect(stream)
