@@ -20,7 +20,7 @@ from hearth.access import open_access
 from hearth.assemble import assemble
 from hearth.config import load_config
 from hearth.core.errors import UpstreamError
-from hearth.core.types import ChatRequest
+from hearth.core.types import ChatRequest, Finish, TextDelta, ToolCallDelta, Usage
 from hearth.server import create_app
 from hearth.testing import FunctionBackend, Reply, running
 
@@ -42,8 +42,11 @@ responses:
 """
 
 
-def _answer(req: ChatRequest) -> Reply | Exception:
+def _answer(req: ChatRequest) -> Reply | Exception | list[Any]:
     text = req.messages[-1].content if req.messages else ""
+    if text == "mixed":  # text, a call, then text again: three output items
+        return [TextDelta("Let me "), TextDelta("look."), ToolCallDelta(0, "call_m", "get_weather", '{"city": '),
+                ToolCallDelta(0, arguments='"Oslo"}'), TextDelta("Done."), Usage(3, 5), Finish("tool_calls")]
     if "break" in text:
         return Reply("one two three four", error_after=2, error=UpstreamError("provider hung up"))
     if req.tools and req.messages[-1].role == "user":
@@ -240,3 +243,16 @@ def test_responses_refuse_what_they_cannot_do_by_name(gw: tuple[str, FunctionBac
     for body, named in cases:
         status, err = _call(url, "POST", "/v1/responses", body, auth)
         assert status in (400, 404) and named in err["error"]["message"], (body, err)
+
+
+def test_responses_stream_text_a_call_and_text_again_as_three_items(gw: tuple[str, FunctionBackend]) -> None:
+    url, _ = gw
+    c = oai(url, new_key(url))
+    with c.responses.stream(model="paid", input="mixed") as s:  # the SDK checks every item's identity
+        final = s.get_final_response()
+    kinds = [(o.type, getattr(o, "id", None)) for o in final.output]
+    assert [k for k, _ in kinds] == ["message", "function_call", "message"] and len({i for _, i in kinds}) == 3
+    assert final.output_text == "Let me look.Done." and final.output[1].arguments == '{"city": "Oslo"}'  # type: ignore[union-attr]
+    messages = claude(url, new_key(url)).messages.create(model="paid", max_tokens=20, messages=[
+        {"role": "user", "content": "mixed"}])  # fmt: skip
+    assert [b.type for b in messages.content] == ["text", "tool_use"] and messages.stop_reason == "tool_use"

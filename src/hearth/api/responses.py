@@ -98,8 +98,9 @@ class Turn:
             out["usage"] = _usage(usage)
         return out
 
-    def message_item(self, text: str, status: str) -> dict[str, Any]:
-        return {"type": "message", "id": f"msg_{self.id[5:]}", "status": status, "role": "assistant",
+    def message_item(self, text: str, status: str, at: int = 0) -> dict[str, Any]:
+        """The message at output index `at` (its id is unique per index: text may follow a call)."""
+        return {"type": "message", "id": f"msg_{self.id[5:]}_{at}", "status": status, "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if text or
                 status == "completed" else []}  # fmt: skip
 
@@ -216,7 +217,7 @@ async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamRe
         nonlocal parts, open_call, text_pre
         if text_pre:
             i, text = len(turn.output) - 1, "".join(parts)
-            item = turn.message_item(text, "completed")
+            item = turn.message_item(text, "completed", i)
             part = item["content"][0]
             at = {"item_id": item["id"], "output_index": i, "content_index": 0}
             await ev.send("response.output_text.done", {**at, "text": text, "logprobs": []})
@@ -237,7 +238,8 @@ async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamRe
             if isinstance(c, TextDelta):
                 if not text_pre:
                     await close_open()
-                    i, item = len(turn.output), turn.message_item("", "in_progress")
+                    i = len(turn.output)
+                    item = turn.message_item("", "in_progress", i)
                     turn.output.append(item)
                     at = {"item_id": item["id"], "output_index": i, "content_index": 0}
                     await ev.send("response.output_item.added", {"output_index": i, "item": item})
