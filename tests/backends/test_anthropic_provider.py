@@ -196,11 +196,13 @@ def test_backend_body_without_a_network() -> None:
         Message("user", "look", images=["data:image/jpeg;base64,AAAA", "https://x/y.png"]),
         Message("assistant", "", tool_calls=[ToolCall("t1", "f", '{"a": 1}'), ToolCall("t2", "f", "{}")]),
         Message("tool", "r1", tool_call_id="t1"), Message("tool", "r2", tool_call_id="t2"),
+        Message("assistant", ""), Message("user", "and now?"),
     ])  # fmt: skip
     body = b.body(req)
     assert body["messages"][0]["content"][:2] == [
         {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "AAAA"}},
         {"type": "image", "source": {"type": "url", "url": "https://x/y.png"}}]
-    assert [blk["tool_use_id"] for blk in body["messages"][2]["content"]] == ["t1", "t2"]
+    assert [blk.get("tool_use_id") for blk in body["messages"][2]["content"]] == ["t1", "t2", None]
+    assert [m["role"] for m in body["messages"]] == ["user", "assistant", "user"]  # the empty turn is left out
     assert b._prefix == "" and b.body(ChatRequest(model="c", prompt="raw"))["messages"] == [
         {"role": "user", "content": [{"type": "text", "text": "raw"}]}]

@@ -158,6 +158,8 @@ def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
                 blocks.append({"type": "text", "text": m.content})
             for c in m.tool_calls or ():
                 blocks.append({"type": "tool_use", "id": c.id, "name": c.name, "input": _arguments(c.arguments)})
+        if not blocks:
+            continue  # an empty turn (a cut answer): Anthropic refuses empty content
         role = "assistant" if m.role == "assistant" else "user"
         if out and out[-1]["role"] == role:
             out[-1]["content"].extend(blocks)
