@@ -1,0 +1,22 @@
+"""docs/config.md is what the schema says: regenerate it with `python -m hearth.config.reference > docs/config.md`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hearth.config.reference import render
+
+
+def test_the_config_reference_is_current() -> None:
+    committed = (Path(__file__).parents[2] / "docs" / "config.md").read_text(encoding="utf-8")
+    assert committed == render(), "docs/config.md is stale: run python -m hearth.config.reference > docs/config.md"
+
+
+def test_every_field_and_kind_is_in_it() -> None:
+    from hearth.config import Config, RouterModel
+
+    text = render()
+    for name in (*Config.model_fields, *RouterModel.model_fields):
+        assert f"| `{name}` |" in text, name
+    for kind in ("llamacpp", "embedding", "openai", "ollama", "router", "anthropic"):
+        assert f"(`kind: {kind}`)" in text, kind
