@@ -190,7 +190,9 @@ class PluginModel(RemoteModel):
     def _as_registered(cls, data: Any, handler: Any) -> Any:
         if isinstance(data, RemoteModel) and type(data) is not PluginModel:
             return data  # already the plugin's own class (a Config built in code)
-        kind = data.get("kind") if isinstance(data, dict) else getattr(data, "kind", None)
+        if not isinstance(data, dict | PluginModel):
+            raise ValueError(f"a model entry is a mapping with a `kind`, not {type(data).__name__}")
+        kind = data.get("kind") if isinstance(data, dict) else data.kind
         config = plugin_config(kind) if isinstance(kind, str) else None
         if config is None:
             known = ", ".join([*BUILTIN_KINDS, *plugin_kinds()])
