@@ -21,3 +21,17 @@ def test_every_field_and_kind_is_in_it() -> None:
             assert field.exclude or f"| `{name}` |" in text, name
     for kind in ("llamacpp", "embedding", "openai", "ollama", "router", "anthropic"):
         assert f"(`kind: {kind}`)" in text, kind
+
+
+def test_a_kind_registered_in_code_is_not_part_of_the_reference() -> None:
+    """The file must read the same whatever a test (or a program) registered in its own process."""
+    from typing import Literal
+
+    from hearth.assemble import Made, register_provider
+    from hearth.config import RemoteModel
+
+    class Transient(RemoteModel):
+        kind: Literal["transient-test"]
+
+    register_provider("transient-test", lambda *a: Made(), config=Transient)
+    assert "transient-test" not in render()

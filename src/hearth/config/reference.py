@@ -12,13 +12,14 @@ from __future__ import annotations
 import re
 import types
 import typing
+from importlib.metadata import entry_points
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from hearth.config.plugins import plugin_config, plugin_kinds
+from hearth.config.plugins import GROUP, plugin_config
 from hearth.config.schema import (
     Config,
     EmbeddingModel,
@@ -111,8 +112,10 @@ def render() -> str:
     out += top[2:]  # the top-level table, without its own heading
     out += ["## Model kinds", ""]
     kinds = [*_KINDS]
-    for kind in plugin_kinds():
-        if kind != "echo" and (cls := plugin_config(kind)) is not None:  # echo: the tests' plugin
+    # Kinds of installed plugins only (a kind registered in code by a running program is not part of the
+    # reference), without `echo`, the tests' own plugin.
+    for kind in sorted({ep.name for ep in entry_points(group=GROUP)} - {"echo"}):
+        if (cls := plugin_config(kind)) is not None:
             kinds.append((kind, cls))
     seen: set[type[BaseModel]] = {Config}
     for kind, cls in kinds:
