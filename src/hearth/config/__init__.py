@@ -5,7 +5,7 @@ With no file at all the defaults serve the built-in local model under its short 
 start must say exactly why.
 
 The package is split by job, because one module doing five of them made each hard to find and to test:
-schema.py holds the models every other part of hearth is configured by (local.py the `local:` section:
+schema.py holds the sections and `Config`, models.py the entries of `models:` by kind (local.py the `local:` section:
 pulled models, keep-alive, the memory budget, adapters); load.py turns a file into a
 `Config` (YAML line recording, `${VAR}` interpolation, error messages); env.py applies `HEARTH_*`
 overrides; checks.py checks references between models; describe.py prints the summary of
@@ -19,37 +19,39 @@ from hearth.config.checks import check_references
 from hearth.config.describe import describe_config
 from hearth.config.load import ConfigError, load_config
 from hearth.config.local import AdapterConfig, LocalConfig, home_dir
-from hearth.config.schema import (
-    DEFAULT_EMBEDDING_MODEL,
+from hearth.config.models import (
     DEFAULT_FALLBACK_ON,
-    DEFAULT_MODEL_NAME,
-    DEFAULT_PORT,
     BreakerConfig,
-    CacheConfig,
-    Config,
-    ConversationConfig,
     EmbeddingModel,
     EscalationConfig,
     FallbackCriterion,
     IntentLabel,
-    KeysConfig,
     LocalModel,
     ModelConfig,
-    ObserveConfig,
     OllamaModel,
     OpenAIModel,
     PluginModel,
+    RemoteModel,
+    RouterModel,
+    RuleConfig,
+    TierConfig,
+    Timeouts,
+)
+from hearth.config.schema import (
+    DEFAULT_EMBEDDING_MODEL,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PORT,
+    CacheConfig,
+    Config,
+    ConversationConfig,
+    KeysConfig,
+    ObserveConfig,
     Price,
     QualityConfig,
     RagConfig,
     RagProfile,
-    RemoteModel,
-    RouterModel,
-    RuleConfig,
     SemanticCacheConfig,
     ServerConfig,
-    TierConfig,
-    Timeouts,
     multilingual_embedder_available,
 )
 

@@ -8,7 +8,8 @@ so load.py can report all of them at once, each with its file line.
 
 from __future__ import annotations
 
-from hearth.config.schema import Config, EmbeddingModel, RouterModel
+from hearth.config.models import EmbeddingModel, RouterModel
+from hearth.config.schema import Config
 
 
 def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:

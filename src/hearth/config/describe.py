@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-from hearth.config.schema import DEFAULT_FALLBACK_ON, Config, EmbeddingModel, LocalModel, RouterModel
+from hearth.config.models import DEFAULT_FALLBACK_ON, EmbeddingModel, LocalModel, RouterModel
+from hearth.config.schema import Config
 
 
 def describe_config(cfg: Config) -> str:

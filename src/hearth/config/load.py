@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from hearth.config.checks import check_references
 from hearth.config.env import _apply_env
-from hearth.config.schema import BUILTIN_KINDS, Config
+from hearth.config.models import BUILTIN_KINDS
+from hearth.config.schema import Config
 
 MIN_ADMIN_KEY = 32  # characters of HEARTH_ADMIN_KEY
 

@@ -19,20 +19,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from hearth.config.models import BUILTIN_MODELS
 from hearth.config.plugins import GROUP, plugin_config
-from hearth.config.schema import (
-    Config,
-    EmbeddingModel,
-    LocalModel,
-    OllamaModel,
-    OpenAIModel,
-    RouterModel,
-)
-
-_KINDS: list[tuple[str, type[BaseModel]]] = [
-    ("llamacpp", LocalModel), ("embedding", EmbeddingModel), ("openai", OpenAIModel), ("ollama", OllamaModel),
-    ("router", RouterModel),
-]  # fmt: skip
+from hearth.config.schema import Config
 
 
 def _type(t: Any) -> str:
@@ -111,7 +100,7 @@ def render() -> str:
     _table(Config, set(), top, "Config", nested=False)
     out += top[2:]  # the top-level table, without its own heading
     out += ["## Model kinds", ""]
-    kinds = [*_KINDS]
+    kinds: list[tuple[str, type[BaseModel]]] = list(BUILTIN_MODELS.items())
     # Kinds of installed plugins only (a kind registered in code by a running program is not part of the
     # reference), without `echo`, the tests' own plugin.
     for kind in sorted({ep.name for ep in entry_points(group=GROUP)} - {"echo"}):
