@@ -22,6 +22,7 @@ from hearth.api.common import (
     GATEWAY,
     anthropic_error,
     anthropic_error_body,
+    as_hearth_error,
     guarded,
     json_response,
     request_options,
@@ -31,7 +32,7 @@ from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, names_of, open_st
 from hearth.api.options import HearthOptions, options_of
 from hearth.api.schemas import MAX_MESSAGES, Stop, _Body, read_parsed
 from hearth.core.collect import collect
-from hearth.core.errors import BadRequest, HearthError
+from hearth.core.errors import BadRequest
 from hearth.core.types import ChatRequest, Finish, Message, Sampling, TextDelta, ToolCall, ToolCallDelta, Usage
 from hearth.core.work import offload
 
@@ -329,7 +330,7 @@ async def _sse(request: web.Request, stream: Any, mid: str, model: str) -> web.S
     except (ConnectionResetError, ConnectionError):
         return resp
     except Exception as e:
-        err = e if isinstance(e, HearthError) else HearthError(f"internal error: {type(e).__name__}: {e}")
+        err = as_hearth_error(e)
         try:
             await write(_event("error", {"error": anthropic_error_body(err)["error"]}))
         except ConnectionError:

@@ -52,6 +52,11 @@ async def read_body(request: web.Request) -> bytes:
     return body
 
 
+def as_hearth_error(e: BaseException) -> HearthError:
+    """What a client is told of a failure: a HearthError as it is, anything else (a bug) as an internal error."""
+    return e if isinstance(e, HearthError) else HearthError(f"internal error: {type(e).__name__}: {e}")
+
+
 def guarded(render_error: ErrorRenderer) -> Callable[[Handler], Handler]:
     """Turn HearthErrors (and bugs) raised before a response started into the dialect's error body."""
 
@@ -65,7 +70,7 @@ def guarded(render_error: ErrorRenderer) -> Callable[[Handler], Handler]:
                 raise
             except Exception as e:
                 log.exception("unhandled error on %s %s", request.method, request.path)
-                return render_error(HearthError(f"internal error: {type(e).__name__}: {e}"))
+                return render_error(as_hearth_error(e))
 
         run.__name__ = handler.__name__
         return run

@@ -19,6 +19,7 @@ from hearth import __version__
 from hearth.api.common import (
     ASSEMBLY,
     GATEWAY,
+    as_hearth_error,
     guarded,
     json_response,
     ollama_error,
@@ -36,7 +37,7 @@ from hearth.api.schemas import (
     read_parsed,
 )
 from hearth.core.collect import Collected, collect
-from hearth.core.errors import BadRequest, HearthError, ModelNotFound
+from hearth.core.errors import BadRequest, ModelNotFound
 from hearth.core.pipeline import Stream
 from hearth.core.types import (
     ChatRequest,
@@ -224,7 +225,7 @@ async def _ndjson(
     except ConnectionError:
         return resp
     except Exception as e:
-        msg = e.message if isinstance(e, HearthError) else f"internal error: {type(e).__name__}: {e}"
+        msg = as_hearth_error(e).message
         try:
             await write(orjson.dumps({"error": msg}) + b"\n")
         except ConnectionError:

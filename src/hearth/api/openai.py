@@ -17,6 +17,7 @@ from aiohttp import web
 from hearth.api.common import (
     ASSEMBLY,
     GATEWAY,
+    as_hearth_error,
     guarded,
     json_response,
     openai_error,
@@ -27,7 +28,7 @@ from hearth.api.gate import add_route, open_stream, visible
 from hearth.api.options import options_of
 from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, read_parsed
 from hearth.core.collect import collect
-from hearth.core.errors import BadRequest, HearthError, ModelNotFound
+from hearth.core.errors import BadRequest, ModelNotFound
 from hearth.core.pipeline import Stream
 from hearth.core.types import (
     ChatRequest,
@@ -47,9 +48,8 @@ render_error = openai_error
 
 
 def _error_event(e: BaseException) -> bytes:
-    if not isinstance(e, HearthError):
-        e = HearthError(f"internal error: {type(e).__name__}: {e}")
-    err = {"message": e.message, "type": e.type, "param": e.param, "code": e.code}
+    h = as_hearth_error(e)
+    err = {"message": h.message, "type": h.type, "param": h.param, "code": h.code}
     return b"data: " + orjson.dumps({"error": err}) + b"\n\n"
 
 

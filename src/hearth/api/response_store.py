@@ -42,22 +42,29 @@ class SqliteResponses:
     """One table, written from a worker thread (a write is a disk sync: never on the event loop)."""
 
     def __init__(self, path: Path, retention: float) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.retention = retention
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=10)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
-                         "expires REAL NOT NULL, record BLOB NOT NULL)")  # fmt: skip
-        self._db.execute("CREATE INDEX IF NOT EXISTS responses_expiry ON responses (expires)")
-        with contextlib.suppress(OSError):
-            path.chmod(0o600)  # conversations: only hearth reads them
+        self._db: sqlite3.Connection | None = None  # opened at first use: a gateway never asked to store has no file
         self._writes = 0
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                   "expires REAL NOT NULL, record BLOB NOT NULL)")  # fmt: skip
+        db.execute("CREATE INDEX IF NOT EXISTS responses_expiry ON responses (expires)")
+        with contextlib.suppress(OSError):
+            self.path.chmod(0o600)  # conversations: only hearth reads them
+        return db
 
     def _run(self, sql: str, params: tuple[Any, ...]) -> Any:
         with self._lock:
             try:
+                if self._db is None:
+                    self._db = self._open()
                 cur = self._db.execute(sql, params)
                 return cur.fetchone() if sql.startswith("SELECT") else cur.rowcount
             except sqlite3.Error as e:
@@ -81,26 +88,19 @@ class SqliteResponses:
 
     async def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if self._db is not None:
+                self._db.close()
 
 
 class RedisResponses:
     """One key per response (`hearth:response:<id>`), expiring with the retention; the owner is in the record."""
 
-    def __init__(self, url: str, retention: float, timeout: float = 2.0, client: Any = None) -> None:
+    def __init__(self, url: str, retention: float, timeout: float = 2.0) -> None:
+        import redis.asyncio as redis  # connects at first use
+
         self.retention = retention
         self.timeout = timeout
-        self._client = client
-        self.url = url
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import redis.asyncio as redis
-
-            self._client = redis.Redis.from_url(self.url, socket_timeout=self.timeout,
-                                                socket_connect_timeout=self.timeout)  # fmt: skip
-        return self._client
+        self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
 
     async def _call(self, op: Any) -> Any:
         try:
@@ -125,6 +125,4 @@ class RedisResponses:
         return bool(await self._call(self.client.delete("hearth:response:" + rid)))
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.client.aclose()

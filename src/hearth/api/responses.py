@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hearth.api.common import guarded, json_response, openai_error, request_options, route_headers
+from hearth.api.common import as_hearth_error, guarded, json_response, openai_error, request_options, route_headers
 from hearth.api.gate import EXCHANGE, add_route, open_stream
 from hearth.api.options import options_of
 from hearth.api.response_store import ResponseStore
@@ -208,9 +208,9 @@ async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamRe
     await ev.send("response.created", {"response": turn.response("in_progress")})
     await ev.send("response.in_progress", {"response": turn.response("in_progress")})
     parts: list[str] = []  # the open message's text
-    calls: dict[int, ToolCallDelta] = {}  # the function calls so far, by index
-    open_call: int | None = None
-    text_pre = b""
+    calls: dict[int, tuple[ToolCallDelta, int]] = {}  # call index -> the call so far and its output index
+    open_call: int | None = None  # the call whose item is open
+    text_pre = b""  # the open message's delta head; empty when no message is open
     reason = "stop"
 
     async def close_open() -> None:
@@ -218,18 +218,16 @@ async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamRe
         if text_pre:
             i, text = len(turn.output) - 1, "".join(parts)
             item = turn.message_item(text, "completed", i)
-            part = item["content"][0]
             at = {"item_id": item["id"], "output_index": i, "content_index": 0}
             await ev.send("response.output_text.done", {**at, "text": text, "logprobs": []})
-            await ev.send("response.content_part.done", {**at, "part": part})
+            await ev.send("response.content_part.done", {**at, "part": item["content"][0]})
             await ev.send("response.output_item.done", {"output_index": i, "item": item})
             turn.output[i], parts, text_pre = item, [], b""
         elif open_call is not None:
-            c = calls[open_call]
-            i = next(n for n, it in enumerate(turn.output) if it.get("call_id") == c.id)
-            item = turn.call_item(c, "completed")
+            call, i = calls[open_call]
+            item = turn.call_item(call, "completed")
             await ev.send("response.function_call_arguments.done", {"item_id": item["id"], "output_index": i,
-                                                                    "name": item["name"], "arguments": c.arguments})
+                                                                    "name": item["name"], "arguments": call.arguments})
             await ev.send("response.output_item.done", {"output_index": i, "item": item})
             turn.output[i], open_call = item, None
 
@@ -252,16 +250,15 @@ async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamRe
             elif isinstance(c, ToolCallDelta):
                 if c.index not in calls:
                     await close_open()
-                    calls[c.index] = call = ToolCallDelta(c.index, c.id or f"call_{uuid.uuid4().hex[:24]}", c.name, "")
-                    item = turn.call_item(call, "in_progress")
-                    turn.output.append(item)
-                    open_call = c.index
-                    await ev.send("response.output_item.added", {"output_index": len(turn.output) - 1, "item": item})
-                call = calls[c.index]
+                    call = ToolCallDelta(c.index, c.id or f"call_{uuid.uuid4().hex[:24]}", c.name, "")
+                    calls[c.index], open_call = (call, len(turn.output)), c.index
+                    turn.output.append(turn.call_item(call, "in_progress"))
+                    await ev.send("response.output_item.added", {"output_index": len(turn.output) - 1,
+                                                                 "item": turn.output[-1]})  # fmt: skip
+                call, i = calls[c.index]
                 call.name = call.name or c.name
                 if c.arguments:
                     call.arguments += c.arguments
-                    i = next(n for n, it in enumerate(turn.output) if it.get("call_id") == call.id)
                     await ev.send("response.function_call_arguments.delta", {
                         "item_id": turn.output[i]["id"], "output_index": i, "delta": c.arguments})  # fmt: skip
             elif isinstance(c, Finish):
@@ -273,7 +270,7 @@ async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamRe
     except (ConnectionResetError, ConnectionError):
         return resp
     except Exception as e:
-        err = e if isinstance(e, HearthError) else HearthError(f"internal error: {type(e).__name__}: {e}")
+        err = as_hearth_error(e)
         try:
             await ev.send("error", {"code": err.code or err.type, "message": err.message, "param": err.param})
             await ev.send("response.failed", {"response": turn.response("failed", error=err)})
