@@ -20,7 +20,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from _client import free_port, stream_chat, wait_ready
+from hearth.engine.build import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(os.environ.get("BENCH_DIR", ROOT.parent / "shared" / "bench"))
@@ -105,16 +105,6 @@ def table(title: str, got: dict[str, list[tuple[float, float]]], stream: bool) -
             figures = f"{pct(ends, .5):7.2f} / {pct(ends, .9):7.2f}"
             extra = f"{added:+.2f} ms"
         print(f"  {name:<10} {figures:<48} {'(anchor)' if name == 'chat' else extra}")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:
