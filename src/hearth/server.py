@@ -8,17 +8,15 @@ message rather than leaving a gateway that can never become ready.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import ipaddress
 import logging
-import logging.handlers
-import queue
 import signal
 import sys
 
 from aiohttp import web
 
+from hearth import request_log
 from hearth.access import Access, open_access
 from hearth.api import (
     admin,
@@ -119,51 +117,6 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _request_log(enabled: bool) -> None:
-    """One JSON object per line on stderr, without the text log's prefix, so log shippers parse it as is."""
-    logger = logging.getLogger("hearth.requests")
-    logger.propagate = False
-    logger.setLevel(logging.INFO if enabled else logging.WARNING)
-    if enabled and not logger.handlers:
-        # Written by the standard library's queue listener, a thread of its own: a write and a flush per
-        # request on the event loop were a system call each. The loop only formats and enqueues the line.
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(logging.Formatter("%(message)s"))
-        lines: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-        listener = logging.handlers.QueueListener(lines, stream)
-        listener.start()
-        batched = _Batched(lines)
-        atexit.register(listener.stop)  # runs after the flush below (atexit goes last in, first out)
-        atexit.register(batched.flush)  # what is held is written before the process ends
-        logger.addHandler(batched)
-
-
-class _Batched(logging.Handler):
-    """Request log lines gathered on the event loop for 50 ms, then handed to the writer thread as one record:
-    waking that thread for every line cost each request a GIL switch while the next one was being served
-    (21 µs of `put_nowait` per request under the profiler at concurrency 1, plus the switch)."""
-
-    def __init__(self, lines: queue.SimpleQueue[logging.LogRecord]) -> None:
-        super().__init__()
-        self.queue = lines
-        self.held: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.held.append(record.getMessage())
-        if len(self.held) == 1:
-            try:
-                asyncio.get_running_loop().call_later(0.05, self.flush)
-            except RuntimeError:  # logged outside the event loop: written at once
-                self.flush()
-
-    def flush(self) -> None:
-        with self.lock or contextlib.nullcontext():
-            if not self.held:
-                return
-            text, self.held = "\n".join(self.held), []
-        self.queue.put_nowait(logging.makeLogRecord({"msg": text, "levelno": logging.INFO, "levelname": "INFO"}))
-
-
 async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int:
     """Run until SIGINT/SIGTERM. Returns the process exit code."""
     # Threads doing a tenant's heavy work (rendering a long prompt, parsing a large body) hold the GIL for up to
@@ -173,7 +126,7 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     assembly = app[ASSEMBLY]
     registry = assembly.registry
     access = app[gate.ACCESS]
-    _request_log(cfg.observe.request_log)
+    request_log.setup(cfg.observe.request_log)
     try:
         keyed = await access.required()
     except HearthError as e:

@@ -1,6 +1,6 @@
 """The remote backends over `MockTransport`: request building, stream parsing and error mapping, in
-milliseconds. A few tests at the end run the real `AiohttpTransport` against a raw socket in this process,
-to check that aiohttp's failures come out as the same errors the mock plays."""
+milliseconds. A few tests at the end run the real `Http1Transport` against a raw socket in this process,
+to check that its failures come out as the same errors the mock plays."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from hearth.backends.http1 import Http1Transport
 from hearth.backends.ollama import OllamaBackend
 from hearth.backends.openai_compat import OpenAICompatBackend
-from hearth.backends.transport import AiohttpTransport, ConnectFailed, ConnectionBroken, TransportTimeout
+from hearth.backends.transport import ConnectFailed, ConnectionBroken, TransportTimeout
 from hearth.config import OllamaModel, OpenAIModel, Timeouts
 from hearth.core.errors import BadRequest, ContextLengthExceeded, HearthError, UpstreamError, UpstreamTimeout
 from hearth.core.types import ChatRequest, Chunk, Finish, Message, Sampling, TextDelta, ToolCallDelta, Usage
@@ -341,7 +342,7 @@ def test_real_transport_streams_and_drains() -> None:
     events = openai_sse(["Hel", "lo"], usage=(3, 2)).body
     chunks, err = over_socket(trickle([*events, b""], nothing))  # an empty chunk ends a chunked body
     assert err is None and text(chunks) == "Hello" and chunks[-1] == Finish("stop")
-    assert isinstance(real("http://mock/v1").http.transport, AiohttpTransport), "aiohttp unless told otherwise"
+    assert isinstance(real("http://mock/v1").http.transport, Http1Transport), "HTTP/1.1 pool unless told otherwise"
 
 
 def test_real_transport_refused() -> None:

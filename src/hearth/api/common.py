@@ -40,7 +40,11 @@ async def read_body(request: web.Request) -> bytes:
         raise PayloadTooLarge(f"request body of {request.content_length} bytes exceeds the limit of {limit} bytes")
     timeout = request.app.get(BODY_TIMEOUT, 30.0)
     try:
-        body = await asyncio.wait_for(request.read(), timeout)
+        if request.content.is_eof():  # all of it came with the head (most requests): no timer to set and cancel
+            body = await request.read()
+        else:
+            async with asyncio.timeout(timeout):
+                body = await request.read()
     except TimeoutError:
         raise RequestTimeout(f"the request body did not arrive within {timeout:g} s") from None
     except web.HTTPRequestEntityTooLarge:

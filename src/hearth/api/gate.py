@@ -20,6 +20,7 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
+from hearth import request_log
 from hearth.access import OPEN, Access, Principal, Ticket, rate_headers
 from hearth.access.keys import Scope
 from hearth.api.common import GATEWAY, REQUEST_ID, anthropic_error, ollama_error, openai_error
@@ -37,7 +38,6 @@ LOG_PAYLOADS: web.AppKey[bool] = web.AppKey("log_payloads", bool)
 TRACER: web.AppKey[Tracer] = web.AppKey("tracer", Tracer)  # only set when observe.otel is on
 
 log = logging.getLogger("hearth")
-requests_log = logging.getLogger("hearth.requests")
 _REQUEST_ID = re.compile(r"^[\w.:/+=-]{1,128}$")
 
 
@@ -105,7 +105,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
                     await access.release(t)
                 except HearthError as e:
                     log.error("could not release request %s of key %s: %s", ex.id, ex.principal.name, e.message)
-        if requests_log.isEnabledFor(logging.INFO) and request.path not in ("/health", "/metrics"):
+        if request_log.requests_log.isEnabledFor(logging.INFO) and request.path not in ("/health", "/metrics"):
             _log(request, ex, response, time.perf_counter() - t0)
 
 
@@ -138,7 +138,7 @@ def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None
         line["prompt_tokens"] = ex.tokens_in
     if ex.payload is not None and request.app[LOG_PAYLOADS]:
         line["prompt"] = ex.payload
-    requests_log.info(orjson.dumps(line, default=str).decode())  # a tenth of json.dumps' time, on every request
+    request_log.line(orjson.dumps(line, default=str).decode())  # a tenth of json.dumps' time, on every request
 
 
 def hold(ex: Exchange, ticket: Ticket | None) -> None:

@@ -1,5 +1,5 @@
-"""What every remote backend shares: one transport per provider (pooled aiohttp unless another is
-injected), and the mapping of failures to errors that name the provider.
+"""What every remote backend shares: one transport per provider (pooled HTTP/1.1 connections unless
+another is injected), and the mapping of failures to errors that name the provider.
 
 Timeouts (enforced by the transport): `connect` bounds opening a connection; `first_token` bounds the
 wait for the first byte of the answer and also any silence mid-stream (a stalled stream fails instead
@@ -12,15 +12,14 @@ import base64
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
+from hearth.backends.http1 import Http1Transport
 from hearth.backends.transport import (
-    AiohttpTransport,
     ConnectFailed,
     ConnectionBroken,
     Response,
@@ -51,7 +50,7 @@ class HttpProvider:
         self.safe_url = safe_url(self.base_url)
         self.upstream_model = cfg.model or name
         t = cfg.timeouts
-        self.transport = transport or AiohttpTransport(connect=t.connect, read=t.first_token, total=t.total)
+        self.transport = transport or Http1Transport(connect=t.connect, read=t.first_token, total=t.total)
         self.headers = {"Content-Type": "application/json", **cfg.headers}
         if parts.username is not None:
             user_pass = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
@@ -73,25 +72,22 @@ class HttpProvider:
         log.warning("provider %r (%s) %s%s", self.name, self.safe_url, what, f": {detail}" if detail != "" else "")
         return cls(f"{self.where()} {what}", **kw)
 
-    @asynccontextmanager
-    async def post(self, path: str, body: dict[str, Any]) -> AsyncIterator[Response]:
+    def post(self, path: str, body: dict[str, Any]) -> AbstractAsyncContextManager[Response]:
         """POST and yield a 200 response; any failure, including one while the caller reads the body
         inside the `async with`, becomes a HearthError naming the provider."""
-        try:
-            async with self.transport.post(self.base_url + path, orjson.dumps(body), self.headers) as resp:
-                if resp.status >= 400:
-                    raise await self._http_error(resp)
-                yield resp
-        except HearthError:
-            raise
-        except (TransportTimeout, TimeoutError) as e:
-            raise self.fail("timed out", str(e) or "no answer in time", UpstreamTimeout) from e
-        except ConnectFailed as e:
-            raise self.fail("is unreachable", e.reason) from e
-        except ConnectionBroken as e:
-            raise self.fail("broke the connection", e) from e
-        except TransportError as e:
-            raise self.fail("failed", e) from e
+        return _Post(self, self.transport.post(self.base_url + path, orjson.dumps(body), self.headers))
+
+    def failed(self, e: BaseException) -> HearthError | None:
+        """A transport's failure in the provider's words; None for anything else (which is raised as it is)."""
+        if isinstance(e, (TransportTimeout, TimeoutError)):
+            return self.fail("timed out", str(e) or "no answer in time", UpstreamTimeout)
+        if isinstance(e, ConnectFailed):
+            return self.fail("is unreachable", e.reason)
+        if isinstance(e, ConnectionBroken):
+            return self.fail("broke the connection", e)
+        if isinstance(e, TransportError):
+            return self.fail("failed", e)
+        return None
 
     async def get_json(self, path: str) -> Any:
         try:
@@ -126,12 +122,44 @@ class HttpProvider:
         return self.fail(said, detail, retry_after=retry_after)
 
 
+class _Post:
+    """`HttpProvider.post`'s `async with` (a class, not a generator: this runs on every proxied request)."""
+
+    __slots__ = ("exchange", "provider")
+
+    def __init__(self, provider: HttpProvider, exchange: AbstractAsyncContextManager[Response]) -> None:
+        self.provider, self.exchange = provider, exchange
+
+    async def __aenter__(self) -> Response:
+        try:
+            resp = await self.exchange.__aenter__()
+        except Exception as e:
+            if (err := self.provider.failed(e)) is None:
+                raise
+            raise err from e
+        if resp.status >= 400:
+            err = await self.provider._http_error(resp)
+            await self.exchange.__aexit__(type(err), err, None)
+            raise err
+        return resp
+
+    async def __aexit__(self, kind: type[BaseException] | None, e: BaseException | None, tb: Any) -> None:
+        try:
+            await self.exchange.__aexit__(kind, e, tb)
+        except Exception as late:
+            if (err := self.provider.failed(late)) is None:
+                raise
+            raise err from late
+        if e is not None and not isinstance(e, HearthError) and (err := self.provider.failed(e)) is not None:
+            raise err from e
+
+
 class RemoteBackend:
     """What the remote backends share: a pooled provider connection and a model description; they differ
     only in the wire format of `stream` and `embed`, and in the path of their model list.
 
     `transport` replaces the network (`hearth.testing.MockTransport` in tests); by default each backend
-    pools its own aiohttp connections.
+    pools its own HTTP/1.1 connections (`backends/http1.py`).
     """
 
     kind: ClassVar[str]  # ModelInfo.kind: "openai", "ollama", a plugin's kind

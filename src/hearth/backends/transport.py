@@ -13,13 +13,9 @@ level: the reply carries them and the provider maps them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Protocol
-
-import aiohttp
-import orjson
-import yarl
 
 
 class TransportError(Exception):
@@ -84,117 +80,3 @@ class Transport(Protocol):
     def get(self, url: str, headers: Mapping[str, str]) -> AbstractAsyncContextManager[Response]: ...
 
     async def close(self) -> None: ...
-
-
-# --- the real one ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def _typed_errors() -> Iterator[None]:
-    """aiohttp's exceptions as transport errors. The order matters: aiohttp's socket-read timeout is
-    also a connection error, and its connect error is also an OS error."""
-    try:
-        yield
-    except (TimeoutError, aiohttp.ServerTimeoutError) as e:
-        raise TransportTimeout(str(e)) from e
-    except aiohttp.ClientConnectorError as e:
-        raise ConnectFailed(str(e), str(e.os_error or e)) from e
-    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-        raise ConnectionBroken(str(e)) from e
-    except aiohttp.ClientError as e:
-        raise TransportError(str(e)) from e
-
-
-class AiohttpReply:
-    """An aiohttp response behind the `Response` protocol; every read converts aiohttp's errors, so a
-    stream that breaks or stalls mid-way fails with a transport error too."""
-
-    def __init__(self, resp: aiohttp.ClientResponse) -> None:
-        self._resp = resp
-
-    @property
-    def status(self) -> int:
-        return self._resp.status
-
-    @property
-    def reason(self) -> str | None:
-        return self._resp.reason
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._resp.headers
-
-    async def read(self, limit: int | None = None) -> bytes:
-        with _typed_errors():
-            return await (self._resp.read() if limit is None else self._resp.content.read(limit))
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        while True:
-            # Only the read is converted: whatever the consumer raises at the yield is its own.
-            with _typed_errors():
-                try:
-                    line = await self._resp.content.readline()
-                except ValueError as e:  # aiohttp: "Chunk too big", one line past its buffer limit
-                    raise ConnectionBroken(f"a stream line too long to read ({e})") from e
-            if not line:
-                return
-            yield line
-
-    async def drain(self) -> None:
-        with _typed_errors():
-            while await self._resp.content.readany():
-                pass
-
-
-class AiohttpTransport:
-    """The network: one pooled aiohttp session per provider, opened on first use (so constructing a
-    backend never needs a running event loop) and opened again if used after `close`.
-
-    Timeouts: `connect` bounds opening a connection; `read` bounds the wait for the first byte of the
-    answer and also any silence mid-stream (a stalled stream fails instead of hanging); `total` bounds
-    the whole exchange.
-    """
-
-    def __init__(self, *, connect: float, read: float, total: float) -> None:
-        self.timeout = aiohttp.ClientTimeout(total=total, sock_connect=connect, sock_read=read)
-        self._session: aiohttp.ClientSession | None = None
-        self._urls: dict[str, yarl.URL] = {}
-
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            # keep-alive shorter than common upstream idle timeouts would be wasteful; longer risks reusing
-            # sockets the server already closed, which aiohttp retries once for idempotent requests only.
-            conn = aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ttl_dns_cache=300)
-            self._session = aiohttp.ClientSession(
-                connector=conn,
-                timeout=self.timeout,
-                json_serialize=lambda o: orjson.dumps(o).decode(),
-                auto_decompress=True,
-                cookie_jar=aiohttp.DummyCookieJar(),  # a provider's cookies are nobody's state here
-            )
-        return self._session
-
-    def _url(self, url: str) -> yarl.URL:
-        """Parsed once per address (a provider has a handful), not on every request."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = self._urls[url] = yarl.URL(url)
-        return parsed
-
-    @asynccontextmanager
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> AsyncIterator[Response]:
-        with _typed_errors():
-            async with self.session.post(self._url(url), data=body, headers=headers) as resp:
-                yield AiohttpReply(resp)
-
-    @asynccontextmanager
-    async def get(self, url: str, headers: Mapping[str, str]) -> AsyncIterator[Response]:
-        with _typed_errors():
-            async with self.session.get(url, headers=headers) as resp:
-                yield AiohttpReply(resp)
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None

@@ -16,6 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from hearth import request_log
 from hearth.config import Config
 from hearth.convo import text as tx
 from hearth.convo.drift import SIGNALS, DriftWatch
@@ -30,7 +31,6 @@ from hearth.core.types import ChatRequest, Message, Sampling
 from hearth.metrics import GatewayMetrics
 
 log = logging.getLogger("hearth.convo")
-requests_log = logging.getLogger("hearth.requests")
 
 CONVERSATION_EXT = "conversation"
 MAX_PENDING = 64  # sampled answers waiting to be scored  # ChatRequest.extensions key for the client's conversation id
@@ -173,11 +173,11 @@ class Conversation:
         intent = request.intent.label if request.intent else ""
         self.drift.add(stream.model, report.overall, refusal="refusal" in report.flags, route=route, intent=intent)
         self._watch(stream.model)
-        if requests_log.isEnabledFor(logging.INFO):
+        if request_log.requests_log.isEnabledFor(logging.INFO):
             line = {"event": "quality", "request_id": request.extensions.get("request_id"), "model": stream.model,
                     "backend": route, "intent": intent or None, "quality": report.overall, "scores": report.scores,
                     "flags": report.flags}  # fmt: skip
-            requests_log.info(json.dumps(line, ensure_ascii=False))
+            request_log.line(json.dumps(line, ensure_ascii=False))
 
     def _watch(self, model: str) -> None:
         if model in self._watched:
