@@ -27,4 +27,5 @@ fi
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps -e tests/support/echo_plugin
 .venv/bin/python -m ruff check src tests benchmarks examples
 .venv/bin/python -m mypy
+.venv/bin/lint-imports --no-cache  # the layer contracts in pyproject.toml
 exec .venv/bin/python -m pytest -q "$@"

@@ -6,8 +6,8 @@ the leaf's chunks flow back up. The order is declared once, here, in the list be
 stage, and no stage knows which stage is around it. Hooks (metrics) reach the stages as constructor
 arguments.
 
-Providers (the leaves) are registered by config `kind` through `register_provider`, the same call a
-plugin would make; the built-in ones below use it too.
+Providers (the leaves) are registered by config `kind` through `hearth.providers.register_provider`, the same
+call a plugin makes; the built-in ones below use it too (it is also importable from here, as it was).
 
 Models pulled while the gateway runs go through the same per-model stages (`PER_MODEL`) as configured
 ones, through `Assembly.serve`, so a pulled model is cached, paced and constrained like any other.
@@ -22,22 +22,22 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hearth.config import Config, EmbeddingModel, LocalModel, ModelConfig, RemoteModel, RouterModel
-from hearth.config.plugins import register_kind
+from hearth import backends  # noqa: F401  (registers the built-in providers)
+from hearth.config import Config, EmbeddingModel, LocalModel, ModelConfig, RouterModel
+from hearth.config.keep_alive import parse_keep_alive
 from hearth.convo.stage import Conversation
 from hearth.core.pipeline import Annotator, AnswerObserver
 from hearth.core.registry import ModelRegistry
 from hearth.core.types import ENGINE_STATS, Backend, Embedder
-from hearth.lifecycle.keep_alive import FOREVER, parse_keep_alive
 from hearth.lifecycle.residency import Residency
 from hearth.metrics import GatewayMetrics
+from hearth.providers import PROVIDERS, Made, Services, register_provider  # noqa: F401  (register_provider: re-exported)
 from hearth.rag.stage import RagStage
 
 log = logging.getLogger("hearth")
 FOLLOW_SECONDS = 5.0  # how often the model store is read for changes made elsewhere
 
 if TYPE_CHECKING:
-    from hearth.backends.llamacpp import LlamaCppBackend
     from hearth.cache.backend import ResponseCache
     from hearth.embed.local import LocalEmbedder
     from hearth.lifecycle.adapters import Adapters
@@ -46,78 +46,6 @@ if TYPE_CHECKING:
     from hearth.routing.shared import SharedBreakers
 
 
-# --- providers: config kind -> leaf -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Made:
-    """What a provider built for one configured model: a chat leaf, an embedder, or one object that is both
-    (a remote provider chats and embeds over one connection pool)."""
-
-    chat: Backend | None = None
-    embedder: Embedder | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What the gateway lends every provider: the residency that decides which local models are in memory,
-    and the roll of local llama.cpp models (adapters attach to them; pulled models join it)."""
-
-    residency: Residency
-    local: dict[str, LlamaCppBackend] = field(default_factory=dict)
-
-
-ProviderFactory = Callable[[str, Any, Services], Made]
-_PROVIDERS: dict[str, ProviderFactory] = {}
-
-
-def register_provider(kind: str, factory: ProviderFactory, *, config: type[RemoteModel] | None = None) -> None:
-    """Make `kind:` in a model's config build its backend with `factory(name, model_config, services)`.
-
-    A plugin's kind also names its config class (a `RemoteModel` with `kind: Literal[kind]`), which entries of
-    that kind are validated as. The plugin's package declares an entry point in the group `hearth.providers`,
-    named after the kind, pointing at a function that makes this call (`backends/anthropic.py` is built so)."""
-    _PROVIDERS[kind] = factory
-    if config is not None:
-        register_kind(kind, config)
-
-
-# Imports are inside the factories, so a gateway with only remote models never imports the engine.
-def _llamacpp(name: str, cfg: Any, services: Services) -> Made:
-    from hearth.backends.llamacpp import LlamaCppBackend
-
-    b = LlamaCppBackend(name, cfg, services.residency)
-    services.local[name] = b
-    keep = parse_keep_alive(cfg.keep_alive)
-    default = FOREVER if cfg.preload else services.residency.default_keep_alive
-    services.residency.register(b, keep if keep is not None else default)
-    return Made(chat=b)
-
-
-def _openai(name: str, cfg: Any, services: Services) -> Made:
-    from hearth.backends.openai_compat import OpenAICompatBackend
-
-    b = OpenAICompatBackend(name, cfg)
-    return Made(chat=b, embedder=b)
-
-
-def _ollama(name: str, cfg: Any, services: Services) -> Made:
-    from hearth.backends.ollama import OllamaBackend
-
-    b = OllamaBackend(name, cfg)
-    return Made(chat=b, embedder=b)
-
-
-def _embedding(name: str, cfg: Any, services: Services) -> Made:
-    from hearth.embed.local import LocalEmbedder
-
-    return Made(embedder=LocalEmbedder(name, cfg))
-
-
-register_provider("llamacpp", _llamacpp)
-register_provider("openai", _openai)
-register_provider("ollama", _ollama)
-register_provider("embedding", _embedding)
 
 
 # --- the stages -------------------------------------------------------------------------------------
@@ -150,11 +78,8 @@ class _Build:
 def _rag(b: _Build) -> None:
     """Per request, around whichever model answers: retrieved text is part of the prompt the cache sees,
     so a changed knowledge base is never answered from an old cache entry."""
-    local = {n: m for n, m in b.cfg.models.items() if isinstance(m, EmbeddingModel)}
-    b.rag = RagStage(b.cfg.rag, b.registry, on_search=b.metrics.rag_searched,
-                     english_only=[n for n, m in local.items() if not m.is_multilingual()],
-                     multilingual=[n for n, m in local.items() if m.is_multilingual()],
-                     rewrite=b.convo.rewriter.query if b.cfg.conversation.rewrite != "off" else None)  # fmt: skip
+    rewrite = b.convo.rewriter.query if b.cfg.conversation.rewrite != "off" else None
+    b.rag = RagStage.for_config(b.cfg, b.registry, on_search=b.metrics.rag_searched, rewrite=rewrite)
     b.registry.resolvers.append(b.rag)
 
 
@@ -337,7 +262,7 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
             aliases[a] = name
         if isinstance(m, RouterModel):
             continue
-        made = Made(chat=leaves[name]) if leaves and name in leaves else _PROVIDERS[m.kind](name, m, services)
+        made = Made(chat=leaves[name]) if leaves and name in leaves else PROVIDERS[m.kind](name, m, services)
         if made.chat is not None:
             chat[name] = made.chat
         if made.embedder is not None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from hearth.config.keep_alive import FOREVER, parse_keep_alive
 from hearth.core.errors import BadRequest
-from hearth.lifecycle.gguf_meta import NotGguf, read_meta
-from hearth.lifecycle.keep_alive import FOREVER, parse_keep_alive
+from hearth.gguf_meta import NotGguf, read_meta
 from hearth.lifecycle.names import parse_ref, pick_files
 
 

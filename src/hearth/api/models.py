@@ -18,10 +18,10 @@ from aiohttp import web
 from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, openai_error
 from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, names_of, visible
 from hearth.api.schemas import AdapterBody, CopyBody, DeleteBody, PullBody, read_parsed
+from hearth.config.keep_alive import parse_keep_alive
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.types import ModelInfo
 from hearth.lifecycle.adapters import Adapters
-from hearth.lifecycle.keep_alive import parse_keep_alive
 from hearth.lifecycle.service import LocalModels
 
 _FOREVER = "2318-02-27T00:00:00Z"  # what Ollama shows for keep_alive < 0

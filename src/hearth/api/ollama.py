@@ -36,6 +36,7 @@ from hearth.api.schemas import (
     ollama_options,
     read_parsed,
 )
+from hearth.config.keep_alive import parse_keep_alive
 from hearth.core.collect import Collected, collect
 from hearth.core.errors import BadRequest, ModelNotFound
 from hearth.core.pipeline import Stream
@@ -48,7 +49,6 @@ from hearth.core.types import (
     ToolCall,
     ToolCallDelta,
 )
-from hearth.lifecycle.keep_alive import parse_keep_alive
 
 _NS = 1_000_000_000
 

@@ -2,7 +2,8 @@
 
 It reaches hearth only through public names: its config subclasses `hearth.config.RemoteModel`, its
 backend subclasses `RemoteBackend`, and `register()` (the `hearth.providers` entry point named
-`anthropic` in pyproject.toml) calls `register_provider` with both. Nothing in hearth names this module.
+`anthropic` in pyproject.toml) calls `hearth.providers.register_provider` with both. Nothing in hearth names
+this module.
 
 Wire format (https://docs.anthropic.com/en/api/messages): system prompts go in `system`, tool results are
 `tool_result` blocks of a user turn, tool calls are `tool_use` blocks with a JSON object as `input`, and
@@ -216,13 +217,13 @@ def _usage(u: dict[str, Any]) -> Usage:
 
 
 def _factory(name: str, cfg: AnthropicModel, services: Any) -> Any:
-    from hearth.assemble import Made
+    from hearth.providers import Made
 
     return Made(chat=AnthropicBackend(name, cfg))
 
 
 def register() -> None:
     """The entry point: `anthropic` entries are read as `AnthropicModel` and served by `AnthropicBackend`."""
-    from hearth.assemble import register_provider
+    from hearth.providers import register_provider
 
     register_provider("anthropic", _factory, config=AnthropicModel)

@@ -17,8 +17,9 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from hearth.backends.stable_prefix import VolatileLines
 from hearth.config import LocalModel
@@ -36,11 +37,17 @@ from hearth.engine import probe
 from hearth.engine.job import EngineItem, GenJob
 from hearth.engine.llama_engine import LlamaEngine
 from hearth.engine.tokens import TooManyTokens
-from hearth.lifecycle.gguf_meta import details, kv_bytes, read_meta
-from hearth.lifecycle.residency import Residency
+from hearth.gguf_meta import details, kv_bytes, read_meta
 from hearth.model_files import builtin_for, resolve_model_path
 
 log = logging.getLogger("hearth.llamacpp")
+
+
+class Residency(Protocol):
+    """What this backend asks of the gateway's residency (`lifecycle/residency.py`): to be kept in memory, loaded
+    first if needed, while a block runs. A protocol, so the backend does not import the lifecycle layer above it."""
+
+    def hold(self, model: Any, keep_alive: float | None = None) -> AbstractAsyncContextManager[None]: ...
 
 
 class LlamaCppBackend:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from hearth.config.keep_alive import parse_keep_alive
 from hearth.core.errors import BadRequest
 
 
@@ -20,8 +21,6 @@ def home_dir() -> Path:
 
 
 def _duration(v: object) -> object:
-    from hearth.lifecycle.keep_alive import parse_keep_alive
-
     try:
         parse_keep_alive(v)
     except BadRequest as e:

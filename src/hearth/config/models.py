@@ -141,7 +141,7 @@ class RemoteModel(_Speech):
     """What every remote provider's entry has: where it is, what it calls the model, where its key is.
 
     A provider plugin's config subclasses this with its own `kind: Literal["name"]` and fields, and registers it
-    with `hearth.assemble.register_provider(kind, factory, config=TheClass)` (see `plugins.py`)."""
+    with `hearth.providers.register_provider(kind, factory, config=TheClass)` (see `plugins.py`)."""
 
     kind: str
     base_url: str = Field(description="e.g. https://api.openai.com/v1")

@@ -1,7 +1,7 @@
 """Provider kinds added from outside the config schema: a plugin's `kind:` and the config class it is read as.
 
 A provider plugin is one module and one entry point (group `hearth.providers`, named after its kind) whose
-object is a function of no arguments that calls `hearth.assemble.register_provider(kind, factory,
+object is a function of no arguments that calls `hearth.providers.register_provider(kind, factory,
 config=TheConfigClass)`. The config schema asks here when it meets a kind it does not know; the entry point
 of that name is loaded then, and only then, so a gateway that uses no plugin imports none (and pays
 nothing at start). Registering in code (`register_provider` before `load_config`) works the same way.

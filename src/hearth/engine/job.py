@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from hearth.core.errors import HearthError
-from hearth.core.pace import Pace, Segmenter
+from hearth.core.pace import Pace
 from hearth.core.types import Finish, Sampling, TextDelta, Usage
 from hearth.engine.loops import LoopGuard
+from hearth.speech.cutting import Segmenter
 
 # What the engine thread hands the event loop for a job: chunks, and at most one error that ends it.
 EngineItem = TextDelta | Usage | Finish | HearthError

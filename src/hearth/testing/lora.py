@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hearth.lifecycle.gguf_meta import details, read_meta
+from hearth.gguf_meta import details, read_meta
 
 ATTENTION = ("attn_q", "attn_v")
 ALL_LINEAR = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down")  # as peft's all-linear

@@ -68,8 +68,8 @@ def _finetune(args: argparse.Namespace, load: Load) -> int:
     from hearth.config import Config, home_dir
     from hearth.core.errors import HearthError
     from hearth.core.registry import ModelRegistry
+    from hearth.gguf_meta import details, read_meta
     from hearth.lifecycle.adapters import Adapters
-    from hearth.lifecycle.gguf_meta import details, read_meta
     from hearth.lifecycle.store import ModelStore
     from hearth.tune.data import read_examples, split
     from hearth.tune.export import ExportError, export_gguf

@@ -55,13 +55,13 @@ class EchoBackend:
 
 
 def _factory(name: str, cfg: EchoModel, services: Any) -> Any:
-    from hearth.assemble import Made
+    from hearth.providers import Made
 
     return Made(chat=EchoBackend(name, cfg))
 
 
 def register() -> None:
-    from hearth.assemble import register_provider
+    from hearth.providers import register_provider
 
     LOADED.append("echo")
     register_provider("echo", _factory, config=EchoModel)

@@ -1,0 +1,1 @@
+"""Models over time: pulls, the model store, adapters, residency (which local models are in memory)."""
