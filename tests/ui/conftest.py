@@ -1,7 +1,7 @@
 """A real headless Chromium (Debian's `chromium`, driven by Playwright) for the console tests.
 
 A failing test leaves a screenshot of its page in `.test-artifacts/ui/`. With `HEARTH_UI_SCREENSHOTS=DIR`
-the tests also save the README's screenshots of each page there.
+the tests also save docs/console.md's screenshots of each page there.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 def readme_shot(pg: Any, name: str) -> None:
-    """Save the README's screenshot of this page when HEARTH_UI_SCREENSHOTS names a folder."""
+    """Save docs/console.md's screenshot of this page when HEARTH_UI_SCREENSHOTS names a folder."""
     folder = os.environ.get("HEARTH_UI_SCREENSHOTS")
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
