@@ -16,9 +16,10 @@ ones, through `Assembly.serve`, so a pulled model is cached, paced and constrain
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -150,7 +151,7 @@ PER_MODEL = ("speech", "cache", "structured")
 # --- the assembly -----------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Assembly:
     """Everything one gateway process serves with, and its lifecycle."""
 
@@ -169,6 +170,7 @@ class Assembly:
     pulled: LocalModels | None = None  # models pulled from the Hub, served beside the configured ones
     adapters: Adapters | None = None  # LoRA adapters on the local models
     _follower: asyncio.Task[None] | None = None
+    _stack: contextlib.AsyncExitStack | None = None
 
     def serve(self, name: str, leaf: Backend, model: LocalModel) -> None:
         """Serve a model added at run time (a pull): wrapped by the per-model stages, listed, measured."""
@@ -199,20 +201,53 @@ class Assembly:
         if self.adapters is not None:
             await self.adapters.sync()
 
-    async def start(self) -> None:
+    def _parts(self) -> list[tuple[Callable[[], Awaitable[None]] | None, Callable[[], Awaitable[None]]]]:
+        """What the gateway starts and closes, as (start, close) in start order: `close` runs them in reverse,
+        so a part never outlives what it uses. Written once, so the two orders cannot drift apart."""
+        parts: list[tuple[Callable[[], Awaitable[None]] | None, Callable[[], Awaitable[None]]]] = []
         if self.residency is not None:
-            self.residency.start()
-        await self.registry.start()
+            parts.append((_started(self.residency.start), self.residency.close))
+        parts.append((self.registry.start, self.registry.close))
+        # Knowledge bases and answer scoring use the registry's embedders: they close before it.
+        parts += [(None, self.rag.close), (None, self.convo.close)]
         if self.pulled is not None:
-            await self.pulled.start()
+            parts.append((self.pulled.start, self.pulled.close))
         if self.adapters is not None:
-            await self.adapters.start()
+            parts.append((self.adapters.start, _nothing))
         if self.cache is not None:
-            await self.cache.start()
+            parts.append((self.cache.start, self.cache.close))
         if self.shared is not None:
-            await self.shared.start()
+            parts.append((self.shared.start, self.shared.close))
         if self.pulled is not None:
-            self._follower = asyncio.create_task(self._follow(), name="hearth-model-store")
+            parts.append((self._start_following, self._stop_following))
+        return parts
+
+    async def start(self) -> None:
+        """Start every part in order; if one fails, those already started are closed before the error goes on."""
+        async with contextlib.AsyncExitStack() as stack:
+            for start, close in self._parts():
+                if start is not None:
+                    await start()
+                stack.push_async_callback(close)
+            self._stack = stack.pop_all()
+
+    async def close(self) -> None:
+        if self._stack is None:  # never started (a command that only built it): close what was built
+            self._stack = contextlib.AsyncExitStack()
+            for _, close in self._parts():
+                self._stack.push_async_callback(close)
+        stack, self._stack = self._stack, None
+        await stack.aclose()
+
+    async def _start_following(self) -> None:
+        self._follower = asyncio.create_task(self._follow(), name="hearth-model-store")
+
+    async def _stop_following(self) -> None:
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower  # cancelled and awaited: nothing of it runs after close
+            self._follower = None
 
     async def _follow(self) -> None:
         """A `hearth pull` or `hearth adapter add` from the command line, or another replica sharing the model
@@ -228,20 +263,17 @@ class Assembly:
         """Work that may follow readiness: preloading knowledge-base indexes."""
         await self.rag.warm()
 
-    async def close(self) -> None:
-        if self._follower is not None:
-            self._follower.cancel()
-        if self.pulled is not None:
-            await self.pulled.close()
-        if self.shared is not None:
-            await self.shared.close()
-        await self.convo.close()
-        await self.registry.close()
-        await self.rag.close()
-        if self.cache is not None:
-            await self.cache.close()
-        if self.residency is not None:
-            await self.residency.close()
+
+
+def _started(start: Callable[[], None]) -> Callable[[], Awaitable[None]]:
+    async def run() -> None:
+        start()
+
+    return run
+
+
+async def _nothing() -> None:
+    return None
 
 
 def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
@@ -282,8 +314,9 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
         from hearth.routing.shared import SharedBreakers
 
         shared = SharedBreakers(url, build.breakers)
-    assembly = Assembly(registry, metrics, build.rag, chat, build.convo, build.cache, build.breakers, shared,
-                        build.annotators, build.observers, residency, build)  # fmt: skip
+    assembly = Assembly(registry=registry, metrics=metrics, rag=build.rag, leaves=chat, convo=build.convo,
+                        cache=build.cache, breakers=build.breakers, shared=shared, annotators=build.annotators,
+                        observers=build.observers, residency=residency, build=build)
     from hearth.lifecycle.adapters import Adapters
     from hearth.lifecycle.service import LocalModels
     from hearth.lifecycle.store import ModelStore

@@ -95,7 +95,8 @@ def render() -> str:
            "Written by `python -m hearth.config.reference` from the schema `hearth serve` validates with (a test",
            "fails when this file is stale). A YAML file has the sections below; `models:` maps each name to one",
            "entry whose `kind` picks its fields. Every field can also be set from the environment",
-           "(`HEARTH_SERVER__PORT=9000`; see [configuration.md](configuration.md)).", "", "## Sections", ""]  # fmt: skip
+           "(`HEARTH_SERVER__PORT=9000`; see [configuration.md](configuration.md)).", "", "## Sections",
+           ""]  # fmt: skip
     top: list[str] = []
     _table(Config, set(), top, "Config", nested=False)
     out += top[2:]  # the top-level table, without its own heading
