@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from aiohttp import web
 
 from hearth.api.common import ASSEMBLY, GATEWAY, json_response
-from hearth.api.gate import add_route
+from hearth.api.gate import Route, add_routes
 from hearth.core.errors import HearthError
 
 
@@ -90,10 +91,16 @@ async def cache_clear(request: web.Request) -> web.Response:
     return json_response({"cleared": await cache.clear()} if cache is not None else {"enabled": False})
 
 
+ROUTES = [
+    Route("GET", "/admin/cache", cache_stats, "admin", "Cache statistics"),
+    Route("DELETE", "/admin/cache", cache_clear, "admin", "Empty the cache"),
+    Route("GET", "/", root, "public", "Ollama's liveness text", None, "text/plain"),
+    Route("GET", "/health", health, "public", "Readiness: 200 when every model is ready, else 503"),
+    Route("GET", "/metrics", metrics, "admin", "Prometheus metrics", None, "text/plain"),
+    Route("GET", "/admin/stats", stats, "admin", "The console's counters"),
+]
+
+
 def setup(app: web.Application, *, public_metrics: bool = False) -> None:
-    add_route(app, "GET", "/admin/cache", cache_stats, "admin")
-    add_route(app, "DELETE", "/admin/cache", cache_clear, "admin")
-    add_route(app, "GET", "/", root, "public")
-    add_route(app, "GET", "/health", health, "public")
-    add_route(app, "GET", "/metrics", metrics, "public" if public_metrics else "admin")
-    add_route(app, "GET", "/admin/stats", stats, "public" if public_metrics else "admin")
+    public = ("/metrics", "/admin/stats") if public_metrics else ()  # `keys.public_metrics`: scrapers without keys
+    add_routes(app, [dataclasses.replace(r, guard="public") if r.path in public else r for r in ROUTES])

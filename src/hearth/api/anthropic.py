@@ -28,7 +28,7 @@ from hearth.api.common import (
     request_options,
     route_headers,
 )
-from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, names_of, open_stream
+from hearth.api.gate import ACCESS, EXCHANGE, Route, add_routes, hold, names_of, open_stream
 from hearth.api.options import HearthOptions, options_of
 from hearth.api.schemas import MAX_MESSAGES, Stop, _Body, read_parsed
 from hearth.core.collect import collect
@@ -363,6 +363,13 @@ async def count_tokens(request: web.Request) -> web.Response:
     return json_response({"input_tokens": tokens + 4 * len(req.messages)})
 
 
+ROUTES = [
+    Route("POST", "/v1/messages", messages, "chat",
+          "Anthropic Messages API (stream: Anthropic's server-sent events)", MessagesBody),
+    Route("POST", "/v1/messages/count_tokens", count_tokens, "chat",
+          "Anthropic token count of a Messages request", CountBody),
+]
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "POST", "/v1/messages", messages, "chat")
-    add_route(app, "POST", "/v1/messages/count_tokens", count_tokens, "chat")
+    add_routes(app, ROUTES)

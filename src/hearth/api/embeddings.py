@@ -14,7 +14,7 @@ from aiohttp import web
 
 from hearth.api import ollama, openai
 from hearth.api.common import GATEWAY, guarded, json_response
-from hearth.api.gate import add_route, admit_embeddings, settle_embeddings
+from hearth.api.gate import Route, add_routes, admit_embeddings, settle_embeddings
 from hearth.api.schemas import EmbeddingsBody, OllamaEmbedBody, OllamaEmbeddingsBody, read_parsed
 from hearth.core.errors import BadRequest, HearthError
 from hearth.core.types import Embeddings
@@ -87,7 +87,13 @@ async def ollama_embeddings(request: web.Request) -> web.Response:
     return json_response({"embedding": res.vectors[0].tolist()})
 
 
+ROUTES = [
+    Route("POST", "/v1/embeddings", openai_embeddings, "embeddings", "OpenAI embeddings", EmbeddingsBody),
+    Route("POST", "/api/embed", ollama_embed, "embeddings", "Ollama embeddings", OllamaEmbedBody),
+    Route("POST", "/api/embeddings", ollama_embeddings, "embeddings",
+          "Ollama embeddings (deprecated form)", OllamaEmbeddingsBody),
+]
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "POST", "/v1/embeddings", openai_embeddings, "embeddings")
-    add_route(app, "POST", "/api/embed", ollama_embed, "embeddings")
-    add_route(app, "POST", "/api/embeddings", ollama_embeddings, "embeddings")
+    add_routes(app, ROUTES)

@@ -16,7 +16,7 @@ from pydantic import Field
 from hearth.access.prices import text_bytes
 from hearth.api import openai
 from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response
-from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, open_stream
+from hearth.api.gate import ACCESS, EXCHANGE, Route, add_routes, hold, open_stream
 from hearth.api.schemas import _Body, read_parsed
 from hearth.convo.quality import QualityEvaluator
 from hearth.core.collect import collect
@@ -75,5 +75,10 @@ async def evaluate(request: web.Request) -> web.Response:
     return json_response(report.as_dict())
 
 
+ROUTES = [
+    Route("POST", "/v1/evaluate", evaluate, "chat", "Score an answer to a question (heuristic or judge)", EvaluateBody),
+]
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "POST", "/v1/evaluate", evaluate, "chat")
+    add_routes(app, ROUTES)

@@ -1,6 +1,7 @@
 """The API edge of access control: every route declares who may call it, one middleware enforces it.
 
-Routes are added through `add_route(app, method, path, handler, guard)`, so the guard of an endpoint sits
+Each API module declares its endpoints once, as `ROUTES` (a `Route`: method, path, handler, guard, and what
+`/openapi.json` says of it), and its `setup` adds them with `add_routes`, so the guard of an endpoint sits
 next to its path: `public` (health, version), `key` (any valid key: model listings), a scope (`chat`,
 `embeddings`, `rag:read`, `rag:write`, `admin`). The middleware authenticates, checks the scope, gives
 every request an `x-request-id`, and writes the one-line JSON request log; handlers then admit the
@@ -19,6 +20,7 @@ from typing import Any, Literal
 
 import orjson
 from aiohttp import web
+from pydantic import BaseModel
 
 from hearth import request_log
 from hearth.access import OPEN, Access, Principal, Ticket, rate_headers
@@ -58,8 +60,34 @@ class Exchange:
 EXCHANGE: web.RequestKey[Exchange] = web.RequestKey("exchange", Exchange)
 
 
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One endpoint, declared once: aiohttp's route and its guard come from it, and so does its operation in
+    `/openapi.json` (`api/openapi.py` reads every module's `ROUTES`). `path` is aiohttp's (it may hold a regex,
+    `{id:.+}`); `summary` None leaves the route out of the document (the console's files, the 404 catch-all);
+    `body` is the pydantic model the handler parses the request with."""
+
+    method: str
+    path: str
+    handler: Handler
+    guard: Guard
+    summary: str | None = None
+    body: type[BaseModel] | None = None
+    media: str = "application/json"  # of the answer
+
+    @property
+    def template(self) -> str:
+        """The path as OpenAPI writes it: `{id:.+}` is `{id}`."""
+        return re.sub(r"\{(\w+):[^}]+\}", r"{\1}", self.path)
+
+
 def add_route(app: web.Application, method: str, path: str, handler: Handler, guard: Guard) -> None:
     app[GUARDS][app.router.add_route(method, path, handler)] = guard
+
+
+def add_routes(app: web.Application, routes: list[Route]) -> None:
+    for r in routes:
+        add_route(app, r.method, r.path, r.handler, r.guard)
 
 
 def _secret(request: web.Request) -> str | None:

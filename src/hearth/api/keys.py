@@ -10,9 +10,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from hearth.access.keys import KeySpec
 from hearth.access.manage import create_key, find_key, revoke_key, spend_report, update_key
 from hearth.api.common import guarded, json_response, openai_error, read_body
-from hearth.api.gate import ACCESS, add_route
+from hearth.api.gate import ACCESS, Route, add_routes
 from hearth.core.errors import BadRequest
 
 
@@ -65,11 +66,17 @@ async def spend(request: web.Request) -> web.Response:
     return json_response({"object": "list", "data": [await spend_report(access.meter, k) for k in keys]})
 
 
+ROUTES = [
+    Route("POST", "/admin/keys", create, "admin", "Create an API key (the secret is shown once)", KeySpec),
+    Route("GET", "/admin/keys", list_keys, "admin", "API keys"),
+    Route("GET", "/admin/keys/{id}", show, "admin", "One API key and its spend"),
+    Route("PATCH", "/admin/keys/{id}", update, "admin", "Change an API key's limits"),
+    Route("POST", "/admin/keys/{id}", update, "admin",
+          "Change an API key's limits (for clients without PATCH)"),  # for clients without PATCH
+    Route("DELETE", "/admin/keys/{id}", revoke, "admin", "Revoke an API key"),
+    Route("GET", "/admin/spend", spend, "admin", "Spend per key (?key=...)"),
+]
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "POST", "/admin/keys", create, "admin")
-    add_route(app, "GET", "/admin/keys", list_keys, "admin")
-    add_route(app, "GET", "/admin/keys/{id}", show, "admin")
-    add_route(app, "PATCH", "/admin/keys/{id}", update, "admin")
-    add_route(app, "POST", "/admin/keys/{id}", update, "admin")  # for clients without PATCH
-    add_route(app, "DELETE", "/admin/keys/{id}", revoke, "admin")
-    add_route(app, "GET", "/admin/spend", spend, "admin")
+    add_routes(app, ROUTES)

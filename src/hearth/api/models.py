@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, openai_error
-from hearth.api.gate import ACCESS, EXCHANGE, add_route, hold, names_of, visible
+from hearth.api.gate import ACCESS, EXCHANGE, Route, add_routes, hold, names_of, visible
 from hearth.api.schemas import AdapterBody, CopyBody, DeleteBody, PullBody, read_parsed
 from hearth.config.keep_alive import parse_keep_alive
 from hearth.core.errors import BadRequest, HearthError
@@ -184,11 +184,18 @@ async def remove_adapter(request: web.Request) -> web.Response:
     return json_response({"deleted": request.match_info["name"]})
 
 
+ROUTES = [
+    Route("POST", "/api/pull", pull, "admin",
+          "Pull a GGUF model from the Hugging Face Hub (stream: NDJSON progress)", PullBody, "application/x-ndjson"),
+    Route("DELETE", "/api/delete", delete, "admin", "Remove a pulled model", DeleteBody),
+    Route("POST", "/api/copy", copy, "admin", "Serve a pulled model under a second name", CopyBody),
+    Route("GET", "/api/ps", ps, "key", "Ollama loaded models"),
+    Route("POST", "/admin/adapters", add_adapter, "admin",
+          "Serve a LoRA adapter (GGUF) on a local model as <base>+<name>", AdapterBody),
+    Route("GET", "/admin/adapters", list_adapters, "admin", "LoRA adapters served"),
+    Route("DELETE", "/admin/adapters/{name}", remove_adapter, "admin", "Stop serving a LoRA adapter"),
+]
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "POST", "/api/pull", pull, "admin")
-    add_route(app, "DELETE", "/api/delete", delete, "admin")
-    add_route(app, "POST", "/api/copy", copy, "admin")
-    add_route(app, "GET", "/api/ps", ps, "key")
-    add_route(app, "POST", "/admin/adapters", add_adapter, "admin")
-    add_route(app, "GET", "/admin/adapters", list_adapters, "admin")
-    add_route(app, "DELETE", "/admin/adapters/{name}", remove_adapter, "admin")
+    add_routes(app, ROUTES)

@@ -26,7 +26,7 @@ from hearth.api.common import (
     request_options,
     route_headers,
 )
-from hearth.api.gate import add_route, open_stream, visible
+from hearth.api.gate import Route, add_routes, open_stream, visible
 from hearth.api.models import load_or_unload, model_details, tag
 from hearth.api.options import options_of
 from hearth.api.schemas import (
@@ -265,9 +265,15 @@ async def version(request: web.Request) -> web.Response:
     return json_response({"version": __version__})
 
 
+ROUTES = [
+    Route("POST", "/api/chat", chat, "chat", "Ollama chat (stream: NDJSON)", OllamaChatBody, "application/x-ndjson"),
+    Route("POST", "/api/generate", generate, "chat",
+          "Ollama generate (stream: NDJSON)", OllamaGenerateBody, "application/x-ndjson"),
+    Route("GET", "/api/tags", tags, "key", "Ollama model list"),
+    Route("POST", "/api/show", show, "key", "Ollama model details", OllamaShowBody),
+    Route("GET", "/api/version", version, "public", "Ollama version"),
+]
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "POST", "/api/chat", chat, "chat")
-    add_route(app, "POST", "/api/generate", generate, "chat")
-    add_route(app, "GET", "/api/tags", tags, "key")
-    add_route(app, "POST", "/api/show", show, "key")
-    add_route(app, "GET", "/api/version", version, "public")
+    add_routes(app, ROUTES)

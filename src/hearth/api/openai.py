@@ -24,7 +24,7 @@ from hearth.api.common import (
     request_options,
     route_headers,
 )
-from hearth.api.gate import add_route, open_stream, visible
+from hearth.api.gate import Route, add_routes, open_stream, visible
 from hearth.api.options import options_of
 from hearth.api.schemas import ChatCompletionBody, CompletionBody, OpenAIMessage, _OpenAISampling, read_parsed
 from hearth.core.collect import collect
@@ -301,8 +301,14 @@ async def get_model(request: web.Request) -> web.Response:
     return json_response(_model_entry(name, info.owned_by))
 
 
+ROUTES = [
+    Route("POST", "/v1/chat/completions", chat_completions, "chat",
+          "OpenAI chat completion (stream: server-sent events)", ChatCompletionBody),
+    Route("POST", "/v1/completions", completions, "chat", "OpenAI text completion", CompletionBody),
+    Route("GET", "/v1/models", list_models, "key", "Models this key may use"),
+    Route("GET", "/v1/models/{id:.+}", get_model, "key", "One model"),
+]
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "POST", "/v1/chat/completions", chat_completions, "chat")
-    add_route(app, "POST", "/v1/completions", completions, "chat")
-    add_route(app, "GET", "/v1/models", list_models, "key")
-    add_route(app, "GET", "/v1/models/{id:.+}", get_model, "key")
+    add_routes(app, ROUTES)

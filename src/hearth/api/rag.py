@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hearth.access import Ticket
 from hearth.access.prices import text_bytes
 from hearth.api.common import ASSEMBLY, MAX_BODY, guarded, json_response
-from hearth.api.gate import ACCESS, add_route, admit_kb, visible
+from hearth.api.gate import ACCESS, Route, add_routes, admit_kb, visible
 from hearth.api.openai import render_error
 from hearth.api.schemas import read_parsed
 from hearth.core.errors import BadRequest, PayloadTooLarge
@@ -197,11 +197,16 @@ async def search(request: web.Request) -> web.Response:
                           "took_ms": round((time.perf_counter() - t0) * 1000, 2)})  # fmt: skip
 
 
+ROUTES = [
+    Route("GET", "/v1/rag", list_kbs, "rag:read", "Knowledge bases"),
+    Route("GET", "/v1/rag/{kb}", get_kb, "rag:read", "One knowledge base"),
+    Route("DELETE", "/v1/rag/{kb}", drop_kb, "rag:write", "Drop a knowledge base"),
+    Route("POST", "/v1/rag/{kb}/documents", add_documents, "rag:write", "Add or replace documents", DocumentsBody),
+    Route("DELETE", "/v1/rag/{kb}/documents", remove_documents, "rag:write", "Remove documents (?source=...)"),
+    Route("POST", "/v1/rag/{kb}/files", upload_files, "rag:write", "Upload files (multipart/form-data)"),
+    Route("POST", "/v1/rag/{kb}/search", search, "rag:read", "Search a knowledge base", SearchBody),
+]
+
+
 def setup(app: web.Application) -> None:
-    add_route(app, "GET", "/v1/rag", list_kbs, "rag:read")
-    add_route(app, "GET", "/v1/rag/{kb}", get_kb, "rag:read")
-    add_route(app, "DELETE", "/v1/rag/{kb}", drop_kb, "rag:write")
-    add_route(app, "POST", "/v1/rag/{kb}/documents", add_documents, "rag:write")
-    add_route(app, "DELETE", "/v1/rag/{kb}/documents", remove_documents, "rag:write")
-    add_route(app, "POST", "/v1/rag/{kb}/files", upload_files, "rag:write")
-    add_route(app, "POST", "/v1/rag/{kb}/search", search, "rag:read")
+    add_routes(app, ROUTES)

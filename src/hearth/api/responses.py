@@ -24,7 +24,7 @@ import orjson
 from aiohttp import web
 
 from hearth.api.common import as_hearth_error, guarded, json_response, openai_error, request_options, route_headers
-from hearth.api.gate import EXCHANGE, add_route, open_stream
+from hearth.api.gate import EXCHANGE, Route, add_routes, open_stream
 from hearth.api.options import options_of
 from hearth.api.response_store import ResponseStore
 from hearth.api.responses_items import (
@@ -314,6 +314,15 @@ async def delete(request: web.Request) -> web.Response:
     return json_response({"id": rid, "object": "response", "deleted": True})
 
 
+ROUTES = [
+    Route("POST", "/v1/responses", create, "chat",
+          "OpenAI Responses API (stream: typed server-sent events)", ResponsesBody),
+    Route("GET", "/v1/responses/{response_id}", retrieve, "chat", "A stored response of this key"),
+    Route("GET", "/v1/responses/{response_id}/input_items", input_items, "chat", "A stored response's input items"),
+    Route("DELETE", "/v1/responses/{response_id}", delete, "chat", "Delete a stored response"),
+]
+
+
 def setup(app: web.Application, store: ResponseStore | None, max_stored: int) -> None:
     if store is not None:
         app[STORE] = store
@@ -323,8 +332,5 @@ def setup(app: web.Application, store: ResponseStore | None, max_stored: int) ->
 
         app.on_cleanup.append(close)
     app[MAX_STORED] = max_stored
-    add_route(app, "POST", "/v1/responses", create, "chat")
-    add_route(app, "GET", "/v1/responses/{response_id}", retrieve, "chat")
-    add_route(app, "GET", "/v1/responses/{response_id}/input_items", input_items, "chat")
-    add_route(app, "DELETE", "/v1/responses/{response_id}", delete, "chat")
+    add_routes(app, ROUTES)
 

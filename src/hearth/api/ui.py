@@ -13,7 +13,7 @@ from importlib import resources
 
 from aiohttp import web
 
-from hearth.api.gate import add_route
+from hearth.api.gate import Route, add_routes
 
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".png": "image/png",
           ".svg": "image/svg+xml", ".txt": "text/plain"}  # fmt: skip
@@ -60,6 +60,6 @@ def setup(app: web.Application) -> None:
         charset = "utf-8" if ctype.startswith("text/") else None
         return web.Response(body=body, content_type=ctype, charset=charset, headers=headers)
 
-    add_route(app, "GET", "/ui", redirect, "public")
-    add_route(app, "GET", "/ui/", serve, "public")
-    add_route(app, "GET", "/ui/{path:.+}", serve, "public")
+    # Not in /openapi.json: the console's own files.
+    add_routes(app, [Route("GET", "/ui", redirect, "public"), Route("GET", "/ui/", serve, "public"),
+                     Route("GET", "/ui/{path:.+}", serve, "public")])  # fmt: skip
