@@ -15,7 +15,7 @@ def src_before(added_file: str, label: str) -> str:
     """`src/` of the commit before `added_file` (a repo path) first appeared; HEAD while it is uncommitted."""
     git = ["git", "-C", str(ROOT)]
     added = subprocess.run([*git, "log", "--diff-filter=A", "--format=%H", "--", added_file],
-                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+                           capture_output=True, text=True, check=True).stdout.split()
     return src_at(f"{added[-1]}^" if added else "HEAD", label)
 
 

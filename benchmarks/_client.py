@@ -55,7 +55,7 @@ class Streamed:
 
 
 def stream_chat(port: int, body: dict[str, Any], *, t0: float | None = None,
-                conn: http.client.HTTPConnection | None = None) -> Streamed:  # fmt: skip
+                conn: http.client.HTTPConnection | None = None) -> Streamed:
     """POST /v1/chat/completions with stream=true; `t0` lets a caller time from an earlier moment."""
     c = conn or http.client.HTTPConnection("127.0.0.1", port, timeout=600)
     out = Streamed(t0 if t0 is not None else time.perf_counter())

@@ -65,7 +65,7 @@ def redis() -> Iterator[str | None]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen([exe, "--port", str(port), "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.3)
     try:
         yield f"redis://127.0.0.1:{port}/0"
@@ -156,14 +156,14 @@ def main() -> None:
         results: dict[str, list[float]] = {}
         with contextlib.ExitStack() as stack:
             targets: dict[str, tuple[str, str | None]] = {"keys off": (stack.enter_context(
-                gateway(tmp, "off", None, None)), None)}  # fmt: skip
+                gateway(tmp, "off", None, None)), None)}
             for name, r in (("keys on, memory", None), ("keys on, redis", redis_url)):
                 if name.endswith("redis") and not r:
                     continue
                 url = stack.enter_context(gateway(tmp, name.replace(" ", "-").replace(",", ""), r, "adm"))
                 req = http.client.HTTPConnection(*url.removeprefix("http://").split(":"))
                 req.request("POST", "/admin/keys", json.dumps({"name": "bench", **LIMITS}),
-                            {"Authorization": "Bearer adm"})  # fmt: skip
+                            {"Authorization": "Bearer adm"})
                 targets[name] = (url, json.loads(req.getresponse().read())["key"])
             for url, key in targets.values():
                 http_times(url, key, 200)  # warm-up

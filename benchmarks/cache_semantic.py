@@ -68,7 +68,7 @@ def main() -> None:
     rng = random.Random(0)
     boolq = [json.loads(x)["question"] for x in data("BoolQ/dev.jsonl").open()]
     quac = [[q.split(": ", 1)[1] for q in json.loads(x)["question"].split("\n") if ": " in q]
-            for x in data("Quac/test.jsonl").open()]  # fmt: skip
+            for x in data("Quac/test.jsonl").open()]
     pool = sorted({m.group() for q in boolq for m in _ENT.finditer(q) if not m.group().isdigit()})
     for guards in (True, False):
         idx = SemanticIndex(0.9, 200_000, None)
@@ -140,7 +140,7 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         times.sort()
         print(f"lookup with {n:>7,} entries: p50 {times[len(times) // 2] * 1000:.2f} ms, "
-              f"p99 {times[int(len(times) * 0.99)] * 1000:.2f} ms (embedding + search + guards; goal p50 <= 10 ms)")  # fmt: skip
+              f"p99 {times[int(len(times) * 0.99)] * 1000:.2f} ms (embedding + search + guards; goal p50 <= 10 ms)")
 
 
 if __name__ == "__main__":

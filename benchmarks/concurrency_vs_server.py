@@ -59,12 +59,12 @@ class Target:
         if name == "hearth":
             cfg = Path(tmp) / "c.yaml"
             cfg.write_text(f"models:\n  m:\n    kind: llamacpp\n    path: {model}\n    n_ctx: 4096\n    threads: 2\n"
-                           "    max_sequences: 8\n    prefix_slots: 12\n")  # fmt: skip
+                           "    max_sequences: 8\n    prefix_slots: 12\n")
             cmd = [sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config", str(cfg),
-                   "--port", str(port)]  # fmt: skip
+                   "--port", str(port)]
         else:
             cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model, "--n_threads", "2", "--n_ctx", "4096",
-                   "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+                   "--host", "127.0.0.1", "--port", str(port)]
             if name == "server-noint":
                 cmd += ["--interrupt_requests", "False"]
             if name == "server-cache":
@@ -100,7 +100,7 @@ class Target:
 
 def concurrent(t: Target, n: int, rnd: int) -> dict[str, Any]:
     msgs = [[{"role": "system", "content": f"[r{rnd}] {SYS_SHORT}"}, {"role": "user", "content": USERS[i]}]
-            for i in range(n)]  # fmt: skip
+            for i in range(n)]
     out: list[dict[str, Any]] = [{} for _ in range(n)]
     barrier = threading.Barrier(n + 1)
     t0 = 0.0
@@ -120,7 +120,7 @@ def concurrent(t: Target, n: int, rnd: int) -> dict[str, Any]:
     complete = sum(1 for r in out if r["finish"] == "length")  # forced to 64 tokens: anything else was cut
     wall = max(r["end"] for r in out)
     return {"ttft_p50": statistics.median(ttfts) if ttfts else None, "ttft_max": max(ttfts) if ttfts else None,
-            "complete": complete, "tokens": sum(r["n"] for r in out), "agg": sum(r["n"] for r in out) / wall}  # fmt: skip
+            "complete": complete, "tokens": sum(r["n"] for r in out), "agg": sum(r["n"] for r in out) / wall}
 
 
 def interleaved(t: Target, rnd: int) -> dict[str, float]:
@@ -180,14 +180,14 @@ def main() -> None:
                 r = res[n]
                 rel = f"{r['agg'] / one:.2f}x" if one else "-"
                 print(f"{name:<14}{n:>5}{r['ttft_p50'] * 1000:>13.0f}{r['ttft_max'] * 1000:>13.0f}"
-                      f"{r['complete']:>7.0f}/{n:<2}{r['agg']:>11.1f}{rel:>12}")  # fmt: skip
+                      f"{r['complete']:>7.0f}/{n:<2}{r['agg']:>11.1f}{rel:>12}")
     print(
         f"\n{'target':<14}{'A1 ms':>9}{'A2 ms':>9}{'A2/A1':>8}{'RSS growth MB (flow)':>22}{'RSS growth MB (all)':>21}"
     )
     for name, res in rows.items():
         r = res["inter"]
         print(f"{name:<14}{r['A1'] * 1000:>9.0f}{r['A2'] * 1000:>9.0f}{r['ratio']:>8.2f}{r['rss_growth']:>22.0f}"
-              f"{res['rss_end']:>21.0f}")  # fmt: skip
+              f"{res['rss_end']:>21.0f}")
 
 
 if __name__ == "__main__":

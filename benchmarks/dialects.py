@@ -48,7 +48,7 @@ def bodies(model: str, max_tokens: int, stream: bool) -> dict[str, tuple[str, di
                                         "temperature": 0, "stream": stream}, b"response.output_text.delta"),
         "messages": ("/v1/messages", {"model": model, "messages": user, "max_tokens": max_tokens, "temperature": 0,
                                       "stream": stream}, b'"text_delta"'),
-    }  # fmt: skip
+    }
 
 
 def timed(conn: http.client.HTTPConnection, path: str, body: dict[str, Any], marker: bytes) -> tuple[float, float]:
@@ -56,7 +56,7 @@ def timed(conn: http.client.HTTPConnection, path: str, body: dict[str, Any], mar
     t0 = time.perf_counter()
     # The exact cache would answer every repeat: each request bypasses it (no-cache) and leaves nothing (no-store).
     conn.request("POST", path, json.dumps(body), {"Content-Type": "application/json",
-                                                   "Cache-Control": "no-cache, no-store"})  # fmt: skip
+                                                   "Cache-Control": "no-cache, no-store"})
     resp = conn.getresponse()
     if resp.status != 200:
         raise RuntimeError(f"{path}: {resp.status} {resp.read()[:300]!r}")
@@ -131,26 +131,26 @@ models:
     env = {**os.environ, "HEARTH_HOME": str(tmp / "home")}
     log = (tmp / "hearth.log").open("wb")
     procs = [subprocess.Popen([str(py), str(BENCH / "mock_upstream.py"), "--port", str(up_port), "--tokens", "20"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]  # fmt: skip
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     try:
         wait_ready(up_port)
         procs.append(subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config",
                                        str(cfg), "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=log))  # fmt: skip
+                                      stderr=log))
         wait_ready(port, timeout=300)
         rate = stream_chat(port, {"model": "local", "messages": [{"role": "user", "content": "Count from 1 to 100."}],
-                                  "max_tokens": 96, "temperature": 0}).decode_rate()  # fmt: skip
+                                  "max_tokens": 96, "temperature": 0}).decode_rate()
         print(f"CPU: {cpu_model()} ({os.cpu_count()} cores); local model single-stream decode: {rate or 0:.1f} tok/s")
         print("hearth", subprocess.run([sys.executable, "-c", "import hearth; print(hearth.__version__)"],
-                                       capture_output=True, text=True).stdout.strip())  # fmt: skip
+                                       capture_output=True, text=True).stdout.strip())
         for stream in (False, True):
             mode = "streamed" if stream else "non-streamed"
             got = run(port, "proxied", args.requests, 20, stream)
             table(f"remote model (mock upstream, 20 tokens), {mode}, {args.requests} requests per API, c=1", got,
-                  stream)  # fmt: skip
+                  stream)
             got = run(port, "local", args.local_requests, 16, stream)
             table(f"local model (Qwen2.5-Coder-0.5B), {mode}, 16 tokens, {args.local_requests} requests per API, c=1",
-                  got, stream)  # fmt: skip
+                  got, stream)
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -33,7 +33,7 @@ def start(max_batch: int, tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     cfg = tmp / f"embed{max_batch}.yaml"
     cfg.write_text(f"models:\n  all-minilm: {{kind: embedding, max_batch: {max_batch}}}\ncache: {{enabled: false}}\n")
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "serve", "--config", str(cfg), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port)
     return proc, port
 
@@ -86,7 +86,7 @@ def main() -> None:
                 lat.sort()
                 rates[mode] = n / args.seconds
                 print(f"{name:<10} {mode:<16} {rates[mode]:>9.1f} {statistics.median(lat) * 1000:>8.1f} "
-                      f"{lat[int(0.99 * (len(lat) - 1))] * 1000:>8.1f}")  # fmt: skip
+                      f"{lat[int(0.99 * (len(lat) - 1))] * 1000:>8.1f}")
             print(f"{name:<10} {'ratio':<16} {rates['micro-batched'] / rates['one at a time']:>8.2f}x")
 
 

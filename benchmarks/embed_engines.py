@@ -78,19 +78,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as cache:
         engines = {"numpy (today)": MiniLM(), "llama.cpp F16": GgufBert(cache_dir=Path(cache))}
         print(f"{'engine':<16}{'passages/s':>12}{'questions/s':>13}{'1 query ms':>12}{'ingest chunks/s':>17}"
-              f"{'search p50 ms':>15}")  # fmt: skip
+              f"{'search p50 ms':>15}")
         vecs = {}
         for name, m in engines.items():
             p_rate, vecs[name] = rate(m, passages[: args.passages])
             q_rate, _ = rate(m, questions)
             q_ms = one_query_ms(m, questions[:100])
             chunks_s, search_ms, n = asyncio.run(ingest(m, [TextDocument(f"p{i}", p) for i, p in
-                                                            enumerate(passages[: args.ingest])], questions[:200]))  # fmt: skip
+                                                            enumerate(passages[: args.ingest])], questions[:200]))
             print(f"{name:<16}{p_rate:>12.1f}{q_rate:>13.1f}{q_ms:>12.2f}{chunks_s:>17.1f}{search_ms:>15.1f}")
         a, b = vecs.values()
         cos = (a * b).sum(1)
         print(f"\n{args.passages} passages, {len(questions)} questions, {n} chunks ingested; "
-              f"cosine numpy vs llama.cpp: mean {cos.mean():.6f}, min {cos.min():.6f}")  # fmt: skip
+              f"cosine numpy vs llama.cpp: mean {cos.mean():.6f}, min {cos.min():.6f}")
 
 
 if __name__ == "__main__":

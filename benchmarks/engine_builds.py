@@ -88,7 +88,7 @@ def run(label: str, lib: str | None, model: str, extra: bool, threads: int) -> d
     if lib:
         env["LLAMA_CPP_LIB_PATH"] = lib
     done = subprocess.run([sys.executable, "-c", CHILD, model, "1" if extra else "0", str(threads)], input=PROMPT,
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+                          capture_output=True, text=True, env=env, timeout=600)
     if done.returncode != 0:
         how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit {done.returncode}"
         return {"build": label, "extra_bufts": extra, "error": f"crashed ({how})"}
@@ -110,7 +110,7 @@ def main() -> None:
     rows = [run(label, lib, model, extra, args.threads) for label, lib in builds for extra in (True, False)]
     anchor = rows[0]
     print(f"CPU: {cpu_model()}; {args.threads} threads; model {Path(model).name}; "
-          f"prompt {anchor.get('prompt_tokens', '?')} tokens; decode = 64 greedy tokens, best of 2")  # fmt: skip
+          f"prompt {anchor.get('prompt_tokens', '?')} tokens; decode = 64 greedy tokens, best of 2")
     print(f"{'build':<42} {'extra bufts':>11} {'prefill tok/s':>14} {'decode tok/s':>13} {'vs anchor':>18}")
     for r in rows:
         if "error" in r:
@@ -119,9 +119,9 @@ def main() -> None:
         ratio = ""
         if "error" not in anchor:
             ratio = (f"{float(str(r['prefill'])) / float(str(anchor['prefill'])):.2f}x / "
-                     f"{float(str(r['decode'])) / float(str(anchor['decode'])):.2f}x")  # fmt: skip
+                     f"{float(str(r['decode'])) / float(str(anchor['decode'])):.2f}x")
         print(f"{r['build']:<42} {r['extra_bufts']!s:>11} {float(str(r['prefill'])):>14.1f} "
-              f"{float(str(r['decode'])):>13.1f} {ratio:>18}")  # fmt: skip
+              f"{float(str(r['decode'])):>13.1f} {ratio:>18}")
     for r in rows:
         if r.get("extra_bufts") and "info" in r:
             print(f"  {r['build']}: {str(r['info']).strip()}")

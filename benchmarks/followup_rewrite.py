@@ -49,7 +49,7 @@ def cases(limit: int) -> tuple[list[TextDocument], list[tuple[list[Message], str
             continue
         follow = re.sub(rf"\b{re.escape(title)}\b", "it", q, count=1)
         convo = [Message("user", f"Tell me about {r['title']}."),
-                 Message("assistant", "Sure. What would you like to know?"), Message("user", follow)]  # fmt: skip
+                 Message("assistant", "Sure. What would you like to know?"), Message("user", follow)]
         out.append((convo, q, pid[r["passage"]]))
     return [TextDocument(pid[p], p) for p in passages], out[:limit]
 
@@ -69,7 +69,7 @@ async def run(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as d:
         count = shared_model("builtin:all-minilm-l6-v2").count_tokens
         svc = RagService(RagConfig(), LocalCatalog(Path(d)), measure_embed, count, english="minilm",
-                         english_only=["minilm"])  # fmt: skip
+                         english_only=["minilm"])
         await svc.ingest_documents("boolq", docs)
 
         async def ranked(queries: list[str]) -> tuple[list[list[str]], float]:
@@ -108,13 +108,13 @@ async def run(args: argparse.Namespace) -> None:
                 rows.append((f"llm rewrite ({len(sub)})", llm_q, [doc for _, _, doc in sub]))
                 rows.append((f"offline rewrite ({len(sub)})", queries[: len(sub)], [doc for _, _, doc in sub]))
                 rows.append((f"follow-up as asked ({len(sub)})", [m[-1].content for m, _, _ in sub],
-                             [doc for _, _, doc in sub]))  # fmt: skip
+                             [doc for _, _, doc in sub]))
                 print(f"llm rewrite: {per * 1000:.0f} ms per question (default local model); e.g. "
-                      f"{sub[0][0][-1].content!r} -> {llm_q[0]!r}")  # fmt: skip
+                      f"{sub[0][0][-1].content!r} -> {llm_q[0]!r}")
             finally:
                 await a.close()
         print(f"offline rewrite: p50 {statistics.median(rewrite_ms):.3f} ms; e.g. {conv[0][0][-1].content!r} -> "
-              f"{queries[0]!r}\n")  # fmt: skip
+              f"{queries[0]!r}\n")
         print(f"{'queries':<28}{'recall@10':>10}{'MRR@10':>9}{'search p50 ms':>15}")
         for name, qs, g in rows:
             r, lat = await ranked(qs)

@@ -106,7 +106,7 @@ def line(name: str, rows: list[dict], preds: list[str], times: list[float]) -> N
     ts = sorted(times)
     p50, p99 = statistics.median(ts) * 1000, ts[min(len(ts) - 1, int(len(ts) * 0.99))] * 1000
     print(f"{name:<44} n={len(rows):>3}  accuracy {acc:.3f}  macro-F1 {f1:.3f}  ({', '.join(parts)})  "
-          f"p50 {p50:.3f} ms  p99 {p99:.3f} ms")  # fmt: skip
+          f"p50 {p50:.3f} ms  p99 {p99:.3f} ms")
 
 
 def confusion(rows: list[dict], preds: list[str], limit: int = 40) -> None:

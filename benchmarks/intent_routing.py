@@ -40,11 +40,11 @@ STICKY = ("task_continuation", "correction", "clarification")
 
 def routers(threshold: float) -> dict[str, RoutingPolicy]:
     base: dict[str, Any] = {"kind": "router", "default": "cloud",
-                            "tiers": [{"max_score": threshold, "target": "local"}]}  # fmt: skip
+                            "tiers": [{"max_score": threshold, "target": "local"}]}
     with_intents = {**base, "rules": [{"intent": list(SOCIAL), "target": "local"}]}
     local = lambda n: n == "local"  # noqa: E731
     return {"without": RoutingPolicy(RouterModel.model_validate(base), is_local=local),
-            "with": RoutingPolicy(RouterModel.model_validate(with_intents), is_local=local)}  # fmt: skip
+            "with": RoutingPolicy(RouterModel.model_validate(with_intents), is_local=local)}
 
 
 def decide(policy: RoutingPolicy, msgs: list[Message], sticky: bool, tracker: IntentTracker) -> str:
@@ -76,7 +76,7 @@ async def answers(rows: list[dict[str, Any]], n: int) -> None:
             scores.append(rep.overall)
             flags += bool(rep.flags)
         print(f"\nlocal answers to {len(scores)} social turns ({model}): quality mean {statistics.mean(scores):.3f}, "
-              f"median {statistics.median(scores):.3f}, flagged (refusal, wrong language, loop...) {flags}")  # fmt: skip
+              f"median {statistics.median(scores):.3f}, flagged (refusal, wrong language, loop...) {flags}")
     finally:
         await a.close()
 
@@ -86,12 +86,12 @@ def main() -> None:
     ap.add_argument("--answers", type=int, default=40, help="social turns answered by the local model (0: none)")
     args = ap.parse_args()
     rows = [json.loads(x) for f in ("intents.jsonl", "intents_holdout.jsonl")
-            for x in (DATA / f).read_text().splitlines() if x.strip()]  # fmt: skip
+            for x in (DATA / f).read_text().splitlines() if x.strip()]
     tracker = IntentTracker()
     print(f"{len(rows)} labelled turns; local model vs cloud model\n")
     print(f"{'router':<16}{'served locally':>16}{'social turns to cloud':>23}{'follow-ups moved to another model':>36}")
     for (t, name), policy in ((tn, p) for th in (0.45, 0.2) for tn, p in
-                              (((th, n), p) for n, p in routers(th).items())):  # fmt: skip
+                              (((th, n), p) for n, p in routers(th).items())):
         sticky = name == "with"
         local = social_cloud = moved = follow_ups = 0
         social = [r for r in rows if r["label"] in SOCIAL]
@@ -105,7 +105,7 @@ def main() -> None:
                 follow_ups += 1
                 moved += decide(policy, msgs[: users[-2] + 1], sticky, tracker) != target
         print(f"{name + f' (T {t})':<16}{local / len(rows):>16.1%}{f'{social_cloud}/{len(social)}':>23}"
-              f"{f'{moved}/{follow_ups}':>36}")  # fmt: skip
+              f"{f'{moved}/{follow_ups}':>36}")
     if args.answers:
         keep = [r for r in rows if r["label"] in SOCIAL]
         asyncio.run(answers(keep, args.answers))

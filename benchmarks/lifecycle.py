@@ -39,7 +39,7 @@ PROMPT = [{"role": "user", "content": "Write a short story about a lighthouse ke
 
 def post(url: str, body: dict[str, Any], timeout: float = 600, method: str = "POST") -> Any:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"},
-                                 method=method)  # fmt: skip
+                                 method=method)
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return r.read()
 
@@ -55,20 +55,20 @@ def pull_hearth(base: str, name: str) -> float:
 def pull_plain(hub: str, folder: Path) -> float:
     code = ("import sys, time; from huggingface_hub import hf_hub_download; t = time.perf_counter(); "
             f"hf_hub_download({REPO!r}, {FILE!r}, local_dir=sys.argv[1], endpoint=sys.argv[2]); "
-            "print(time.perf_counter() - t)")  # fmt: skip
+            "print(time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code, str(folder), hub], capture_output=True, text=True, check=True,
-                         env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})  # fmt: skip
+                         env={**os.environ, "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     return float(out.stdout.strip().splitlines()[-1])
 
 
 def stream(base: str, model: str, max_tokens: int, keep_alive: Any = None) -> tuple[float, float, int]:
     """(time to first token, decode tokens/s after it, tokens) through the Ollama API."""
     body: dict[str, Any] = {"model": model, "messages": PROMPT, "stream": True,
-                            "options": {"temperature": 0, "num_predict": max_tokens}}  # fmt: skip
+                            "options": {"temperature": 0, "num_predict": max_tokens}}
     if keep_alive is not None:
         body["keep_alive"] = keep_alive
     req = urllib.request.Request(base + "/api/chat", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
+                                 headers={"Content-Type": "application/json"})
     t0 = time.perf_counter()
     first = 0.0
     final: dict[str, Any] = {}
@@ -95,19 +95,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d, running(hub.app) as hub_url:
         tmp = Path(d)
         cfg = f"cache: {{enabled: false}}\nlocal: {{models_dir: {tmp / 'store'}, n_ctx: 2048}}\nmodels:\n" + (
-            "  smol:\n    kind: llamacpp\n    path: builtin:smollm2-135m\n    preload: false\n")  # fmt: skip
+            "  smol:\n    kind: llamacpp\n    path: builtin:smollm2-135m\n    preload: false\n")
         (tmp / "bench.yaml").write_text(cfg)
         port = free_port()
         server = subprocess.Popen(
             [sys.executable, "-m", "hearth", "serve", "--config", str(tmp / "bench.yaml"), "--port", str(port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             env={**os.environ, "HF_ENDPOINT": hub_url, "HF_HUB_DISABLE_XET": "1"},
-        )  # fmt: skip
+        )
         try:
             wait_ready(port)
             base = f"http://127.0.0.1:{port}"
             print(f"1. pull {size_mb:.0f} MB from a local Hub stand-in ({args.rounds} rounds, order alternating; "
-                  "median)")  # fmt: skip
+                  "median)")
             ours, plain = [], []
             for i in range(args.rounds):
                 if i % 2:
@@ -120,7 +120,7 @@ def main() -> None:
                     post(base + "/api/delete", {"model": f"{REPO}:q4_k_m"}, method="DELETE")
             a, b = statistics.median(plain), statistics.median(ours)
             print(f"   huggingface_hub.hf_hub_download: {size_mb / a:7.0f} MB/s ({a:.2f} s; all: "
-                  f"{', '.join(f'{x:.2f}' for x in plain)})")  # fmt: skip
+                  f"{', '.join(f'{x:.2f}' for x in plain)})")
             print(f"   hearth POST /api/pull:           {size_mb / b:7.0f} MB/s ({b:.2f} s; all: "
                   f"{', '.join(f'{x:.2f}' for x in ours)}; sha256 verified, progress streamed) ratio {a / b:.2f}")
             if args.pull_only:
@@ -139,7 +139,7 @@ def main() -> None:
             lora = random_lora(model_file, tmp / "lora.gguf", rank=16, modules=ALL_LINEAR)
             post(base + "/admin/adapters", {"name": "bench", "path": str(lora), "base": name})
             print(f"\n3. decode rate, 128 tokens, {args.rounds} rounds each (adapter: rank 16, all linear layers, "
-                  f"{lora.stat().st_size / 1e6:.0f} MB)")  # fmt: skip
+                  f"{lora.stat().st_size / 1e6:.0f} MB)")
             plain_rate, lora_rate = [], []
             for _ in range(args.rounds):
                 plain_rate.append(stream(base, name, 128)[1])

@@ -84,7 +84,7 @@ class Hearth:
         cfg.write_text(f"models:\n  m:\n    kind: llamacpp\n    path: {model}\n    n_ctx: 4096\n    threads: 2\n")
         self.port = 18600 + os.getpid() % 1000
         self.proc = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config",
-                                      str(cfg), "--port", str(self.port)])  # fmt: skip
+                                      str(cfg), "--port", str(self.port)])
         wait_ready(self.port)
         self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=120)
 
@@ -157,7 +157,7 @@ def main() -> None:
     rows = [("TTFT, new short chat (ms)", "ttft", 1000), ("decode (tok/s, 64 tokens)", "decode", 1),
             ("turn 1, ~525-token prompt (ms)", "turn1", 1000), ("turn 2, same conversation (ms)", "turn2", 1000),
             ("interleaved A1 (ms)", "A1", 1000), ("interleaved B1 (ms)", "B1", 1000),
-            ("interleaved A2 (ms)", "A2", 1000), ("interleaved B2 (ms)", "B2", 1000)]  # fmt: skip
+            ("interleaved A2 (ms)", "A2", 1000), ("interleaved B2 (ms)", "B2", 1000)]
     for label, k, scale in rows:
         print(f"{label:<40}{b[k] * scale:>16.1f}{h[k] * scale:>16.1f}{h[k] / b[k]:>13.2f}")
     print(f"{'turn 2 / turn 1':<40}{b['turn2'] / b['turn1']:>16.2f}{h['turn2'] / h['turn1']:>16.2f}   (goal <= 0.3)")

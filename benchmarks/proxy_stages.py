@@ -88,28 +88,28 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="hearth-stages-"))
     cfg = tmp / "proxy.yaml"
     cfg.write_text("models:\n  gpt-3.5-turbo:\n    kind: openai\n    base_url: http://127.0.0.1:8011/v1\n"
-                   "    api_key_env: HEARTH_BENCH_UPSTREAM_KEY\n")  # fmt: skip
+                   "    api_key_env: HEARTH_BENCH_UPSTREAM_KEY\n")
     upstream = subprocess.Popen([str(BENCH_PY), str(BENCH / "mock_upstream.py"), "--port", "8011"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     prof = tmp / "hearth.prof"
     env = {**os.environ, "HEARTH_BENCH_UPSTREAM_KEY": "sk-bench", "HEARTH_HOME": str(tmp)}
     # The profiler runs only while the measured load does (SIGUSR1 on, SIGUSR2 off and written): start-up,
     # warm-up and shutdown stay out of the figures.
     hearth = subprocess.Popen([sys.executable, "-c", _PROFILED, str(prof), "--log-level", "warning", "serve",
                                "--config", str(cfg), "--port", "4111"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait("http://127.0.0.1:8011/health")
         wait("http://127.0.0.1:4111/health")
         load = [str(BENCH_PY), str(BENCH / "loadgen.py"), "--base-url", "http://127.0.0.1:4111/v1",
-                "--concurrency", str(args.concurrency), "--warmup", "0"]  # fmt: skip
+                "--concurrency", str(args.concurrency), "--warmup", "0"]
         if args.stream:
             load.append("--stream")
         subprocess.run([*load, "--requests", "500"], capture_output=True, timeout=600)  # warm-up
         hearth.send_signal(signal.SIGUSR1)
         time.sleep(0.2)
         out = subprocess.run([*load, "--requests", str(args.requests)], capture_output=True, text=True,
-                             timeout=600).stdout  # fmt: skip
+                             timeout=600).stdout
         hearth.send_signal(signal.SIGUSR2)
         for _ in range(100):
             if prof.exists():

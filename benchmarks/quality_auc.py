@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace) -> None:
     rng = random.Random(0)
     pairs = nq_pairs(args.questions, rng)
     cfg = Config.model_validate({"conversation": {"quality": {"judge_model": args.judge_model}}} if args.judge_questions
-                                else {"models": {"all-minilm": {"kind": "embedding"}}})  # fmt: skip
+                                else {"models": {"all-minilm": {"kind": "embedding"}}})
     a = assemble(cfg)
     await a.start()
     convo = a.convo
@@ -94,7 +94,7 @@ async def run(args: argparse.Namespace) -> None:
             print(f"  on the first {args.judge_questions} questions (one correct, one incorrect answer each):")
             print(f"  heuristic: AUC {auc(hp, hn):.3f}")
             print(f"  judge ({args.judge_model}): AUC {auc(jp, jn):.3f}   p50 {statistics.median(jt) * 1000:.0f} ms "
-                  f"per answer")  # fmt: skip
+                  f"per answer")
 
         by_kind: dict[str, list[float]] = {}
         for i, (q, good, _) in enumerate(pairs[:100]):

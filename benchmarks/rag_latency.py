@@ -128,14 +128,14 @@ async def run(n_chunks: int, n_queries: int) -> None:
                          ("  the same with numpy's query embedding (before)", numpy_full),
                          ("hybrid retrieval (no embedding)", retrieval),
                          ("  vector part: HNSW top-50 + fetch", vec_only), ("  keyword part: BM25 top-50 + fetch", kw_only),
-                         ("anchor: exact vector search, numpy", exact)):  # fmt: skip
+                         ("anchor: exact vector search, numpy", exact)):
             print(f"{name:<50} {pct(xs, 0.5):>8.2f} {pct(xs, 0.99):>8.2f}")
         print(f"HNSW recall@10 vs exact: {agree / (10 * n):.3f}; vector part vs exact: "
-              f"{pct(vec_only, 0.5) / pct(exact, 0.5):.2f}x the time")  # fmt: skip
+              f"{pct(vec_only, 0.5) / pct(exact, 0.5):.2f}x the time")
         import resource
 
         print(f"peak RSS of the whole run: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
-              "(with the anchor's 150 MB matrix and the writer's copies)")  # fmt: skip
+              "(with the anchor's 150 MB matrix and the writer's copies)")
         await svc.catalog.close()
 
 

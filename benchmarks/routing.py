@@ -29,12 +29,12 @@ BENCH = Path(os.environ.get("BENCH_DIR", ROOT.parent / "shared" / "bench"))
 BENCH_PY = Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "hearth-bench")) / "venv" / "bin" / "python"
 
 EASY = ["hi", "你好", "thanks!", "谢谢你", "What is the capital of France?", "早上好", "Who are you?",
-        "今天天气怎么样？", "How are you?", "What color is the sky?"]  # fmt: skip
+        "今天天气怎么样？", "How are you?", "What color is the sky?"]
 HARD = ["Write a Python function that merges two sorted lists.", "帮我写一个快速排序的代码",
         "Translate into French: the weather is nice today.", "把这句话翻译成英文：我喜欢编程。",
         "Analyze the pros and cons of microservices for a small team.", "比较一下TCP和UDP的优缺点",
         "Write a short story about a robot learning to paint.", "Debug this: for i in range(10) print(i)",
-        "Explain step by step how to solve 3x + 7 = 22.", "写一篇关于春天的短文"]  # fmt: skip
+        "Explain step by step how to solve 3x + 7 = 22.", "写一篇关于春天的短文"]
 LONG = "Summarize the following notes. " + " ".join(
     f"Note {i}: the service handled {i * 7} requests." for i in range(40)
 )
@@ -47,9 +47,9 @@ def pct(xs: list[float], p: float) -> float:
 
 def ttft(port: int, model: str, prompt: str, max_tokens: int = 8) -> tuple[float, str, str]:
     r = stream_chat(port, {"model": model, "messages": [{"role": "user", "content": prompt}],
-                           "max_tokens": max_tokens, "temperature": 0})  # fmt: skip
+                           "max_tokens": max_tokens, "temperature": 0})
     return (r.ttft if r.ttft is not None else float("nan")), r.headers.get("x-hearth-backend", ""), \
-        r.headers.get("x-hearth-route", "")  # fmt: skip
+        r.headers.get("x-hearth-route", "")
 
 
 def decision_times() -> tuple[float, float]:
@@ -60,7 +60,7 @@ def decision_times() -> tuple[float, float]:
     cfg = load_config(ROOT / "examples" / "hybrid.yaml", env={})
     policy = RoutingPolicy(cfg.models["auto"], is_local=lambda n: n == "qwen2.5-coder-0.5b")  # type: ignore[arg-type]
     reqs = [ChatRequest(model="auto", messages=[Message("system", "You are helpful."), Message("user", p)])
-            for p in [*EASY, *HARD, LONG]]  # fmt: skip
+            for p in [*EASY, *HARD, LONG]]
     times = []
     for _ in range(300):
         for r in reqs:
@@ -82,7 +82,7 @@ def main() -> None:
                           "1500", "--tokens", "20"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
         subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "bad_upstream.py"), str(bad_port)],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]  # fmt: skip
+    ]
     from hearth.model_files import resolve_model_path
 
     model = resolve_model_path("builtin:qwen2.5-coder-0.5b")
@@ -90,7 +90,7 @@ def main() -> None:
     tiers = "    tiers:\n      - {max_score: 0.45, target: local}\n      - {max_score: 1.0, target: remote}\n"
     router = ("    kind: router\n    default: local\n    health_interval: null\n    rules:\n"
               + routes.replace("qwen2.5-coder-0.5b", "local") + tiers
-              + "    fallbacks: {local: [remote], remote: [local]}\n")  # fmt: skip
+              + "    fallbacks: {local: [remote], remote: [local]}\n")
     cfg = tmp / "bench.yaml"
     cfg.write_text(f"""models:
   local: {{kind: llamacpp, path: {model}, threads: 2, max_sequences: 4, max_queue: 32}}
@@ -107,7 +107,7 @@ def main() -> None:
   fo-hang: {{kind: router, default: hang, fallbacks: {{hang: [local]}}, ttft_deadline: 0.5, health_interval: null}}
 """)
     procs.append(subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config",
-                                   str(cfg), "--port", str(port)]))  # fmt: skip
+                                   str(cfg), "--port", str(port)]))
     try:
         wait_ready(mock_port, "/health")
         wait_ready(port, "/health")
@@ -123,7 +123,7 @@ def main() -> None:
             f"(easy local {sum(1 for (_, b, _), p in zip(routed, prompts, strict=True) if b == 'local' and p in EASY)}/10, "
             f"hard local {sum(1 for (_, b, _), p in zip(routed, prompts, strict=True) if b == 'local' and p in HARD)}/10)"
         )
-        print(f"   anchor, all remote: TTFT p50 {statistics.median(t for t, _, _ in direct) * 1000:.0f} ms\n")  # fmt: skip
+        print(f"   anchor, all remote: TTFT p50 {statistics.median(t for t, _, _ in direct) * 1000:.0f} ms\n")
 
         base = [ttft(port, "local", f"Say hi #{i}")[0] for i in range(10)]
         refused = [ttft(port, "fo-refused", f"Say hi #{i}") for i in range(10)]
@@ -135,7 +135,7 @@ def main() -> None:
             f"(routes: {sorted({r for _, _, r in refused})})"
         )
         print(f"   primary hangs, first-token deadline 0.5 s: {statistics.median(t for t, _, _ in hang) * 1000:.0f} ms "
-              f"(routes: {sorted({r for _, _, r in hang})})\n")  # fmt: skip
+              f"(routes: {sorted({r for _, _, r in hang})})\n")
 
         print("4. 16 concurrent long prompts (~400 tokens) on a router whose default is the local model")
         for name in ("load-noshed", "load-shed"):
@@ -144,7 +144,7 @@ def main() -> None:
             ts = [t for t, _, _ in res]
             shed = sum(1 for _, _, r in res if r == "shed")
             print(f"   {'shedding on ' if name == 'load-shed' else 'shedding off'}: TTFT p50 {pct(ts, 50) * 1000:.0f} ms, "
-                  f"p99 {pct(ts, 99) * 1000:.0f} ms, shed to remote {shed}/16")  # fmt: skip
+                  f"p99 {pct(ts, 99) * 1000:.0f} ms, shed to remote {shed}/16")
     finally:
         for p in procs:
             p.terminate()

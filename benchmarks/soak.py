@@ -35,7 +35,7 @@ from _client import free_port, wait_ready
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 QUESTIONS = ["What is the capital of France?", "Name three colours.", "What is 2 + 2?", "Say hello in Spanish.",
-             "Why is the sky blue?", "Give me a fruit.", "What day comes after Monday?", "Spell cat."]  # fmt: skip
+             "Why is the sky blue?", "Give me a fruit.", "What day comes after Monday?", "Spell cat."]
 
 
 def rss_and_fds(pid: int) -> tuple[float, int]:
@@ -58,7 +58,7 @@ class Stats:
 
 async def one(session: aiohttp.ClientSession, base: str, rng: random.Random) -> None:
     kind = rng.choices(["local", "local-stream", "remote", "remote-stream", "cached", "embed", "search"],
-                       [2, 2, 3, 3, 3, 2, 2])[0]  # fmt: skip
+                       [2, 2, 3, 3, 3, 2, 2])[0]
     q = rng.choice(QUESTIONS)
     if kind == "embed":
         url, body = "/v1/embeddings", {"model": "all-minilm", "input": [q, f"{q} {rng.random()}"]}
@@ -67,7 +67,7 @@ async def one(session: aiohttp.ClientSession, base: str, rng: random.Random) -> 
     else:
         model = "smol" if kind.startswith("local") else "remote"
         body = {"model": model, "messages": [{"role": "user", "content": q if kind == "cached" else f"{q} ({rng.random():.6f})"}],
-                "max_tokens": 16, "stream": kind.endswith("stream")}  # fmt: skip
+                "max_tokens": 16, "stream": kind.endswith("stream")}
         if kind == "cached":
             body["temperature"] = 0
         url = "/v1/chat/completions"
@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace) -> None:
     tmp = Path(tempfile.mkdtemp())
     up_port, port = free_port(), free_port()
     upstream = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "bad_upstream.py"), str(up_port)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     cfg = tmp / "soak.yaml"
     cfg.write_text(f"""cache: {{semantic: {{enabled: true}}}}
 rag: {{path: {tmp / 'rag'}}}
@@ -109,7 +109,7 @@ models:
     real = Path(os.environ.get("HEARTH_HOME") or Path.home() / ".cache" / "hearth") / "models"
     (tmp / "home" / "models").symlink_to(real, target_is_directory=True)
     gw = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config", str(cfg),
-                           "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "gw.log").open("wb"))  # fmt: skip
+                           "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=(tmp / "gw.log").open("wb"))
     base = f"http://127.0.0.1:{port}"
     rows: list[dict[str, Any]] = []
     try:
@@ -134,10 +134,10 @@ models:
                        "requests_per_s": round(ok / args.interval, 2),
                        "p50_ms": round(statistics.median(lat) * 1000, 1) if lat else None,
                        "p99_ms": round(lat[int(len(lat) * 0.99)] * 1000, 1) if lat else None,
-                       "errors": len(errors)}  # fmt: skip
+                       "errors": len(errors)}
                 rows.append(row)
                 print(f"{row['minute']:>5} {row['rss_mb']:>8} {row['fds']:>5} {row['requests_per_s']:>7} "
-                      f"{row['p50_ms']!s:>8} {row['p99_ms']!s:>8} {row['errors']:>7}", flush=True)  # fmt: skip
+                      f"{row['p50_ms']!s:>8} {row['p99_ms']!s:>8} {row['errors']:>7}", flush=True)
                 for e in errors[:3]:
                     print("   error:", e, flush=True)
             await asyncio.gather(*tasks)
@@ -162,7 +162,7 @@ def report(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
     print(f"\nafter warm-up ({args.warmup} min): RSS {first['rss_mb']} -> {last['rss_mb']} MB "
           f"({(last['rss_mb'] / first['rss_mb'] - 1) * 100:+.1f}%), peak {peak} MB; descriptors {first['fds']} -> "
           f"{last['fds']} (max {max(r['fds'] for r in after)}); requests {total:.0f}; "
-          f"errors {sum(r['errors'] for r in rows)}")  # fmt: skip
+          f"errors {sum(r['errors'] for r in rows)}")
     print(json.dumps({"rows": len(rows)}))
     try:
         import matplotlib

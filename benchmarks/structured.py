@@ -54,21 +54,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "book": {"type": "object", "properties": {"title": S, "author": S, "year": {"type": "integer", "minimum": 1000,
              "maximum": 2100}}, "required": ["title", "author", "year"]},
     "storyboard": STORYBOARD_SCHEMA,
-}  # fmt: skip
+}
 TOPICS = ["the ocean", "a small bakery", "space travel", "a rainy city", "a chess club", "mountain hiking",
-          "a jazz concert", "a robot", "winter holidays", "a school library"]  # fmt: skip
+          "a jazz concert", "a robot", "winter holidays", "a school library"]
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather for a city",
           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}},
          {"type": "function", "function": {"name": "get_time", "description": "Current time in a timezone",
           "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}}},
          {"type": "function", "function": {"name": "convert_currency", "description": "Convert an amount of money",
           "parameters": {"type": "object", "properties": {"amount": {"type": "number"}, "from": {"type": "string"},
-                         "to": {"type": "string"}}, "required": ["amount", "from", "to"]}}}]  # fmt: skip
+                         "to": {"type": "string"}}, "required": ["amount", "from", "to"]}}}]
 TOOL_QUERIES = [("What's the weather in Paris?", "get_weather"), ("Is it raining in London right now?", "get_weather"),
                 ("What time is it in Tokyo?", "get_time"), ("Current time in New York please", "get_time"),
                 ("Convert 100 USD to EUR", "convert_currency"), ("How many yen is 50 dollars?", "convert_currency"),
                 ("北京现在天气怎么样？", "get_weather"), ("东京现在几点？", "get_time"),
-                ("Tell me a joke.", None), ("What is the capital of Italy?", None)]  # fmt: skip
+                ("Tell me a joke.", None), ("What is the capital of Italy?", None)]
 
 
 def post(port: int, body: dict[str, Any]) -> dict[str, Any]:
@@ -94,10 +94,10 @@ def main() -> None:
 
     cfg = Path(tempfile.mkdtemp()) / "c.yaml"
     cfg.write_text(f"models:\n  m:\n    kind: llamacpp\n    path: {resolve_model_path('builtin:qwen2.5-coder-0.5b')}\n"
-                   "    threads: 2\n")  # fmt: skip
+                   "    threads: 2\n")
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--config", str(cfg),
-                             "--port", str(port)])  # fmt: skip
+                             "--port", str(port)])
     try:
         wait_ready(port)
         base = {"model": "m", "temperature": 0, "max_tokens": 400}
@@ -137,7 +137,7 @@ def validity(port: int, base: dict[str, Any], names: list[str], prompts: int) ->
             except (ValueError, KeyError, jsonschema.ValidationError):
                 pass
             sys_msg = {"role": "system", "content": "Reply with only a JSON value matching this JSON schema, "
-                       f"nothing else:\n{json.dumps(schema)}"}  # fmt: skip
+                       f"nothing else:\n{json.dumps(schema)}"}
             r = post(port, {**base, "max_tokens": budget, "messages": [sys_msg, user]})
             text = r["choices"][0]["message"]["content"] or ""
             for key, parse, col in (("strict", json.loads, 1), ("lenient", repair, 2)):
@@ -148,12 +148,12 @@ def validity(port: int, base: dict[str, Any], names: list[str], prompts: int) ->
                 except (ValueError, jsonschema.ValidationError):
                     pass
     print(f"1. schema-valid answers, {len(names)} schemas x {prompts} prompts = {n} "
-          f"(constrained answers cut by max_tokens: {truncated})")  # fmt: skip
+          f"(constrained answers cut by max_tokens: {truncated})")
     print(f"   constrained (json_schema):              {ok['constrained']}/{n} = {ok['constrained'] / n:.0%}")
     print(f"   unconstrained + instructions, strict:   {ok['strict']}/{n} = {ok['strict'] / n:.0%}")
     print(f"   unconstrained + instructions, repaired: {ok['lenient']}/{n} = {ok['lenient'] / n:.0%}")
     print("   per schema (constrained / strict / repaired): "
-          + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]}" for k, v in per.items()))  # fmt: skip
+          + ", ".join(f"{k} {v[0]}/{v[1]}/{v[2]}" for k, v in per.items()))
 
 
 def grammar_cost(port: int, base: dict[str, Any]) -> None:
@@ -165,13 +165,13 @@ def grammar_cost(port: int, base: dict[str, Any]) -> None:
         m = [{"role": "system", "content": f"[free {i}]"}, msg]
         g = [{"role": "system", "content": f"[grammar {i}]"}, msg]
         free.append(timed_stream(port, {**base, "max_tokens": 64, "messages": m,
-                                        "logit_bias": {"151643": -100, "151645": -100}}))  # fmt: skip
+                                        "logit_bias": {"151643": -100, "151645": -100}}))
         rf = {"type": "json_schema", "json_schema": {"name": "s", "schema": story}}
         constrained.append(timed_stream(port, {**base, "max_tokens": 64, "messages": g, "response_format": rf}))
     print("\n2. cost of a grammar (64 tokens, medians of 5)")
     for label, runs in (("no grammar", free), ("json_schema grammar", constrained)):
         print(f"   {label:<20} TTFT {statistics.median(t for t, _ in runs) * 1000:.0f} ms, "
-              f"decode {statistics.median(r for _, r in runs):.1f} tok/s")  # fmt: skip
+              f"decode {statistics.median(r for _, r in runs):.1f} tok/s")
 
 
 def compile_time() -> None:
@@ -195,7 +195,7 @@ def tool_calls(port: int, base: dict[str, Any]) -> None:
         right = valid = calls_made = plain = 0
         for q, want in TOOL_QUERIES:
             r = post(port, {**base, "max_tokens": 120, "messages": [{"role": "user", "content": q}],
-                            "tools": TOOLS, "tool_choice": choice})  # fmt: skip
+                            "tools": TOOLS, "tool_choice": choice})
             calls = r["choices"][0]["message"].get("tool_calls") or []
             if not calls:
                 plain += want is None
@@ -211,7 +211,7 @@ def tool_calls(port: int, base: dict[str, Any]) -> None:
                 pass
         extra = f", plain answers to the 2 that need no tool {plain}/2" if choice == "auto" else ""
         print(f"   tool_choice {choice:<8}: right function {right}/8, schema-valid arguments {valid}/{calls_made} "
-              f"calls{extra}")  # fmt: skip
+              f"calls{extra}")
 
 
 if __name__ == "__main__":

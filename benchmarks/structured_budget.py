@@ -67,7 +67,7 @@ SCHEMAS: dict[str, tuple[str, dict[str, Any]]] = {
         age={"type": "integer", "minimum": 0, "maximum": 120}, bio=S, skills=arr(S, lo=2))),
     "poem": ("a poem about {t}", obj(["title", "stanzas"], title=S, stanzas=arr(obj(["lines"], lines=arr(S, lo=4,
         hi=4)), lo=2))),
-}  # fmt: skip
+}
 TOPICS = ["a cat learning to surf", "一座城市的清晨", "the history of bread", "quantum computers", "a rainy marathon"]
 
 
@@ -81,7 +81,7 @@ def start(target: str) -> tuple[subprocess.Popen[bytes], int]:
     if target == "today":
         env["PYTHONPATH"] = today_src()
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tempfile.mkdtemp())  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=tempfile.mkdtemp())
     wait_ready(port, timeout=300)
     return proc, port
 
@@ -105,7 +105,7 @@ def ask(client: openai.OpenAI, schema: dict[str, Any], prompt: str, budget: int,
         for ev in client.chat.completions.create(
             model="local", max_tokens=budget, temperature=0.7, seed=seed, response_format=rf, stream=True,
             stream_options={"include_usage": True}, messages=[{"role": "user", "content": f"Write {prompt}."}],
-        ):  # fmt: skip
+        ):
             if ev.choices and ev.choices[0].delta.content:
                 ttft = ttft or time.perf_counter() - t0
                 text += ev.choices[0].delta.content
@@ -140,14 +140,14 @@ def main() -> None:
         try:
             for budget in budgets:
                 res = [ask(client, schema, tpl.format(t=topic), budget, seed)
-                       for tpl, schema in SCHEMAS.values() for seed, topic in enumerate(TOPICS[: a.prompts])]  # fmt: skip
+                       for tpl, schema in SCHEMAS.values() for seed, topic in enumerate(TOPICS[: a.prompts])]
                 done = [r for r in res if not r["refused"]]
                 ttfts = [r["ttft"] for r in done if r["ttft"]]
                 rates = [r["rate"] for r in done if r["rate"]]
                 rows.append((target, budget, sum(r["valid"] for r in done), len(done), sum(r["cut"] for r in done),
                              statistics.mean([r["chars"] for r in done if r["valid"]] or [0]),
                              statistics.median(ttfts) * 1000 if ttfts else float("nan"),
-                             statistics.median(rates) if rates else float("nan"), len(res) - len(done)))  # fmt: skip
+                             statistics.median(rates) if rates else float("nan"), len(res) - len(done)))
                 print(f"  {target} max_tokens {budget}: {rows[-1][2]}/{rows[-1][3]} valid", file=sys.stderr, flush=True)
         finally:
             proc.terminate()

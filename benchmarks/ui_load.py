@@ -44,7 +44,7 @@ def main() -> None:
     (tmp / "h.yaml").write_text(CONFIG.format(db=tmp / "keys.db"))
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "serve", "--config", str(tmp / "h.yaml"), "--port",
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(port)
@@ -54,7 +54,7 @@ def main() -> None:
             print(f"{'page':28} {'load p50':>9} {'load max':>9} {'bytes':>9}")
             for name, path in [("blank (anchor)", "/ui/vendor/uPlot-LICENSE.txt"), ("playground", "/ui/#playground"),
                                ("knowledge bases", "/ui/#kbs"), ("dashboard", "/ui/#dashboard"),
-                               ("keys", "/ui/#keys")]:  # fmt: skip
+                               ("keys", "/ui/#keys")]:
                 loads, sizes = [], []
                 for _ in range(a.rounds):
                     ctx = browser.new_context()

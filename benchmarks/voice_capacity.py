@@ -125,7 +125,7 @@ def measure(port: int, model: str, n: int, turns: int, think: float, rounds: int
         t0 = time.perf_counter() + 0.2
         batch = [Device(i, t0 + (2.0 * i / n if n > 1 else 0.0)) for i in range(n)]
         threads = [threading.Thread(target=run_device, args=(client, model, d, turns, think, salt * 10 + r))
-                   for d in batch]  # fmt: skip
+                   for d in batch]
         for t in threads:
             t.start()
         for t in threads:
@@ -158,7 +158,7 @@ def start(target: str, gguf: str) -> tuple[subprocess.Popen[bytes], int]:
         env["PYTHONPATH"] = today_src()
     if target == "server":
         cmd = [sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--n_threads", "2", "--n_ctx", "4096",
-               "--host", "127.0.0.1", "--port", str(port), "--interrupt_requests", "False"]  # fmt: skip
+               "--host", "127.0.0.1", "--port", str(port), "--interrupt_requests", "False"]
         health = "/v1/models"
     else:  # no config file: the defaults a voice server meets
         cmd = [sys.executable, "-m", "hearth", "--log-level", "warning", "serve", "--port", str(port)]
@@ -172,7 +172,7 @@ def warm(port: int, model: str) -> None:
     """Cache the persona (what a running voice server has after its first user)."""
     client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0, timeout=300)
     client.chat.completions.create(model=model, max_tokens=4, temperature=0.7, messages=[  # type: ignore[arg-type]
-        {"role": "system", "content": PERSONA}, {"role": "user", "content": "你好"}])  # fmt: skip
+        {"role": "system", "content": PERSONA}, {"role": "user", "content": "你好"}])
 
 
 def main() -> None:
@@ -198,7 +198,7 @@ def main() -> None:
                 results[(target, n)] = r
                 print(f"{target:>6} N={n:<3} first segment p50 {r['p50'] * 1000:6.0f} ms  p90 {r['p90'] * 1000:6.0f} ms  "
                       f"max {r['max'] * 1000:6.0f} ms  underruns {r['underruns']:3.0f}  stall {r['stall']:6.1f} s  "
-                      f"turns {r['turns']:.0f}", flush=True)  # fmt: skip
+                      f"turns {r['turns']:.0f}", flush=True)
         finally:
             proc.terminate()
             proc.wait()

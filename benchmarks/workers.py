@@ -78,12 +78,12 @@ def load(port: int, stream: bool, requests: int, pids: list[int]) -> dict[str, f
     before = cpu_seconds(pids)
     cmd = [str(BENCH_PY), str(BENCH / "loadgen.py"), "--base-url", f"http://127.0.0.1:{port}/v1",
            "--model", "gpt-3.5-turbo", "--requests", str(requests), "--concurrency", "16", "--warmup", "200",
-           "--max-seconds", "120"] + (["--stream"] if stream else [])  # fmt: skip
+           "--max-seconds", "120"] + (["--stream"] if stream else [])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     r = json.loads(out.strip().splitlines()[-1])
     used = cpu_seconds(pids) - before
     return {"rps": float(r["rps"]), "p50": float(r["lat_p50_ms"]),
-            "cpu_ms": 1000 * used / requests}  # fmt: skip
+            "cpu_ms": 1000 * used / requests}
 
 
 def main() -> None:
@@ -99,27 +99,27 @@ def main() -> None:
         try:
             upstream = free_port()
             procs.append(subprocess.Popen([str(BENCH_PY), str(BENCH / "mock_upstream.py"), "--port", str(upstream)],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_ready(upstream, "/health")
             cfg = tmp / "proxy.yaml"
             cfg.write_text(f"models:\n  gpt-3.5-turbo: {{kind: openai, base_url: 'http://127.0.0.1:{upstream}/v1', "
-                           "api_key_env: BENCH_KEY}\n")  # fmt: skip
+                           "api_key_env: BENCH_KEY}\n")
             ports = [free_port(), free_port()]
             gateways = []
             for p in ports:
                 proc = subprocess.Popen([sys.executable, "-m", "hearth", "--log-level", "warning", "serve",
                                          "--config", str(cfg), "--port", str(p)], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL, env={**os.environ, "BENCH_KEY": "sk-bench"})  # fmt: skip
+                                        stderr=subprocess.DEVNULL, env={**os.environ, "BENCH_KEY": "sk-bench"})
                 procs.append(proc)
                 gateways.append(proc.pid)
                 wait_ready(p)
             one_lb, two_lb = free_port(), free_port()
             for listen, backends in ((one_lb, ports[:1]), (two_lb, ports)):
                 procs.append(subprocess.Popen([nginx, "-p", str(tmp), "-c", str(nginx_conf(tmp, listen, backends))],
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))  # fmt: skip
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             time.sleep(0.5)
             setups = [("1 hearth, direct", ports[0], gateways[:1]), ("1 hearth behind nginx", one_lb, gateways[:1]),
-                      ("2 hearth behind nginx", two_lb, gateways)]  # fmt: skip
+                      ("2 hearth behind nginx", two_lb, gateways)]
             print(f"remote-only gateway, mock upstream (20 tokens), concurrency 16, {args.requests} requests each")
             print(f"{'setup':24} {'mode':11} {'req/s':>8} {'p50 ms':>8} {'gateway CPU ms/req':>19}")
             for mode, stream in (("non-stream", False), ("stream", True)):

@@ -40,7 +40,7 @@ DIALOGUES = [
      ("assistant", "我们可以一起练习。")],
     [("user", "我每天早上六点起床跑步"), ("assistant", "真自律！"), ("user", "周末想去爬白云山"),
      ("assistant", "白云山风景很好。")],
-]  # fmt: skip
+]
 BASIC = ["现在几点了", "今天星期几"]  # xiaozhi's rules: answered from the context (result_for_context)
 
 
@@ -48,19 +48,19 @@ def config(functions: list[str]) -> str:
     names = sorted({*functions, "continue_chat", "result_for_context"})
     schema = {"type": "object", "properties": {"function_call": {"type": "object", "properties": {
         "name": {"enum": names}, "arguments": {"type": "object"}}, "required": ["name"]}},
-        "required": ["function_call"]}  # fmt: skip
+        "required": ["function_call"]}
     fmt = {"type": "json_schema", "json_schema": {"name": "intent", "schema": schema}}
     return (f"models:\n  qwen2.5-coder-0.5b:\n    kind: llamacpp\n    aliases: [local]\n"
             f"  memory:\n    kind: router\n    default: qwen2.5-coder-0.5b\n    health_interval: null\n"
             f"    response_format: {{type: json_object}}\n"
             f"  intent:\n    kind: router\n    default: qwen2.5-coder-0.5b\n    health_interval: null\n"
-            f"    response_format: {json.dumps(fmt, ensure_ascii=False)}\n")  # fmt: skip
+            f"    response_format: {json.dumps(fmt, ensure_ascii=False)}\n")
 
 
 def _llm(xz: Xiaozhi, model: str, base_url: str) -> Any:
     """xiaozhi's own OpenAI provider, pointed at hearth's model `model`."""
     return xz.llm_utils.create_instance("openai", {**xz.config["LLM"]["HearthLLM"], "model_name": model,
-                                                   "base_url": base_url})  # fmt: skip
+                                                   "base_url": base_url})
 
 
 async def memories(xz: Xiaozhi, model: str, base_url: str) -> dict[str, Any]:
@@ -115,7 +115,7 @@ async def intents(xz: Xiaozhi, model: str, index: int, base_url: str) -> dict[st
     conn.stop_event.set()
     n = len(cases)
     return {"model's JSON parsed": f"{parsed}/{n}", "existing function": f"{existing}/{n}", "right function": f"{right}/{n}",
-            "s per intent": round(sum(seconds) / n, 2)}  # fmt: skip
+            "s per intent": round(sum(seconds) / n, 2)}
 
 
 def main() -> None:
@@ -131,9 +131,9 @@ def main() -> None:
     proc, url = start_hearth(ROOT / "src", "helpers", str(cfg))
     try:
         print(f"hearth: {cpu_model()}, single-stream decode {decode_rate(url):.1f} tok/s; xiaozhi functions: "
-              f"{', '.join(functions)}")  # fmt: skip
+              f"{', '.join(functions)}")
         for label, mem_model, intent_model, index in (("plain local model", "local", "local", 100),
-                                                      ("forced-format aliases", "memory", "intent", 200)):  # fmt: skip
+                                                      ("forced-format aliases", "memory", "intent", 200)):
             mem = asyncio.run(memories(xz, mem_model, url + "/v1"))
             got = asyncio.run(intents(xz, intent_model, index, url + "/v1"))
             print(f"{label:<22} mem_local_short: {mem}  intent_llm: {got}")

@@ -51,14 +51,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 
 PLAIN = ["你好呀，今天过得怎么样", "给我讲个笑话吧", "你是谁呀", "推荐一部好看的电影", "明天出门要带伞吗",
-         "晚饭吃什么好呢", "长城有多长", "怎么才能学好英语", "你喜欢什么音乐", "周末去哪里玩比较好"]  # fmt: skip
+         "晚饭吃什么好呢", "长城有多长", "怎么才能学好英语", "你喜欢什么音乐", "周末去哪里玩比较好"]
 # (question, the tool xiaozhi's rules say must be called, or None: answer in words)
 TOOL_TURNS = [("放一首周杰伦的稻香", "play_music"), ("北京明天天气怎么样", "get_weather"), ("给我讲个故事吧", None),
               ("看看今天有什么新闻", "get_news_from_newsnow"), ("你好呀", None), ("今天农历几号", None),
               ("上海今天下雨吗", "get_weather"), ("来首轻音乐", "play_music"), ("你叫什么名字", None),
-              ("拜拜", "handle_exit_intent")]  # fmt: skip
+              ("拜拜", "handle_exit_intent")]
 CANNED = {"get_weather": "北京明天晴，气温 2℃~12℃，北风三级。", "get_news_from_newsnow": "今日要闻：一、国内航天发射成功；二、多地迎来降温。",
-          "web_search": "搜索结果：暂无更多信息。", "get_lunar": "今天是农历十月廿九。"}  # fmt: skip
+          "web_search": "搜索结果：暂无更多信息。", "get_lunar": "今天是农历十月廿九。"}
 JSONISH = re.compile(r"[{}\[\]]|\"name\"|\"arguments\"|function|tool_call|direct_answer")
 
 
@@ -100,9 +100,9 @@ def start_hearth(src: Path, label: str, config: str | None = None) -> tuple[subp
 
 def decode_rate(url: str) -> float:
     body = {"model": "local", "messages": [{"role": "user", "content": "Count from 1 to 60, separated by spaces."}],
-            "max_tokens": 64, "temperature": 0.7, "stream": False}  # random sampling: never a cache hit  # fmt: skip
+            "max_tokens": 64, "temperature": 0.7, "stream": False}  # random sampling: never a cache hit
     req = urllib.request.Request(url + "/v1/chat/completions", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})  # fmt: skip
+                                 {"Content-Type": "application/json"})
     best = 0.0
     for _ in range(2):
         t0 = time.perf_counter()
@@ -124,7 +124,7 @@ class Xiaozhi:
         Path("data/.config.yaml").write_text(
             "selected_module:\n  LLM: HearthLLM\n  Intent: function_call\n  Memory: nomem\nlog:\n  log_level: ERROR\n"
             f"LLM:\n  HearthLLM:\n    type: openai\n    base_url: {base_url}\n    model_name: voice\n"
-            "    api_key: sk-hearth\n    timeout: {connect: 3.0, read: 120.0}\n", encoding="utf-8")  # fmt: skip
+            "    api_key: sk-hearth\n    timeout: {connect: 3.0, read: 120.0}\n", encoding="utf-8")
         from config.logger import setup_logging
         from core.utils.cache.manager import CacheType, cache_manager
 
@@ -208,7 +208,7 @@ class Xiaozhi:
         self.cache.set(self.CacheType.LOCATION, ip, "广州")
         self.cache.set(self.CacheType.WEATHER, "广州", "您查询的位置是：广州\n\n当前天气: 多云\n详细参数：\n  · 体感温度: 30℃\n"
                        "  · 相对湿度: 70%\n\n未来7天预报：\n" + "".join(f"周{d}: 多云，气温 24℃~31℃\n" for d in "一二三四五六日")
-                       + "\n（如需某一天的具体天气，请告诉我日期）")  # fmt: skip
+                       + "\n（如需某一天的具体天气，请告诉我日期）")
         conn = self.Connection(cfg, None, None, llm, None, self.Intent(cfg["Intent"]["function_call"]))
         conn.loop = self.loop
         conn.websocket = types.SimpleNamespace(send=_async_none, close=_async_none)
@@ -252,7 +252,7 @@ class Xiaozhi:
         segs = [(t - t0, s) for t, s in conn.tts.segments]
         return {"question": question, "first_segment": segs[0][0] if segs else None, "segments": [s for _, s in segs],
                 "calls": [n for _, n, _ in conn.calls], "first_call": conn.calls[0][0] - t0 if conn.calls else None,
-                "total": time.perf_counter() - t0}  # fmt: skip
+                "total": time.perf_counter() - t0}
 
 
 async def _async_none(*a: Any, **k: Any) -> None:
@@ -287,7 +287,7 @@ def summarize(rows: list[dict[str, Any]], mode: str) -> dict[str, Any]:
     spoken = [s for r in rows for s in r["segments"]]
     out: dict[str, Any] = {"turns": len(rows), "p50_ms": 1000 * statistics.median(firsts), "p90_ms": 1000 * q[8],
                            "max_ms": 1000 * firsts[-1], "json_spoken": sum(bool(JSONISH.search(s)) for s in spoken),
-                           "longest_answer_chars": max((sum(len(s) for s in r["segments"]) for r in rows), default=0)}  # fmt: skip
+                           "longest_answer_chars": max((sum(len(s) for s in r["segments"]) for r in rows), default=0)}
     if mode == "function_call":
         want = dict(TOOL_TURNS)
         must = [r for r in rows if want.get(r["question"])]
@@ -314,7 +314,7 @@ def main() -> None:
         from _baseline import src_at, src_before
 
         before = src_at(args.baseline_rev, "xiaozhi") if args.baseline_rev else src_before(
-            "benchmarks/xiaozhi_real.py", "xiaozhi")  # fmt: skip
+            "benchmarks/xiaozhi_real.py", "xiaozhi")
         versions.insert(0, ("before", Path(before)))
     report: dict[str, Any] = {"cpu": cpu_model(), "runs": []}
     xz: Xiaozhi | None = None
@@ -333,12 +333,12 @@ def main() -> None:
                         s = summarize(rows, mode)
                         report["runs"].append({"hearth": label, "model": model, "mode": mode, "devices": n,
                                                "decode_tok_s": rate, "cold_first_segment_ms": 1000 * cold, **s,
-                                               "rows": rows})  # fmt: skip
+                                               "rows": rows})
                         extra = f"  right tool {s['right_tool']}, wrong calls {s['wrong_call']}" if mode != "plain" else ""
                         print(f"{label:6} {model:6} {mode:13} {n:2} dev: first segment p50 {s['p50_ms']:6.0f} ms  "
                               f"p90 {s['p90_ms']:6.0f} ms  max {s['max_ms']:6.0f} ms  JSON spoken {s['json_spoken']}  "
                               f"longest {s['longest_answer_chars']} chars  (cold {1000 * cold:.0f} ms){extra}",
-                              flush=True)  # fmt: skip
+                              flush=True)
         finally:
             proc.terminate()
             proc.wait(30)

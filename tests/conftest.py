@@ -69,7 +69,7 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
 
 
 def start_hearth(config: str, tmp: Path, name: str, wait: bool = True, env: dict[str, str] | None = None,
-                 port: int | None = None) -> Server:  # fmt: skip
+                 port: int | None = None) -> Server:
     port = port or free_port()
     cfg = tmp / f"{name}.yaml"
     cfg.write_text(config)
@@ -77,7 +77,7 @@ def start_hearth(config: str, tmp: Path, name: str, wait: bool = True, env: dict
     proc = subprocess.Popen(
         [sys.executable, "-m", "hearth", "serve", "--config", str(cfg), "--port", str(port)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-    )  # fmt: skip
+    )
     server = Server(proc, port, log)
     if wait:
         try:
@@ -95,7 +95,7 @@ def redis_server() -> Iterator[int]:
     assert exe, "redis-server is not installed (scripts/test.sh installs it)"
     port = free_port()
     proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
@@ -150,7 +150,7 @@ def bad(tmp_session: Path) -> Iterator[Server]:
     port = free_port()
     log = tmp_session / "bad.log"
     proc = subprocess.Popen([sys.executable, str(HERE / "support" / "bad_upstream.py"), str(port)],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
     s = Server(proc, port, log)
     wait_http(f"{s.url}/ok/v1/models", proc, log, timeout=30)
     yield s
@@ -183,7 +183,7 @@ def gateway(tmp_session: Path, upstream: Server, bad: Server) -> Iterator[Server
         *(_remote(f"bad-ollama-{m}", "ollama", f"{bad.url}/{m}") for m in ("ok", "stall", "garbage", "truncate")),
         _remote("remote-embed", "openai", f"{upstream.url}/v1", first_token=30, total=60).replace("smol", "all-minilm"),
         _remote("remote-embed-ollama", "ollama", upstream.url, first_token=30, total=60).replace("smol", "all-minilm"),
-    ])  # fmt: skip
+    ])
     config = f"""
 server:
   max_body_bytes: 262144

@@ -22,7 +22,7 @@ def test_import_is_light() -> None:
 
 def test_health_is_503_while_the_model_loads(tmp_path: Path) -> None:
     s = start_hearth("models:\n  smol: {kind: llamacpp, path: 'builtin:smollm2-135m', n_ctx: 256}\n", tmp_path, "h",
-                     wait=False)  # fmt: skip
+                     wait=False)
     try:
         seen = set()
         deadline = time.monotonic() + 60
@@ -39,7 +39,7 @@ def test_health_is_503_while_the_model_loads(tmp_path: Path) -> None:
             time.sleep(0.02)
         embedders = {"all-minilm", *(["multilingual-e5-small"] if multilingual_embedder_available() else [])}
         assert seen == {503, 200} and body == {"status": "ready", "models": {"smol": "ready"} | dict.fromkeys(
-            embedders, "ready")}  # fmt: skip
+            embedders, "ready")}
     finally:
         s.stop()
 
@@ -58,5 +58,5 @@ def test_missing_model_file_fails_clearly(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("models:\n  m: {kind: llamacpp, path: /nonexistent/x.gguf}\n")
     out = subprocess.run([sys.executable, "-m", "hearth", "serve", "--config", str(cfg), "--port", "0"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+                         capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "model file not found: /nonexistent/x.gguf" in out.stderr

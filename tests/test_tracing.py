@@ -57,14 +57,14 @@ def test_spans_carry_gen_ai_attributes_and_the_callers_trace(tmp_path: Path) -> 
 
     def make() -> web.Application:
         leaves = {"remote": FunctionBackend("remote", lambda r: answer),
-                  "here": FunctionBackend("here", lambda r: answer, local=True)}  # fmt: skip
+                  "here": FunctionBackend("here", lambda r: answer, local=True)}
         assembly = assemble(cfg, leaves=leaves)
         return create_app(cfg, assembly, open_access(cfg, env={}), Tracer(provider))
 
     with running(make) as url:
         msg = [{"role": "user", "content": "hi"}]
         _post(url + "/v1/chat/completions", {"model": "remote", "messages": msg, "max_tokens": 7, "temperature": 0.5},
-              {"traceparent": PARENT})  # fmt: skip
+              {"traceparent": PARENT})
         _post(url + "/api/generate", {"model": "here", "prompt": "hi", "stream": False, "raw": True})
     remote, local = exporter.get_finished_spans()
     assert remote.name == "chat remote" and remote.kind == SpanKind.CLIENT

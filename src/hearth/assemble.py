@@ -98,7 +98,7 @@ def _speech(b: _Build) -> None:
                                        on_underrun=b.metrics.pace_underrun,
                                        max_tokens=m.speech_max_tokens,
                                        stable_prefix=m.stable_prefix if m.stable_prefix is not None
-                                       else m.pace is not None)  # fmt: skip
+                                       else m.pace is not None)
 
 
 def _cache(b: _Build) -> None:
@@ -124,7 +124,7 @@ def _router(b: _Build) -> None:
     for name, m in routers.items():
         b.served[name] = RouterBackend(name, m, members, b.breakers, on_route=b.metrics.route_decided,
                                        memory=b.convo.memory, sticky=b.cfg.conversation.sticky,
-                                       quality=b.convo.window_score)  # fmt: skip
+                                       quality=b.convo.window_score)
 
 
 def _structured(b: _Build) -> None:
@@ -277,14 +277,14 @@ async def _nothing() -> None:
 
 
 def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
-             leaves: Mapping[str, Backend] | None = None) -> Assembly:  # fmt: skip
+             leaves: Mapping[str, Backend] | None = None) -> Assembly:
     """Build the gateway for `cfg`. `leaves` replaces the provider of the named models (test doubles such
     as `hearth.testing.ScriptedBackend`); every stage is still built around them as configured."""
     metrics = metrics or GatewayMetrics()
     residency = Residency(max_models=cfg.local.max_loaded_models, max_bytes=cfg.local.budget_bytes(),
                           load_timeout=cfg.local.load_timeout,
                           default_keep_alive=_seconds(cfg.local.keep_alive),
-                          on_load=metrics.model_loaded)  # fmt: skip
+                          on_load=metrics.model_loaded)
     services = Services(residency)
     chat: dict[str, Backend] = {}
     embedders: dict[str, Embedder] = {}
@@ -324,7 +324,7 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
     store = ModelStore(cfg.local.root())
     assembly.adapters = Adapters(cfg, store, registry, lambda: services.local)
     assembly.pulled = LocalModels(cfg, residency, assembly.serve, assembly.unserve, services.local, store,
-                                  on_added=assembly.adapters.sync)  # fmt: skip
+                                  on_added=assembly.adapters.sync)
     registry.resolvers.insert(0, assembly.adapters)  # `base+adapter` before RAG's names
     _instrument(assembly)
     return assembly

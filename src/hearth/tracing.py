@@ -44,17 +44,17 @@ class Tracer:
         self._extract = extract
 
     def _span(self, name: str, headers: Mapping[str, str], local: bool, start_ns: int, attrs: dict[str, Any],
-              error: str | None) -> None:  # fmt: skip
+              error: str | None) -> None:
         kind = self._kind.INTERNAL if local else self._kind.CLIENT
         span = self._tracer.start_span(name, context=self._extract(dict(headers)), kind=kind, start_time=start_ns,
-                                       attributes={k: v for k, v in attrs.items() if v is not None})  # fmt: skip
+                                       attributes={k: v for k, v in attrs.items() if v is not None})
         if error:
             span.set_attribute("error.type", error)
             span.set_status(self._status(self._error, error))
         span.end()
 
     def generation(self, headers: Mapping[str, str], req: ChatRequest, s: Stream, *, local: bool,
-                   provider: str, key: str | None) -> None:  # fmt: skip
+                   provider: str, key: str | None) -> None:
         operation = "text_completion" if req.prompt is not None else "chat"
         start = time.time_ns() - int((time.perf_counter() - s.t0) * 1e9)
         sp = req.sampling
@@ -66,7 +66,7 @@ class Tracer:
             "gen_ai.request.stop_sequences": list(sp.stop) or None,
             "hearth.time_to_first_token": s.ttft, "hearth.key": key,
             "hearth.route": s.route.reason if s.route else None, "hearth.cache": s.cache.status if s.cache else None,
-        }  # fmt: skip
+        }
         if s.usage is not None:
             attrs["gen_ai.usage.input_tokens"] = s.usage.prompt_tokens
             attrs["gen_ai.usage.output_tokens"] = s.usage.completion_tokens
@@ -76,10 +76,10 @@ class Tracer:
         self._span(f"{operation} {req.model}", headers, local, start, attrs, error)
 
     def embeddings(self, headers: Mapping[str, str], model: str, served_by: str, tokens: int, seconds: float, *,
-                   local: bool, provider: str, key: str | None) -> None:  # fmt: skip
+                   local: bool, provider: str, key: str | None) -> None:
         attrs = {"gen_ai.operation.name": "embeddings", "gen_ai.provider.name": provider,
                  "gen_ai.request.model": model, "gen_ai.response.model": served_by,
-                 "gen_ai.usage.input_tokens": tokens, "hearth.key": key}  # fmt: skip
+                 "gen_ai.usage.input_tokens": tokens, "hearth.key": key}
         start = time.time_ns() - int(seconds * 1e9)
         self._span(f"embeddings {model}", headers, local, start, attrs, None)
 

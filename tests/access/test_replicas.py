@@ -40,7 +40,7 @@ keys:
 
 def call(url: str, method: str, path: str, body: Any = None, key: str | None = ADMIN) -> tuple[int, Any]:
     req = urllib.request.Request(url + path, data=json.dumps(body).encode() if body is not None else None,
-                                 method=method)  # fmt: skip
+                                 method=method)
     if key:
         req.add_header("Authorization", f"Bearer {key}")
     try:

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.model
 SYSTEM = "You are terse."
 ASK = [{"role": "user", "content": "What is the capital of France?"}]
 TOOLS = [{"name": "get_weather", "description": "Get the current weather for a city",
-          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]  # fmt: skip
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
 
 
 def client(gw: Server) -> anthropic.Anthropic:
@@ -55,7 +55,7 @@ def test_tool_use_round_trip_on_the_local_model(gateway: Server) -> None:
     assert r.stop_reason == "tool_use" and call.name == "get_weather" and "paris" in str(call.input).lower()
     follow = [*ask, {"role": "assistant", "content": [b.model_dump() for b in r.content]},
               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
-                                            "content": "Sunny, 21 degrees"}]}]  # fmt: skip
+                                            "content": "Sunny, 21 degrees"}]}]
     answer = c.messages.create(model="local", max_tokens=40, messages=follow, tools=TOOLS)  # type: ignore[arg-type]
     assert answer.content and answer.stop_reason in ("end_turn", "max_tokens", "tool_use")
     with c.messages.stream(model="local", max_tokens=100, tools=TOOLS, messages=ask,  # type: ignore[arg-type]
@@ -87,7 +87,7 @@ def test_errors_are_in_anthropics_shape(gateway: Server) -> None:
 
 def test_structured_output_through_output_config(gateway: Server) -> None:
     schema = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"}},
-              "required": ["city", "country"], "additionalProperties": False}  # fmt: skip
+              "required": ["city", "country"], "additionalProperties": False}
     r = client(gateway).messages.create(model="local", max_tokens=60, messages=ASK,  # type: ignore[arg-type]
                                         output_config={"format": {"type": "json_schema", "schema": schema}})
     import json

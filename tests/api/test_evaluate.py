@@ -63,7 +63,7 @@ def test_intent_header_with_the_openai_client(gw: Server) -> None:
 def test_intent_header_over_ollama_and_the_request_log(gw: Server) -> None:
     status, headers, _ = post(gw, "/api/chat", {"model": "smol", "stream": False, "options": {"num_predict": 8},
                                                 "messages": [{"role": "user", "content": "谢谢你！"}]},
-                              {"x-hearth-conversation-id": "c-42", "x-request-id": "req-intent-1"})  # fmt: skip
+                              {"x-hearth-conversation-id": "c-42", "x-request-id": "req-intent-1"})
     assert status == 200 and headers["x-hearth-intent"] == "thanks"
     deadline = time.time() + 10
     lines: list[dict[str, Any]] = []
@@ -82,7 +82,7 @@ def test_intent_header_over_ollama_and_the_request_log(gw: Server) -> None:
 
 def test_evaluate_heuristic_and_judge(gw: Server) -> None:
     status, _, [r] = post(gw, "/v1/evaluate", {"question": "What is the capital of France?",
-                                               "answer": "The capital of France is Paris."})  # fmt: skip
+                                               "answer": "The capital of France is Paris."})
     assert status == 200 and 0.5 < r["overall"] <= 1 and {"relevance", "language", "coherence"} <= set(r["scores"])
     status, _, [bad] = post(
         gw, "/v1/evaluate", {"question": "法国的首都是哪里？", "answer": "I'm sorry, I cannot help."}
@@ -91,7 +91,7 @@ def test_evaluate_heuristic_and_judge(gw: Server) -> None:
     status, _, [g] = post(gw, "/v1/evaluate", {"question": "What is 2+2?", "answer": "4", "mode": "judge"})
     assert status == 200 and g["mode"] == "judge" and 0 <= g["overall"] <= 1
     status, _, [s] = post(gw, "/v1/evaluate", {"question": "How tall is it?", "answer": "It is 330 m tall.",
-                                               "sources": ["The tower is 330 m tall.", {"text": "Built in 1889."}]})  # fmt: skip
+                                               "sources": ["The tower is 330 m tall.", {"text": "Built in 1889."}]})
     assert status == 200 and s["scores"]["groundedness"] == 1.0
 
 

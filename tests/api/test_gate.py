@@ -69,7 +69,7 @@ def gateway(tmp_path: Path) -> Iterator[str]:
 
 
 def call(url: str, method: str, path: str, body: Any = None, key: str | None = ADMIN,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:  # fmt: skip
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
     data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url + path, data=data, method=method, headers=headers or {})
     if key:
@@ -231,7 +231,7 @@ def test_requests_are_logged_as_json_with_their_request_id(gateway: str, caplog:
     with caplog.at_level(logging.INFO, logger="hearth.requests"):
         status, headers, _ = call(gateway, "POST", "/v1/chat/completions",
                                   {"model": "paid", "messages": [{"role": "user", "content": "secret plan"}]},
-                                  key=key, headers={"x-request-id": "req-42"})  # fmt: skip
+                                  key=key, headers={"x-request-id": "req-42"})
         assert status == 200 and headers["x-request-id"] == "req-42"
         generated = call(gateway, "GET", "/v1/models", key=key)[1]["x-request-id"]
         assert len(generated) == 32

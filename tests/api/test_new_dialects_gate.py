@@ -60,7 +60,7 @@ def _answer(req: ChatRequest) -> Reply | Exception | list[Any]:
 def gw(tmp_path: Path) -> Iterator[tuple[str, FunctionBackend]]:
     cfg_file = tmp_path / "hearth.yaml"
     cfg_file.write_text(CONFIG.replace("KEYS_DB", str(tmp_path / "keys.db"))
-                        .replace("RESPONSES_DB", str(tmp_path / "responses.db")))  # fmt: skip
+                        .replace("RESPONSES_DB", str(tmp_path / "responses.db")))
     cfg = load_config(cfg_file, {})
     paid = FunctionBackend("paid", _answer)
 
@@ -84,7 +84,7 @@ def _call(url: str, method: str, path: str, body: Any = None, headers: dict[str,
 
 def new_key(url: str, **fields: Any) -> str:
     status, body = _call(url, "POST", "/admin/keys", {"name": "app", "models": ["paid"], **fields},
-                         headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
+                         headers={"Authorization": f"Bearer {ADMIN}"})
     assert status == 200, body
     return str(body["key"])
 
@@ -99,7 +99,7 @@ def oai(url: str, key: str) -> openai.OpenAI:
 
 HI = [{"role": "user", "content": "hi"}]
 TOOLS = [{"name": "get_weather", "description": "The weather in a city",
-          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]  # fmt: skip
+          "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 
 
 def test_messages_take_the_key_from_x_api_key_and_refuse_in_anthropics_shape(gw: tuple[str, FunctionBackend]) -> None:
@@ -147,7 +147,7 @@ def test_messages_limits_apply_and_a_failure_mid_stream_is_an_error_event(gw: tu
     c = claude(url, key)
     broken = [{"role": "user", "content": "break"}]
     with c.messages.stream(model="paid", max_tokens=10, messages=broken) as s, \
-            pytest.raises(anthropic.APIStatusError) as failed:  # fmt: skip
+            pytest.raises(anthropic.APIStatusError) as failed:
         for _ in s.text_stream:
             pass
     assert "provider hung up" in str(failed.value)
@@ -163,7 +163,7 @@ def test_messages_tool_use_round_trip_reaches_the_backend_as_tool_messages(gw: t
     c = claude(url, new_key(url))
     ask = [{"role": "user", "content": "weather in Paris?"}]
     r = c.messages.create(model="paid", max_tokens=50, messages=ask, tools=TOOLS,  # type: ignore[arg-type]
-                          tool_choice={"type": "any", "disable_parallel_tool_use": True})  # fmt: skip
+                          tool_choice={"type": "any", "disable_parallel_tool_use": True})
     call = r.content[0]
     assert r.stop_reason == "tool_use" and call.type == "tool_use" and call.input == {"city": "Paris"}
     assert call.id.startswith("toolu_")
@@ -172,7 +172,7 @@ def test_messages_tool_use_round_trip_reaches_the_backend_as_tool_messages(gw: t
     assert sent.tools and sent.tools[0]["function"]["name"] == "get_weather"
     follow = [*ask, {"role": "assistant", "content": [call.model_dump()]},
               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
-                                            "content": [{"type": "text", "text": "sunny"}]}]}]  # fmt: skip
+                                            "content": [{"type": "text", "text": "sunny"}]}]}]
     with c.messages.stream(model="paid", max_tokens=50, messages=follow, tools=TOOLS) as s:  # type: ignore[arg-type]
         final = s.get_final_message()
     assert final.content[0].text == "It is sunny." and final.stop_reason == "end_turn"  # type: ignore[union-attr]
@@ -189,7 +189,7 @@ def test_stored_responses_belong_to_the_key_that_made_them(gw: tuple[str, Functi
     assert mine.responses.retrieve(first.id).output_text == "a b c d"
     for attempt in (lambda: theirs.responses.retrieve(first.id),
                     lambda: theirs.responses.create(model="paid", input="more", previous_response_id=first.id),
-                    lambda: theirs.responses.delete(first.id)):  # fmt: skip
+                    lambda: theirs.responses.delete(first.id)):
         with pytest.raises(openai.NotFoundError):
             attempt()
     second = mine.responses.create(model="paid", input="more", previous_response_id=first.id)
@@ -254,5 +254,5 @@ def test_responses_stream_text_a_call_and_text_again_as_three_items(gw: tuple[st
     assert [k for k, _ in kinds] == ["message", "function_call", "message"] and len({i for _, i in kinds}) == 3
     assert final.output_text == "Let me look.Done." and final.output[1].arguments == '{"city": "Oslo"}'  # type: ignore[union-attr]
     messages = claude(url, new_key(url)).messages.create(model="paid", max_tokens=20, messages=[
-        {"role": "user", "content": "mixed"}])  # fmt: skip
+        {"role": "user", "content": "mixed"}])
     assert [b.type for b in messages.content] == ["text", "tool_use"] and messages.stop_reason == "tool_use"

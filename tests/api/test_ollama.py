@@ -33,7 +33,7 @@ def post(gw: Server, path: str, body: bytes | dict[str, Any]) -> tuple[int, Any]
 
 def test_chat_streaming_default(gateway: Server) -> None:
     parts = list(client(gateway).chat(model="local", messages=MSGS, stream=True,
-                                      options={"temperature": 0, "num_predict": 12}))  # fmt: skip
+                                      options={"temperature": 0, "num_predict": 12}))
     assert len(parts) >= 2 and parts[-1].done
     text = "".join(p.message.content or "" for p in parts)
     assert "Paris" in text
@@ -51,20 +51,20 @@ def test_chat_non_streaming(gateway: Server) -> None:
 
 def test_raw_ndjson_is_streamed_by_default(gateway: Server) -> None:
     status, lines = post(gateway, "/api/chat", {"model": "local", "messages": MSGS,
-                                                "options": {"temperature": 0, "num_predict": 8}})  # fmt: skip
+                                                "options": {"temperature": 0, "num_predict": 8}})
     assert status == 200 and len(lines) >= 2
     assert all(not line["done"] for line in lines[:-1]) and lines[-1]["done"]
     assert {"total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count",
-            "eval_duration", "done_reason"} <= set(lines[-1])  # fmt: skip
+            "eval_duration", "done_reason"} <= set(lines[-1])
 
 
 def test_generate(gateway: Server) -> None:
     c = client(gateway)
     r = c.generate(model="local", prompt="What is 2+2? Answer with a digit.", stream=False,
-                   options={"temperature": 0, "num_predict": 8})  # fmt: skip
+                   options={"temperature": 0, "num_predict": 8})
     assert "4" in r.response and r.done
     parts = list(c.generate(model="local", prompt="def add(a, b):\n    return", raw=True, stream=True,
-                            options={"temperature": 0, "num_predict": 4}))  # fmt: skip
+                            options={"temperature": 0, "num_predict": 4}))
     assert parts[-1].done and parts[-1].done_reason == "length"
     assert "".join(p.response for p in parts).strip().startswith("a")
 
@@ -122,5 +122,5 @@ def test_error_bodies(gateway: Server) -> None:
 
 def test_ignored_runtime_options_are_accepted(gateway: Server) -> None:
     r = client(gateway).chat(model="local", messages=MSGS, stream=False,
-                             options={"num_ctx": 4096, "num_gpu": 0, "num_predict": 2}, keep_alive="5m")  # fmt: skip
+                             options={"num_ctx": 4096, "num_gpu": 0, "num_predict": 2}, keep_alive="5m")
     assert r.done

@@ -46,7 +46,7 @@ def test_chat_streaming_with_usage(gateway: Server) -> None:
     stream = client(gateway).chat.completions.create(
         model="qwen2.5-coder-0.5b", messages=MSGS, max_tokens=16, temperature=0, stream=True,  # type: ignore[arg-type]
         stream_options={"include_usage": True},
-    )  # fmt: skip
+    )
     texts, finish, usage = [], None, None
     for ev in stream:
         if ev.choices:
@@ -66,7 +66,7 @@ def test_sampling_parameters_are_honoured(gateway: Server) -> None:
     r = c.chat.completions.create(
         model="local", messages=[{"role": "user", "content": "Count from 1 to 20, comma separated."}],
         max_completion_tokens=40, temperature=0, stop=["5"], seed=1, presence_penalty=0.1, frequency_penalty=0.1,
-    )  # fmt: skip
+    )
     text = r.choices[0].message.content or ""
     assert "5" not in text and "4" in text
     assert r.choices[0].finish_reason == "stop"
@@ -113,15 +113,15 @@ def test_body_not_an_object(gateway: Server) -> None:
 
 def test_wrong_type_names_the_field(gateway: Server) -> None:
     e = _err(*post(gateway, "/v1/chat/completions", {"model": "local", "messages": MSGS, "temperature": "hot"}), 400,
-             "temperature")  # fmt: skip
+             "temperature")
     assert e["param"] == "temperature"
     e = _err(*post(gateway, "/v1/chat/completions", {"model": "local", "messages": [{"role": "robot", "content": "x"}]}),
-             400, "messages.0.role")  # fmt: skip
+             400, "messages.0.role")
 
 
 def test_unknown_field_names_the_field(gateway: Server) -> None:
     e = _err(*post(gateway, "/v1/chat/completions", {"model": "local", "messages": MSGS, "max_token": 5}), 400,
-             "max_token", "unknown field")  # fmt: skip
+             "max_token", "unknown field")
     assert e["param"] == "max_token"
 
 

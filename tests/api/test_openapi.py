@@ -59,7 +59,7 @@ def test_every_route_is_documented() -> None:
 def gw(tmp_path_factory: pytest.TempPathFactory, bad: Server) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("fuzz")
     cfg = (f"keys: {{path: {tmp / 'keys.db'}}}\nrag: {{path: {tmp / 'rag'}}}\nlocal: {{models_dir: {tmp / 'm'}}}\n"
-           f"models:\n  m: {{kind: openai, base_url: '{bad.url}/ok/v1', model: gpt}}\n")  # fmt: skip
+           f"models:\n  m: {{kind: openai, base_url: '{bad.url}/ok/v1', model: gpt}}\n")
     with running(HubStandIn({}).app) as hub:  # an empty Hub: every pull the fuzzer makes up is a clean 404
         server = start_hearth(cfg, tmp, "fuzz", env={"HEARTH_ADMIN_KEY": ADMIN, "HF_ENDPOINT": hub})
         yield server
@@ -102,7 +102,7 @@ def test_fuzz_no_server_errors(gw: Server) -> None:
 
             @given(op.as_strategy(generation_mode=mode))
             @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=True,
-                      suppress_health_check=list(HealthCheck))  # fmt: skip
+                      suppress_health_check=list(HealthCheck))
             def run(case: Any) -> None:
                 resp = case.call(base_url=gw.url, headers={"Authorization": f"Bearer {ADMIN}"}, timeout=60)
                 statuses[resp.status_code] += 1

@@ -24,7 +24,7 @@ def test_valid_options_become_extensions() -> None:
     assert ext({"rag": {"kb": "manuals", "top_k": 3, "filter": {"lang": "en"}}, "pace": "speech",
                 "segments": True, "conversation": "c-1"}, OllamaChatBody) == {
         "rag": {"kb": "manuals", "top_k": 3, "filter": {"lang": "en"}}, "pace": "speech", "segments": True,
-        "conversation": "c-1"}  # fmt: skip
+        "conversation": "c-1"}
     assert ext(None) == {} and ext({"cache": None}) == {}
 
 
@@ -35,7 +35,7 @@ def test_valid_options_become_extensions() -> None:
     ({"rag": "kb"}, "hearth.rag"), ({"rag": {"kb": 1}}, "hearth.rag.kb"), ({"rag": {"top_k": 0}}, "hearth.rag.top_k"),
     ({"rag": {"kb": "x", "extra": 1}}, "hearth.rag.extra"), ({"request_id": "forged"}, "hearth.request_id"),
     ({"pace": True}, "hearth.pace"), ({"conversation": ""}, "hearth.conversation"), ([], "hearth"),
-])  # fmt: skip
+])
 def test_malformed_options_are_400s_that_name_them(value: Any, param: str) -> None:
     with pytest.raises(BadRequest) as e:
         ext(value)

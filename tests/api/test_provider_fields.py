@@ -70,18 +70,18 @@ def test_thinking_fields_are_accepted_and_forwarded(gateway: Server) -> None:
     msgs = [{"role": "user", "content": "你好"}]
     for model in ("local", "remote-openai"):
         for extra in ({"enable_thinking": False}, {"thinking": {"type": "disabled"}},
-                      {"chat_template_kwargs": {"enable_thinking": False}}):  # fmt: skip
+                      {"chat_template_kwargs": {"enable_thinking": False}}):
             r = c.chat.completions.create(model=model, messages=msgs, max_tokens=4, extra_body=extra)  # type: ignore[arg-type]
             assert r.choices[0].message.content is not None, (model, extra)
     status, body = call(gateway.url + "/api/chat", {"model": "local", "messages": msgs, "think": False,
-                                                      "stream": False, "options": {"num_predict": 4}})  # fmt: skip
+                                                      "stream": False, "options": {"num_predict": 4}})
     assert status == 200, body
     # Still refused: a misspelt field, a thinking type nobody defines.
     status, body = call(gateway.url + "/v1/chat/completions", {"model": "local", "messages": msgs,
-                                                                 "enable_thinkin": False})  # fmt: skip
+                                                                 "enable_thinkin": False})
     assert status == 400 and "enable_thinkin" in body["error"]["message"]
     status, body = call(gateway.url + "/v1/chat/completions", {"model": "local", "messages": msgs,
-                                                                 "thinking": {"type": "sometimes"}})  # fmt: skip
+                                                                 "thinking": {"type": "sometimes"}})
     assert status == 400 and body["error"]["param"] == "thinking"
     status, body = call(gateway.url + "/api/chat", {"model": "local", "messages": msgs, "think": "maybe"})
     assert status == 400 and "think" in body["error"]
@@ -95,7 +95,7 @@ def test_local_template_gets_the_thinking_switch() -> None:
 
     template = ("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
                 "{% if enable_thinking is defined and enable_thinking is false %}NOTHINK{% endif %}"
-                "<|im_start|>assistant\n")  # fmt: skip
+                "<|im_start|>assistant\n")
     cfg = LocalModel(path="builtin:smollm2-135m", n_ctx=256, threads=2, chat_template=template, warmup=False)
 
     async def run() -> tuple[str, str]:

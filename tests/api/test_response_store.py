@@ -36,7 +36,7 @@ def _config(tmp: Path, redis_url: str) -> Config:
     return Config.model_validate({
         "models": {"m": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1"}},
         "keys": {"path": str(tmp / "keys.db")}, "replicas": {"redis_url": redis_url, "share_breakers": False},
-    })  # fmt: skip
+    })
 
 
 @pytest.fixture(scope="module")

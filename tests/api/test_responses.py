@@ -16,7 +16,7 @@ from tests.conftest import Server
 pytestmark = pytest.mark.model
 
 TOOLS = [{"type": "function", "name": "get_weather", "description": "Get the current weather for a city",
-          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]  # fmt: skip
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
 
 
 def client(gw: Server) -> openai.OpenAI:
@@ -27,19 +27,19 @@ def client(gw: Server) -> openai.OpenAI:
 def test_create_stream_and_follow_up(gateway: Server, model: str) -> None:
     c = client(gateway)
     raw = c.responses.with_raw_response.create(model=model, instructions="You are terse.", max_output_tokens=16,
-                                               input="What is the capital of France?")  # fmt: skip
+                                               input="What is the capital of France?")
     first = raw.parse()
     assert first.status in ("completed", "incomplete") and first.output_text.strip()
     assert first.usage is not None and first.usage.output_tokens > 0 and first.usage.input_tokens > 0
     assert raw.headers["x-hearth-backend"] == ("qwen2.5-coder-0.5b" if model == "local" else "remote-openai")
     with c.responses.stream(model=model, input="And of Italy?", previous_response_id=first.id,
-                            max_output_tokens=16) as s:  # fmt: skip
+                            max_output_tokens=16) as s:
         kinds = [e.type for e in s]
         if kinds[-1] == "response.completed":
             final = s.get_final_response()
             assert final.previous_response_id == first.id and final.output_text.strip()
     assert kinds[:4] == ["response.created", "response.in_progress", "response.output_item.added",
-                         "response.content_part.added"]  # fmt: skip
+                         "response.content_part.added"]
     assert kinds.count("response.output_text.delta") >= 2 and kinds[-1] in ("response.completed", "response.incomplete")
     if model == "local":
         assert "Paris" in first.output_text
@@ -49,12 +49,12 @@ def test_create_stream_and_follow_up(gateway: Server, model: str) -> None:
 def test_function_call_round_trip_on_the_local_model(gateway: Server) -> None:
     c = client(gateway)
     called = c.responses.create(model="local", input="What's the weather in Paris?", tools=TOOLS,  # type: ignore[arg-type]
-                                tool_choice="required")  # fmt: skip
+                                tool_choice="required")
     call = next(o for o in called.output if o.type == "function_call")
     assert call.name == "get_weather" and "paris" in json.loads(call.arguments)["city"].lower()
     done = c.responses.create(model="local", previous_response_id=called.id, tools=TOOLS,  # type: ignore[arg-type]
                               max_output_tokens=60, temperature=0, input=[{"type": "function_call_output", "call_id": call.call_id,
-                                      "output": "Sunny, 21 degrees"}])  # fmt: skip
+                                      "output": "Sunny, 21 degrees"}])
     assert done.status in ("completed", "incomplete") and done.output
 
 
@@ -90,7 +90,7 @@ def test_an_agents_sdk_agent_calls_its_tool(gateway: Server, model: str) -> None
             # Greedy and room enough for a call and a sentence: a sampled answer or one cut at the limit ends the
             # run with response.incomplete, which the SDK raises (as it does against OpenAI).
             model_settings=ModelSettings(tool_choice="required", max_tokens=300, temperature=0),
-        )  # fmt: skip
+        )
         done = await Runner.run(agent, "What's the weather in Paris?", max_turns=4)
         first_run = len(calls)
         streamed = Runner.run_streamed(agent, "What's the weather in Rome?", max_turns=4)

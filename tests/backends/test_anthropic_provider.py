@@ -25,7 +25,7 @@ from hearth.testing import FunctionBackend, Reply, running
 from hearth.testing.anthropic import AnthropicStandIn
 
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
-          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]  # fmt: skip
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_tool_calls_stream_from_input_json_fragments_and_results_go_back_as_bloc
     ask = [{"role": "user", "content": "use get_weather please"}]
     calls: dict[int, dict[str, str]] = {}
     for e in c.chat.completions.create(model="claude", messages=ask, tools=TOOLS, stream=True,  # type: ignore[arg-type]
-                                       tool_choice="required", parallel_tool_calls=False):  # fmt: skip
+                                       tool_choice="required", parallel_tool_calls=False):
         for d in (e.choices[0].delta.tool_calls or []) if e.choices else []:
             got = calls.setdefault(d.index, {"id": "", "name": "", "args": ""})
             got["id"] += d.id or ""
@@ -109,21 +109,21 @@ def test_tool_calls_stream_from_input_json_fragments_and_results_go_back_as_bloc
     assert call["name"] == "get_weather" and json.loads(call["args"]) == {"city": "Paris"}
     follow = [*ask, {"role": "assistant", "content": None, "tool_calls": [
         {"id": call["id"], "type": "function", "function": {"name": "get_weather", "arguments": call["args"]}}]},
-        {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]  # fmt: skip
+        {"role": "tool", "tool_call_id": call["id"], "content": "sunny"}]
     r = c.chat.completions.create(model="claude", messages=follow, tools=TOOLS)  # type: ignore[arg-type]
     assert r.choices[0].message.content
     turns = s.requests[-1]["messages"]
     assert turns[1] == {"role": "assistant", "content": [
         {"type": "tool_use", "id": call["id"], "name": "get_weather", "input": {"city": "Paris"}}]}
     assert turns[2] == {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call["id"],
-                                                     "content": "sunny"}]}  # fmt: skip
+                                                     "content": "sunny"}]}
 
 
 def test_every_api_reaches_claude(gw: str) -> None:
     r = ollama.Client(host=gw).chat(model="claude", messages=[{"role": "user", "content": "hi"}])
     assert r.message.content == "Claude here: hi"
     m = anthropic.Anthropic(base_url=gw, api_key="x", max_retries=0).messages.create(
-        model="claude", max_tokens=20, messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+        model="claude", max_tokens=20, messages=[{"role": "user", "content": "hi"}])
     assert m.content[0].text == "Claude here: hi"  # type: ignore[union-attr]
     resp = openai.OpenAI(base_url=gw + "/v1", api_key="x", max_retries=0).responses.create(model="claude", input="hi")
     assert resp.output_text == "Claude here: hi"
@@ -142,7 +142,7 @@ def test_failures_are_named_and_a_router_falls_back(gw: str, standin: tuple[Anth
         s.fail = mode
         with pytest.raises(openai.APIError):
             list(c.chat.completions.create(model="claude", messages=[{"role": "user", "content": "one two three"}],
-                                           stream=True))  # fmt: skip
+                                           stream=True))
     s.fail, s.key = None, "another-key"
     with pytest.raises(openai.APIStatusError) as refused:
         c.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}])
@@ -174,7 +174,7 @@ def test_a_third_party_provider_is_one_class_and_one_call(tmp_path: Path) -> Non
 
     register_provider("echo-test", factory, config=EchoModel)
     cfg = Config.model_validate({"models": {"e": {"kind": "echo-test", "base_url": "http://echo", "prefix": "#"}}, "keys": {
-        "path": str(tmp_path / "k.db")}, "responses": {"store": "off"}})  # fmt: skip
+        "path": str(tmp_path / "k.db")}, "responses": {"store": "off"}})
     assert isinstance(cfg.models["e"], EchoModel)
 
     def make() -> Any:
@@ -183,7 +183,7 @@ def test_a_third_party_provider_is_one_class_and_one_call(tmp_path: Path) -> Non
 
     with running(make) as url:
         r = openai.OpenAI(base_url=url + "/v1", api_key="x").chat.completions.create(
-            model="e", messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+            model="e", messages=[{"role": "user", "content": "hi"}])
     assert r.choices[0].message.content == "# hi"
 
 
@@ -197,7 +197,7 @@ def test_backend_body_without_a_network() -> None:
         Message("assistant", "", tool_calls=[ToolCall("t1", "f", '{"a": 1}'), ToolCall("t2", "f", "{}")]),
         Message("tool", "r1", tool_call_id="t1"), Message("tool", "r2", tool_call_id="t2"),
         Message("assistant", ""), Message("user", "and now?"),
-    ])  # fmt: skip
+    ])
     body = b.body(req)
     assert body["messages"][0]["content"][:2] == [
         {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "AAAA"}},

@@ -31,7 +31,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     model = resolve_model_path("builtin:smollm2-135m")
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", "smol",
                              "--n_ctx", "1024", "--n_threads", "2", "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -79,7 +79,7 @@ def test_an_aborted_stream_does_not_break_the_next(gw: Server) -> None:
     ({"id": "m", "object": "model", "meta": {"n_ctx": 8192, "n_vocab": 1}}, 8192),  # a served context in meta
     ({"id": "m", "object": "model", "meta": {"n_ctx_train": 131072}}, None),  # llama-server: training context only
     ({"id": "m", "object": "model"}, None),  # llama_cpp.server, OpenAI: not told
-])  # fmt: skip
+])
 def test_context_window_is_learnt_from_the_model_list(entry: dict[str, object], expected: int | None) -> None:
     async def go() -> int | None:
         async def models(request: web.Request) -> web.Response:

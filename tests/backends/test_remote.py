@@ -30,7 +30,7 @@ def ol(gw: Server) -> ollama.Client:
 
 def post(gw: Server, path: str, body: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     req = urllib.request.Request(gw.url + path, data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
+                                 headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             return r.status, dict(r.headers), r.read()
@@ -64,7 +64,7 @@ def test_ollama_client_through_each_upstream_kind(gateway: Server, model: str) -
 
 def test_backend_header_names_the_backend(gateway: Server) -> None:
     status, headers, _ = post(gateway, "/v1/chat/completions", {"model": "remote-openai", "messages": MSGS,
-                                                               "max_tokens": 2})  # fmt: skip
+                                                               "max_tokens": 2})
     assert status == 200 and headers["x-hearth-backend"] == "remote-openai"
 
 
@@ -82,7 +82,7 @@ def test_completion_endpoint_through_remote(gateway: Server) -> None:
     ("bad-401", 502, ["credentials (401)"]),
     ("bad-429", 429, ["answered 429"]),
     ("bad-hang", 504, ["timed out", "bad-hang"]),
-])  # fmt: skip
+])
 @pytest.mark.parametrize("stream", [False, True])
 def test_provider_failures_openai_format(
     gateway: Server, model: str, status: int, words: list[str], stream: bool

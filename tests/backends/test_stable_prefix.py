@@ -16,13 +16,13 @@ from tests.conftest import start_hearth
 from tests.support.httpcall import call
 
 RULES = "\n".join(f"{i}. Rule number {i}: keep answers short, warm and spoken; never use lists or markdown."
-                  for i in range(1, 25))  # fmt: skip
+                  for i in range(1, 25))
 
 
 def system(clock: str, weather: str = "多云，气温 24℃~31℃", city: str = "广州") -> str:
     return (f"You are a friendly voice assistant.\n<rules>\n{RULES}\n</rules>\n<context>\n- Current time: {clock}\n"
             f"- Today's date: 2026-12-07 (星期一)\n- Device location: {city}\n- Weather: {weather}\n</context>\n"
-            "<memory>\n</memory>")  # fmt: skip
+            "<memory>\n</memory>")
 
 
 def convo(sys_text: str, *turns: str) -> list[Message]:
@@ -81,7 +81,7 @@ def test_short_or_absent_system_prompts_are_left_alone() -> None:
 def _chat(url: str, model: str, msgs: list[dict[str, str]]) -> dict[str, Any]:
     body = {"model": model, "messages": msgs, "max_tokens": 2, "temperature": 0}
     req = urllib.request.Request(url + "/v1/chat/completions", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})  # fmt: skip
+                                 {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as r:
         return dict(json.loads(r.read()))
 
@@ -99,7 +99,7 @@ models:
         # xiaozhi's layout: the context at the end of the system prompt, then few-shot turns (and, with Qwen's
         # template, the tool block) that a changed time line invalidates with it.
         shots = [{"role": r, "content": f"{r} example {i}: " + "一二三四五六七八九十" * 6}
-                 for i in range(4) for r in ("user", "assistant")]  # fmt: skip
+                 for i in range(4) for r in ("user", "assistant")]
         for model in ("plain", "steady"):
             for clock in ("10:01", "10:02"):
                 msgs = [{"role": "system", "content": system(clock)}, *shots, {"role": "user", "content": "你好"}]

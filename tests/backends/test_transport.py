@@ -83,7 +83,7 @@ def test_openai_stream_text_tool_calls_usage_and_finish() -> None:
         {"choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": 7,
                                   "prompt_tokens_details": {"cached_tokens": 4}}},
         "[DONE]",
-    )  # fmt: skip
+    )
     b, _ = openai(lambda r: MockReply(body=body))
     chunks, err = collect(b, chat())
     assert err is None
@@ -92,7 +92,7 @@ def test_openai_stream_text_tool_calls_usage_and_finish() -> None:
         ToolCallDelta(0, "call_1", "get_weather", ""), ToolCallDelta(0, None, None, '{"city":'),
         ToolCallDelta(0, None, None, '"Paris"}'),
         Usage(11, 7, cached_tokens=4), Finish("tool_calls"),
-    ]  # fmt: skip
+    ]
 
 
 def test_openai_stream_lines_split_anywhere_across_chunks() -> None:
@@ -114,7 +114,7 @@ def test_openai_non_streaming() -> None:
 def test_openai_request_sent_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MOCK_KEY", "sk-mock")
     b, t = openai(lambda r: openai_sse(["ok"]), model="gpt-upstream", api_key_env="MOCK_KEY",
-                  headers={"X-Team": "a"})  # fmt: skip
+                  headers={"X-Team": "a"})
     s = Sampling(max_tokens=8, temperature=0.2, top_p=0.9, top_k=40, stop=["\n"], seed=1, logit_bias={5: -1.0})
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
     collect(b, chat(sampling=s, tools=tools, tool_choice="auto", response_format={"type": "json_object"}))
@@ -127,7 +127,7 @@ def test_openai_request_sent_upstream(monkeypatch: pytest.MonkeyPatch) -> None:
         "max_tokens": 8, "temperature": 0.2, "top_p": 0.9, "seed": 1, "stop": ["\n"], "logit_bias": {"5": -1.0},
         "tools": tools, "tool_choice": "auto", "response_format": {"type": "json_object"},
         "stream_options": {"include_usage": True},
-    }  # fmt: skip
+    }
     assert t.closed, "closing the backend closes its transport"
 
 
@@ -150,7 +150,7 @@ def test_ollama_chat_stream() -> None:
     (req,) = t.requests
     assert req.path == "/api/chat"
     assert req.json == {"model": "llama3", "stream": True, "messages": [{"role": "user", "content": "Say hello."}],
-                        "options": {"num_predict": 8, "temperature": 0.0, "stop": ["x"]}}  # fmt: skip
+                        "options": {"num_predict": 8, "temperature": 0.0, "stop": ["x"]}}
 
 
 def test_ollama_raw_generate_and_length_finish() -> None:

@@ -17,7 +17,7 @@ from hearth.testing import Reply, ScriptedBackend
 
 def ask(b: CacheBackend, text: str = "what is 2+2?", stream: bool = False, **ext: Any) -> tuple[str, Collected]:
     req = ChatRequest(model=b.name, messages=[Message("user", text)], sampling=Sampling(temperature=0.0),
-                      stream=stream, extensions={"cache": ext} if ext else {})  # fmt: skip
+                      stream=stream, extensions={"cache": ext} if ext else {})
 
     async def go() -> tuple[str, Collected]:
         status, answer = "", Collected()
@@ -50,7 +50,7 @@ def test_a_hit_streams_in_word_sized_pieces() -> None:
     b, _ = cached(ScriptedBackend("m", Reply("one two three four")))
     ask(b)
     req = ChatRequest(model="m", messages=[Message("user", "what is 2+2?")], sampling=Sampling(temperature=0.0),
-                      stream=True)  # fmt: skip
+                      stream=True)
 
     async def pieces() -> list[str]:
         return [c.text for c in [c async for c in b.stream(req)] if type(c).__name__ == "TextDelta"]  # type: ignore[union-attr]

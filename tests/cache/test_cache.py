@@ -50,11 +50,11 @@ def replicas(tmp_session: Path, redis_port: int) -> Iterator[tuple[Server, Serve
 
 
 def ask(gw: Server, content: str, headers: dict[str, str] | None = None, system: str = "Answer briefly.",
-        **extra: Any) -> tuple[dict[str, str], dict[str, Any]]:  # fmt: skip
+        **extra: Any) -> tuple[dict[str, str], dict[str, Any]]:
     body = {"model": "smol", "messages": [{"role": "system", "content": system}, {"role": "user", "content": content}],
-            "max_tokens": 12, "temperature": 0, **extra}  # fmt: skip
+            "max_tokens": 12, "temperature": 0, **extra}
     req = urllib.request.Request(gw.url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json", **(headers or {})})  # fmt: skip
+                                 headers={"Content-Type": "application/json", **(headers or {})})
     with urllib.request.urlopen(req, timeout=60) as r:
         return dict(r.headers), json.loads(r.read())
 
@@ -78,11 +78,11 @@ def test_hit_replays_as_a_stream_in_both_apis(replicas: tuple[Server, Server]) -
     chunks = [ev.choices[0].delta.content for ev in c.chat.completions.create(
         model="smol", stream=True, max_tokens=30, temperature=0, messages=[
             {"role": "system", "content": "Answer briefly."},
-            {"role": "user", "content": "Say a long friendly greeting to a new colleague."}]) if ev.choices and ev.choices[0].delta.content]  # fmt: skip
+            {"role": "user", "content": "Say a long friendly greeting to a new colleague."}]) if ev.choices and ev.choices[0].delta.content]
     assert len(chunks) > 1 and "".join(chunks) == text(first)
     r = ollama.Client(host=a.url).chat(model="smol", options={"temperature": 0, "num_predict": 30}, messages=[
         {"role": "system", "content": "Answer briefly."},
-        {"role": "user", "content": "Say a long friendly greeting to a new colleague."}])  # fmt: skip
+        {"role": "user", "content": "Say a long friendly greeting to a new colleague."}])
     assert r.message.content == text(first)
 
 
@@ -120,7 +120,7 @@ def test_semantic_hit_on_a_paraphrase(replicas: tuple[Server, Server]) -> None:
     ("How do I enable dark mode in the settings?", "How do I disable dark mode in the settings?"),
     ("I have 3 apples and eat one. How many are left?", "I have 4 apples and eat one. How many are left?"),
     ("如何打开手机的蓝牙功能？", "如何关闭手机的蓝牙功能？"),
-])  # fmt: skip
+])
 def test_semantic_guards_refuse_different_questions(replicas: tuple[Server, Server], first: str, second: str) -> None:
     a, _ = replicas
     ask(a, first)
@@ -147,7 +147,7 @@ def test_replicas_share_exact_and_semantic_entries_through_redis(replicas: tuple
 
 def test_dead_redis_never_fails_a_request(tmp_session: Path) -> None:
     gw = start_hearth(_config(f"redis://127.0.0.1:{free_port()}/0").replace("semantic: {enabled: true", "semantic: {enabled: false"),
-                      tmp_session, "cache-dead-redis")  # fmt: skip
+                      tmp_session, "cache-dead-redis")
     try:
         h1, b1 = ask(gw, "Name an ocean.")
         h2, b2 = ask(gw, "Name an ocean.")
@@ -167,11 +167,11 @@ def test_cache_cli(replicas: tuple[Server, Server]) -> None:
 
     a, _ = replicas
     out = subprocess.run([sys.executable, "-m", "hearth", "cache", "stats", "--url", a.url], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+                         text=True, check=True)
     stats = json.loads(out.stdout)
     assert stats["hit"] >= 1 and stats["semantic"]["entries"] >= 1
     out = subprocess.run([sys.executable, "-m", "hearth", "cache", "clear", "--url", a.url], capture_output=True,
-                         text=True, check=True)  # fmt: skip
+                         text=True, check=True)
     assert json.loads(out.stdout)["cleared"]["memory_entries"] >= 1
     h, _ = ask(a, "Name a primary color.")
     assert h["x-hearth-cache"] == "miss"

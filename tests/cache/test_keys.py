@@ -54,7 +54,7 @@ def test_what_is_cacheable() -> None:
     ("这个功能可以用吗", "这个功能不可以用吗", "negation"),
     ("What is the population of Paris?", "What is the population of Lyon?", "entities"),
     ("When was 《红楼梦》 written?", "When was 《水浒传》 written?", "entities"),
-])  # fmt: skip
+])
 def test_guards_reject_different_questions(a: str, b: str, reason: str) -> None:
     assert guard_rejects(guard_features(a), guard_features(b)) == reason
 
@@ -63,7 +63,7 @@ def test_guards_reject_different_questions(a: str, b: str, reason: str) -> None:
     ("How do I enable dark mode in Settings?", "how do i enable dark mode in settings"),
     ("What is the capital of France?", "what's the capital of france??"),
     ("怎么学习编程？", "怎样学习编程"),
-])  # fmt: skip
+])
 def test_guards_accept_paraphrases(a: str, b: str) -> None:
     assert guard_rejects(guard_features(a), guard_features(b)) is None
 

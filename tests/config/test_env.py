@@ -21,7 +21,7 @@ models:
     path: /models/q.gguf
 """)
     cfg = load_config(f, env={"HEARTH_SERVER__PORT": "9100", "HEARTH_MODELS__QWEN_LOCAL__N_CTX": "8192",
-                              "HEARTH_MODELS__GPT_4O_MINI__TIMEOUTS__FIRST_TOKEN": "2.5"})  # fmt: skip
+                              "HEARTH_MODELS__GPT_4O_MINI__TIMEOUTS__FIRST_TOKEN": "2.5"})
     assert cfg.server.port == 9100
     local, remote = cfg.models["qwen-local"], cfg.models["gpt-4o-mini"]
     assert isinstance(local, LocalModel) and local.n_ctx == 8192

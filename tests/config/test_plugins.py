@@ -21,7 +21,7 @@ def test_an_installed_plugin_kind_loads_from_its_entry_point_and_serves(tmp_path
 
     f = tmp_path / "hearth.yaml"
     f.write_text(f"models:\n  parrot:\n    kind: echo\n    prefix: 'Polly:'\n    aliases: [bird]\n"
-                 f"keys: {{path: {tmp_path / 'keys.db'}}}\nresponses: {{store: 'off'}}\n")  # fmt: skip
+                 f"keys: {{path: {tmp_path / 'keys.db'}}}\nresponses: {{store: 'off'}}\n")
     cfg = load_config(f, env={})
     assert type(cfg.models["parrot"]).__name__ == "EchoModel" and "echo" in hearth_echo_plugin.LOADED
 
@@ -31,9 +31,9 @@ def test_an_installed_plugin_kind_loads_from_its_entry_point_and_serves(tmp_path
 
     with running(make) as url:  # type: ignore[arg-type]
         chat = openai.OpenAI(base_url=url + "/v1", api_key="x").chat.completions.create(
-            model="bird", messages=[{"role": "user", "content": "hello there"}])  # fmt: skip
+            model="bird", messages=[{"role": "user", "content": "hello there"}])
         said = anthropic.Anthropic(base_url=url, api_key="x").messages.create(
-            model="parrot", max_tokens=8, messages=[{"role": "user", "content": "hi"}])  # fmt: skip
+            model="parrot", max_tokens=8, messages=[{"role": "user", "content": "hi"}])
     assert chat.choices[0].message.content == "Polly: hello there" and said.content[0].text == "Polly: hi"  # type: ignore[union-attr]
 
 

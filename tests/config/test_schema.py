@@ -48,7 +48,7 @@ def test_conversation_section_is_checked(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("conversation:\n  memory: redis\n  quality: {judge_model: nope}\n"
                  "models:\n  m: {kind: openai, base_url: 'http://x'}\n"
-                 "  auto: {kind: router, default: m, rules: [{intent: [greeting], target: m}, {target: m}]}\n")  # fmt: skip
+                 "  auto: {kind: router, default: m, rules: [{intent: [greeting], target: m}, {target: m}]}\n")
     with pytest.raises(ConfigError) as e:
         load_config(f, env={})
     msg = str(e.value)

@@ -21,7 +21,7 @@ def redis_port() -> Iterator[int]:
 
 TURN1 = [Message("system", "You are terse. Today is Monday."), Message("user", "write a haiku about rain")]
 TURN2 = [Message("system", "You are terse. Today is Tuesday."), Message("user", "write a haiku  about rain "),
-         Message("assistant", "Soft rain on the roof..."), Message("user", "another one")]  # fmt: skip
+         Message("assistant", "Soft rain on the roof..."), Message("user", "another one")]
 
 
 def test_next_turn_finds_the_previous_one() -> None:

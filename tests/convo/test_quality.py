@@ -40,7 +40,7 @@ def test_repetition_and_truncation() -> None:
     r = run(PLAIN, "Is water wet?", loop)
     assert "repetitive" in r.flags and r.scores["coherence"] < 0.5
     cut = run(PLAIN, "Explain how vaccines work", "Vaccines train the immune system by " + "showing it " * 3 + "a harmless",
-              finish_reason="length")  # fmt: skip
+              finish_reason="length")
     assert "truncated" in cut.flags and cut.scores["completeness"] < 1
 
 
@@ -56,7 +56,7 @@ def test_groundedness_against_sources() -> None:
     src = ["The Eiffel Tower is 330 metres tall and was completed in 1889 for the World's Fair."]
     grounded = run(PLAIN, "How tall is the Eiffel Tower?", "The Eiffel Tower is 330 metres tall [1].", sources=src)
     made_up = run(PLAIN, "How tall is the Eiffel Tower?", "It was painted gold by Napoleon in 1920 for a royal wedding.",
-                  sources=src)  # fmt: skip
+                  sources=src)
     assert grounded.scores["groundedness"] == 1.0 and made_up.scores["groundedness"] < 0.5
     assert grounded.overall > made_up.overall
 

@@ -43,7 +43,7 @@ def ask(a: Assembly, *turns: str, model: str = "auto", **ext: Any) -> tuple[Stre
 
 def test_intent_rules_route_small_talk_locally() -> None:
     a = build({"cloud": ScriptedBackend("cloud"), "local": ScriptedBackend("local", local=True)},
-              {"default": "cloud", "rules": [{"intent": ["greeting", "thanks", "farewell"], "target": "local"}]})  # fmt: skip
+              {"default": "cloud", "rules": [{"intent": ["greeting", "thanks", "farewell"], "target": "local"}]})
     s, _ = ask(a, "hi there!")
     assert s.served_by == "local" and s.intent is not None and s.intent.label == "greeting"
     assert s.route is not None and s.route.detail == "intent greeting"
@@ -55,7 +55,7 @@ def test_continuation_stays_on_the_backend_of_the_previous_turn() -> None:
     local = ScriptedBackend("local", Reply("a poem"), local=True)
     cloud = ScriptedBackend("cloud", Reply("a long story"))
     a = build({"local": local, "cloud": cloud},
-              {"default": "local", "rules": [{"pattern": "(?i)story", "target": "cloud"}]})  # fmt: skip
+              {"default": "local", "rules": [{"pattern": "(?i)story", "target": "cloud"}]})
     s, _ = ask(a, "write a story about a lighthouse")
     assert s.served_by == "cloud"
     s, _ = ask(a, "write a story about a lighthouse", "a long story", "continue")
@@ -72,7 +72,7 @@ def test_continuation_stays_on_the_backend_of_the_previous_turn() -> None:
 def test_sticky_gives_way_when_the_previous_backend_is_down() -> None:
     a = build({"local": ScriptedBackend("local", local=True), "cloud": ScriptedBackend("cloud")},
               {"default": "local", "rules": [{"pattern": "story", "target": "cloud"}],
-               "breaker": {"failures": 1, "cooldown": 60}})  # fmt: skip
+               "breaker": {"failures": 1, "cooldown": 60}})
     ask(a, "write a story")
     a.breakers["cloud"].record(False)  # the cloud is known down
     s, _ = ask(a, "write a story", "ok", "continue")
@@ -82,7 +82,7 @@ def test_sticky_gives_way_when_the_previous_backend_is_down() -> None:
 def test_cache_never_near_matches_a_continuation() -> None:
     leaf = ScriptedBackend("local", Reply("one"), Reply("two"), local=True)
     cfg = Config.model_validate({"models": {"local": {"kind": "llamacpp"}},
-                                 "cache": {"semantic": {"enabled": True, "threshold": 0.5}}})  # fmt: skip
+                                 "cache": {"semantic": {"enabled": True, "threshold": 0.5}}})
     a = assemble(cfg, leaves={"local": leaf})
 
     async def go() -> list[str]:
@@ -90,7 +90,7 @@ def test_cache_never_near_matches_a_continuation() -> None:
         out = []
         for text in ("keep going", "keep going please"):
             s, _ = await _ask(a, [Message("user", "write a poem"), Message("assistant", "Roses"),
-                                       Message("user", text)], "local", {})  # fmt: skip
+                                       Message("user", text)], "local", {})
             out.append(s.cache.status if s.cache else "none")
         await a.close()
         return out
@@ -103,7 +103,7 @@ def test_quality_check_escalates_a_local_answer_in_the_wrong_language() -> None:
     cloud = ScriptedBackend("cloud", Reply("长城全长约两万一千公里。"))
     a = build({"local": local, "cloud": cloud},
               {"default": "local", "fallbacks": {"local": ["cloud"]},
-               "escalation": {"window": 6, "min_mean_logprob": -99, "min_quality": 0.5}})  # fmt: skip
+               "escalation": {"window": 6, "min_mean_logprob": -99, "min_quality": 0.5}})
     s, text = ask(a, "长城有多长？")
     assert (s.served_by, s.route and s.route.reason) == ("cloud", "escalation") and text.startswith("长城")
     s, _ = ask(a, "How long is the Great Wall?")
@@ -112,7 +112,7 @@ def test_quality_check_escalates_a_local_answer_in_the_wrong_language() -> None:
 
 def test_sampled_answers_are_scored_into_metrics_and_drift() -> None:
     a = build({"local": ScriptedBackend("local", Reply("I'm sorry, I can't help with that."), local=True)},
-              {"default": "local"}, conversation={"quality": {"sample": 1.0, "drift_min_samples": 1}})  # fmt: skip
+              {"default": "local"}, conversation={"quality": {"sample": 1.0, "drift_min_samples": 1}})
     s, _ = ask(a, "how do I bake bread?")
     assert s.quality is not None and s.quality <= 0.2
     m = a.metrics.registry.render()
@@ -124,7 +124,7 @@ def test_a_rule_that_names_the_intent_beats_stickiness() -> None:
     a = build({"local": ScriptedBackend("local", local=True), "cloud": ScriptedBackend("cloud"),
                "big": ScriptedBackend("big")},
               {"default": "local", "rules": [{"pattern": "story", "target": "cloud"},
-                                             {"intent": ["correction"], "target": "big"}]})  # fmt: skip
+                                             {"intent": ["correction"], "target": "big"}]})
     ask(a, "write a story")
     s, _ = ask(a, "write a story", "ok", "continue")
     assert (s.served_by, s.route and s.route.reason) == ("cloud", "sticky")
@@ -138,10 +138,10 @@ def test_tool_results_continue_and_tool_calls_are_not_scored() -> None:
 
     msgs = [Message("user", "weather in Oslo?"),
             Message("assistant", "", tool_calls=[ToolCall("c1", "weather", "{}")]),
-            Message("tool", "12C", tool_call_id="c1")]  # fmt: skip
+            Message("tool", "12C", tool_call_id="c1")]
     assert IntentTracker().track(msgs).label == "task_continuation"
     a = build({"local": ScriptedBackend("local", Reply(tool_calls=[("weather", {"city": "Oslo"})]), local=True)},
-              {"default": "local"}, conversation={"quality": {"sample": 1.0}})  # fmt: skip
+              {"default": "local"}, conversation={"quality": {"sample": 1.0}})
     s, _ = ask(a, "weather in Oslo?")
     assert s.quality is None and "hearth_quality_score_count" not in a.metrics.registry.render()
 
@@ -150,7 +150,7 @@ def test_scoring_has_a_budget_and_loads_no_model() -> None:
     """A pure proxy scores at most max_per_second answers a second (the rest counted as skipped), and by terms:
     the default embedding model, which no configured feature uses, stays unloaded."""
     a = build({"cloud": ScriptedBackend("cloud", *[Reply("Paris is the capital of France.")] * 6)},
-              {"default": "cloud"}, conversation={"quality": {"sample": 1.0, "max_per_second": 2}})  # fmt: skip
+              {"default": "cloud"}, conversation={"quality": {"sample": 1.0, "max_per_second": 2}})
     embedder = a.registry.embedders[a.registry.default_embedder() or ""]
 
     async def burst() -> list[Stream]:

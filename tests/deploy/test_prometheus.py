@@ -30,10 +30,10 @@ def _tool(name: str) -> str:
 def test_alert_rules_pass_promtool_check_and_unit_tests() -> None:
     promtool = _tool("promtool")
     check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=DEPLOY / "prometheus", capture_output=True,
-                           text=True)  # fmt: skip
+                           text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     unit = subprocess.run([promtool, "test", "rules", "alerts.test.yml"], cwd=DEPLOY / "prometheus",
-                          capture_output=True, text=True)  # fmt: skip
+                          capture_output=True, text=True)
     assert unit.returncode == 0 and "SUCCESS" in unit.stdout, unit.stdout + unit.stderr
 
 
@@ -96,7 +96,7 @@ keys:
     for name, fields in {"spender": {"budget": 1.0}, "limited": {"rpm": 1}}.items():
         req = urllib.request.Request(hearth.url + "/admin/keys", method="POST",
                                      data=json.dumps({"name": name, **fields}).encode(),
-                                     headers={"Authorization": f"Bearer {ADMIN}"})  # fmt: skip
+                                     headers={"Authorization": f"Bearer {ADMIN}"})
         with urllib.request.urlopen(req) as r:
             keys[name] = json.loads(r.read())["key"]
 
@@ -105,7 +105,7 @@ keys:
         msg = [{"role": "user", "content": "Say one short sentence, then another."}]
         for model in ("smol", "smol", "auto", "voice", "paid"):  # twice smol at temperature 0: a cache hit
             assert _post(chat, {"model": model, "messages": msg, "max_tokens": 12, "temperature": 0,
-                                "stream": model == "voice"}, keys["spender"]) == 200  # fmt: skip
+                                "stream": model == "voice"}, keys["spender"]) == 200
         _post(chat, {"model": "smol", "messages": msg, "max_tokens": 4}, keys["limited"])
         assert _post(chat, {"model": "smol", "messages": msg, "max_tokens": 4}, keys["limited"]) == 429
         assert _post(chat, {"model": "smol", "messages": msg}, "hk-unknown") == 401
@@ -126,7 +126,7 @@ scrape_configs:
     log = tmp_session / "prometheus.log"
     proc = subprocess.Popen([_tool("prometheus"), f"--config.file={tmp_session / 'prometheus.yml'}",
                              f"--storage.tsdb.path={tmp_session / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}"],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -168,4 +168,4 @@ def test_prometheus_loaded_the_alert_rules(scraped: str) -> None:
         groups = json.loads(r.read())["data"]["groups"]
     names = {rule["name"] for g in groups for rule in g["rules"]}
     assert {"HearthSlowFirstToken", "HearthHighErrorRate", "HearthCircuitOpen", "HearthLocalQueueSaturated",
-            "HearthBudgetNearlySpent"} <= names  # fmt: skip
+            "HearthBudgetNearlySpent"} <= names

@@ -16,7 +16,7 @@ from hearth.embed.local import _load
 from hearth.embed.minilm import MiniLM, find_model_dir
 
 TEXTS = ["hello world", "The quick brown fox jumps over the lazy dog. " * 20, "北京的烤鸭很好吃", "안녕하세요 세계",
-         "naïve café — déjà vu", "x"]  # fmt: skip
+         "naïve café — déjà vu", "x"]
 
 
 @pytest.fixture(scope="module")

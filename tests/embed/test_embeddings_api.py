@@ -49,7 +49,7 @@ def test_openai_client_default_base64_matches_float(gateway: Server) -> None:
 def test_concurrent_requests_are_batched_and_match_single_results(gateway: Server) -> None:
     texts = [f"question number {i} about the weather in city {i}" for i in range(16)]
     singles = [client(gateway).embeddings.create(model="all-minilm", input=t, encoding_format="float")
-               for t in texts[:3]]  # fmt: skip
+               for t in texts[:3]]
 
     def metric(what: str) -> float:
         with urllib.request.urlopen(gateway.url + "/metrics") as r:
@@ -61,7 +61,7 @@ def test_concurrent_requests_are_batched_and_match_single_results(gateway: Serve
     batches, done = metric("batches"), metric("texts")
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         results = list(pool.map(lambda t: client(gateway).embeddings.create(
-            model="all-minilm", input=t, encoding_format="float"), texts))  # fmt: skip
+            model="all-minilm", input=t, encoding_format="float"), texts))
     assert metric("texts") - done == 16
     assert metric("batches") - batches < 16  # some requests shared a forward pass
     for s, r in zip(singles, results[:3], strict=True):

@@ -28,7 +28,7 @@ def test_batch_equals_single(model: MiniLM) -> None:
 
 def test_similarity_follows_meaning(model: MiniLM) -> None:
     a, b, c = model.encode(["How do I reset my password?", "how can i reset my password",
-                            "What is the boiling point of water?"])  # fmt: skip
+                            "What is the boiling point of water?"])
     assert a @ b > 0.9 > a @ c
     zh = model.encode(["我想重置密码", "怎么重置我的密码", "今天吃什么"])
     assert zh[0] @ zh[1] > zh[0] @ zh[2]

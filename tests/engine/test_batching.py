@@ -20,10 +20,10 @@ def test_prefix_hits_show_in_metrics_and_prompt_eval_count(gateway: Server) -> N
     hits0 = engine_value(gateway, "qwen2.5-coder-0.5b", "prefix_hits")
     sys_prompt = "[ollama-prefix] " + LONG_SYS_A
     t1 = c.chat(model="local", messages=[{"role": "system", "content": sys_prompt}, {"role": "user", "content": "Hi"}],
-                stream=False, options={"num_predict": 4, "temperature": 0})  # fmt: skip
+                stream=False, options={"num_predict": 4, "temperature": 0})
     t2 = c.chat(model="local", stream=False, options={"num_predict": 4, "temperature": 0}, messages=[
         {"role": "system", "content": sys_prompt}, {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": t1.message.content}, {"role": "user", "content": "More?"}])  # fmt: skip
+        {"role": "assistant", "content": t1.message.content}, {"role": "user", "content": "More?"}])
     assert t1.prompt_eval_count and t1.prompt_eval_count > 100  # the system prompt was evaluated once...
     assert t2.prompt_eval_count is not None and t2.prompt_eval_count < 30  # ...and not again
     assert engine_value(gateway, "qwen2.5-coder-0.5b", "prefix_hits") >= hits0 + 1
@@ -35,7 +35,7 @@ def test_eviction_under_a_small_kv_budget(gateway: Server) -> None:
     for i in range(5):
         text = f"Conversation {i}: " + " ".join(f"word{i}x{j}" for j in range(40))
         r = c.chat.completions.create(model="smol-small-kv", messages=[{"role": "user", "content": text}],
-                                      max_tokens=8, temperature=0)  # fmt: skip
+                                      max_tokens=8, temperature=0)
         assert r.choices[0].finish_reason in ("stop", "length")
     assert engine_value(gateway, "smol-small-kv", "evictions") >= 1
     assert engine_value(gateway, "smol-small-kv", "cached_prefix_tokens") <= 512
@@ -49,7 +49,7 @@ def test_long_prompt_does_not_freeze_running_streams(gateway: Server) -> None:
     def running() -> None:
         for ev in c.chat.completions.create(model="smol", messages=[{"role": "user", "content": "Tell a story."}],
                                             max_tokens=300, temperature=0, stream=True,
-                                            logit_bias={"2": -100}):  # type: ignore[dict-item]  # fmt: skip
+                                            logit_bias={"2": -100}):  # type: ignore[dict-item]
             if ev.choices and ev.choices[0].delta.content:
                 stamps.append(time.perf_counter())
                 if len(stamps) == 5:
@@ -62,7 +62,7 @@ def test_long_prompt_does_not_freeze_running_streams(gateway: Server) -> None:
     t_submit = time.perf_counter()
     t_first = None
     for ev in c.chat.completions.create(model="smol", messages=[{"role": "user", "content": long_prompt}],
-                                        max_tokens=2, temperature=0, stream=True):  # fmt: skip
+                                        max_tokens=2, temperature=0, stream=True):
         if ev.choices and ev.choices[0].delta.content and t_first is None:
             t_first = time.perf_counter()
     th.join()

@@ -53,11 +53,11 @@ def test_client_disconnect_stops_generation(gateway: Server) -> None:
             "stream": True,
             "logit_bias": {"2": -100},
         }
-    ).encode()  # fmt: skip  (token 2 is SmolLM2's <|im_end|>)
+    ).encode()  # (token 2 is SmolLM2's <|im_end|>)
     before = engine_value(gateway, "smol", "generated_tokens")
     with socket.create_connection(("127.0.0.1", gateway.port)) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)  # fmt: skip
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         got = b""
         while got.count(b"data: ") < 4:
             got += s.recv(4096)
@@ -73,7 +73,7 @@ def test_second_turn_reuses_the_prefix(gateway: Server) -> None:
     m1 = [{"role": "system", "content": LONG_SYS_A}, {"role": "user", "content": "What is TTFT?"}]
     r1 = chat(gateway, "local", m1)
     m2 = [*m1, {"role": "assistant", "content": r1.choices[0].message.content or ""},
-          {"role": "user", "content": "And decode speed?"}]  # fmt: skip
+          {"role": "user", "content": "And decode speed?"}]
     r2 = chat(gateway, "local", m2)
     assert r1.usage and r2.usage
     assert cached(r2) >= r1.usage.prompt_tokens - 1
@@ -84,9 +84,9 @@ def test_interleaved_conversations_keep_their_prefixes(gateway: Server) -> None:
     b1m = [{"role": "system", "content": LONG_SYS_B}, {"role": "user", "content": "Plan my breakfast."}]
     a1, b1 = chat(gateway, "local", a1m), chat(gateway, "local", b1m)
     a2m = [*a1m, {"role": "assistant", "content": a1.choices[0].message.content or ""},
-           {"role": "user", "content": "Tell me more."}]  # fmt: skip
+           {"role": "user", "content": "Tell me more."}]
     b2m = [*b1m, {"role": "assistant", "content": b1.choices[0].message.content or ""},
-           {"role": "user", "content": "And lunch?"}]  # fmt: skip
+           {"role": "user", "content": "And lunch?"}]
     a2, b2 = chat(gateway, "local", a2m), chat(gateway, "local", b2m)
     assert a1.usage and b1.usage
     assert cached(a2) >= a1.usage.prompt_tokens - 1, "A's prefix was lost when B ran"
@@ -121,11 +121,11 @@ def test_concurrent_streams_all_complete(gateway: Server) -> None:
 def test_overload_gets_503_with_retry_after(gateway: Server) -> None:
     # smol: 2 sequences at a time and a wait queue of 1; the 4th concurrent request is refused.
     body = {"model": "smol", "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 120,
-            "logit_bias": {"2": -100}}  # fmt: skip
+            "logit_bias": {"2": -100}}
 
     def send() -> tuple[int, dict[str, str], bytes]:
         req = urllib.request.Request(gateway.url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+                                     headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(req, timeout=120) as r:
                 return r.status, dict(r.headers), r.read()

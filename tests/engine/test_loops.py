@@ -50,7 +50,7 @@ def test_ordinary_text_lists_and_code_are_left_alone() -> None:
 def _chat(gateway: Server, prompt: str) -> dict[str, object]:
     body = {"model": "smol", "temperature": 0, "max_tokens": 200, "messages": [{"role": "user", "content": prompt}]}
     req = urllib.request.Request(gateway.url + "/v1/chat/completions", json.dumps(body).encode(),
-                                 {"Content-Type": "application/json"})  # fmt: skip
+                                 {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=120) as r:
         return dict(json.loads(r.read()))
 

@@ -76,7 +76,7 @@ def test_system_info_parsing() -> None:
 
 
 def test_check_passes_on_this_build_and_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 smol_path: str) -> None:  # fmt: skip
+                                                 smol_path: str) -> None:
     monkeypatch.setenv("HEARTH_HOME", str(tmp_path))
     first = probe.check("llamacpp", [smol_path])
     assert first.ok and not first.cached, first.detail
@@ -117,7 +117,7 @@ def test_doctor_names_a_crashing_build(crashing_build: Path, tmp_path: Path) -> 
     cfg = tmp_path / "doctor.yaml"
     cfg.write_text("server: {port: 1}\nmodels:\n  smol: {kind: llamacpp, path: 'builtin:smollm2-135m'}\n")
     out = subprocess.run([sys.executable, "-m", "hearth", "doctor", "--config", str(cfg)], capture_output=True,
-                         text=True, timeout=120, env=os.environ.copy())  # fmt: skip
+                         text=True, timeout=120, env=os.environ.copy())
     assert out.returncode == 1, out.stdout + out.stderr
     assert "PROBLEM" in out.stdout and "does not load" in out.stdout and str(crashing_build) in out.stdout
     assert "--force-reinstall" in out.stdout
@@ -127,7 +127,7 @@ def test_doctor_on_this_install(tmp_path: Path) -> None:
     cfg = tmp_path / "doctor.yaml"
     cfg.write_text("server: {port: 1}\nmodels:\n  smol: {kind: llamacpp, path: 'builtin:smollm2-135m'}\n")
     out = subprocess.run([sys.executable, "-m", "hearth", "doctor", "--config", str(cfg)], capture_output=True,
-                         text=True, timeout=120)  # fmt: skip
+                         text=True, timeout=120)
     text = out.stdout
     for topic in ("hearth", "cpu", "amx", "llama.cpp", "model smol", "port", "keys"):
         assert any(line.split()[1:2] == topic.split()[:1] for line in text.splitlines()), (topic, text)
@@ -156,7 +156,7 @@ models:
     fallbacks: {{smol: [remote]}}
 """
     s = start_hearth(config, tmp_path, "crashing", env={"LLAMA_CPP_LIB_PATH": str(crashing_build),
-                                                         "HEARTH_HOME": str(tmp_path / "home")})  # fmt: skip
+                                                         "HEARTH_HOME": str(tmp_path / "home")})
     yield s
     s.stop()
 
@@ -184,7 +184,7 @@ def test_gateway_serves_its_other_models_when_the_engine_crashes(gateway_on_cras
         ps = json.loads(r.read())["models"]
     assert [(m["name"], m["state"]) for m in ps] == [("smol", "unavailable")]
     out = subprocess.run([sys.executable, "-m", "hearth", "ps", "--url", s.url], capture_output=True, text=True,
-                         timeout=30)  # fmt: skip
+                         timeout=30)
     assert "unavailable" in out.stdout and "SIGSEGV" in out.stdout, out.stdout
     # One clear paragraph in the log, with the command that fixes it; the gateway did not die.
     log = s.log.read_text()

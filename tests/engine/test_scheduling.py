@@ -96,12 +96,12 @@ def test_a_parked_stream_resumes_with_the_text_it_would_have_produced(one_place:
 
 def test_a_client_that_disconnects_frees_its_place_at_once(sgw: Server) -> None:
     body = json.dumps({"model": "smol", "messages": STORY, "max_tokens": 600, "stream": True,
-                       "logit_bias": NO_EOS}).encode()  # fmt: skip
+                       "logit_bias": NO_EOS}).encode()
     socks = []
     for _ in range(4):  # every place taken by a plain (unpaced) stream
         s = socket.create_connection(("127.0.0.1", sgw.port))
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)  # fmt: skip
+                  + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
         assert s.recv(256).startswith(b"HTTP/1.1 200")
         socks.append(s)
     for s in socks:
@@ -117,9 +117,9 @@ def test_a_client_that_disconnects_frees_its_place_at_once(sgw: Server) -> None:
     ({"x-hearth-pace": "warp"}, {}, "hearth.pace"),
     ({}, {"hearth": {"pace": -3}}, "hearth.pace"),
     ({"x-hearth-segments": "maybe"}, {}, "hearth.segments"),
-])  # fmt: skip
+])
 def test_bad_speech_options_are_a_400_in_each_api(sgw: Server, headers: dict[str, str], body: dict[str, Any],
-                                                  field: str) -> None:  # fmt: skip
+                                                  field: str) -> None:
     chat = {"model": "smol", "messages": [{"role": "user", "content": "hi"}], **body}
     status, err = call(sgw.url + "/v1/chat/completions", chat, headers=headers)
     assert status == 400 and err["error"]["param"] == field, err
@@ -136,9 +136,9 @@ def test_segments_over_http_in_both_apis(sgw: Server) -> None:
     segs = [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
     assert "".join(segs) == text and 1 <= len(segs) < 10
     body = {"model": "smol", "messages": STORY, "stream": True, "options": {"num_predict": 40, "temperature": 0},
-            "hearth": {"segments": True}}  # fmt: skip
+            "hearth": {"segments": True}}
     req = urllib.request.Request(sgw.url + "/api/chat", data=json.dumps(body).encode(),
-                                 headers={"x-hearth-pace": "speech"})  # fmt: skip
+                                 headers={"x-hearth-pace": "speech"})
     with urllib.request.urlopen(req, timeout=60) as r:
         lines = [json.loads(line) for line in r if line.strip()]
     ollama_segs = [x["message"]["content"] for x in lines if not x["done"]]

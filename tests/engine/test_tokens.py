@@ -70,7 +70,7 @@ def test_long_texts_are_cut_where_tokens_do_not_change_and_stop_at_the_limit(voc
     t = Tokenizer(L, v)
     rnd = random.Random(1)
     words = ["hello\nworld", "x\n#y", "你好", "世界", "def", "foo(x):", "  return", "1234", "\n", "\n\n", "- item",
-             "# Title", "  ", "é", "😀", "<|im_end|>"]  # fmt: skip
+             "# Title", "  ", "é", "😀", "<|im_end|>"]
     text = " ".join(rnd.choice(words) for _ in range(60_000))
     assert len(text) > 4 * 64 * 1024
     assert t.template(text, add_special=False) == llama_tokens(L, v, text, True)

@@ -44,7 +44,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def gw(tmp_path_factory: pytest.TempPathFactory, files: dict[str, Path]) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("adapters")
     cfg = (f"cache: {{enabled: false}}\nlocal:\n  models_dir: {tmp / 'store'}\n  adapters:\n"
-           f"    b: {{base: smol, path: {files['b']}, aliases: [smol-b]}}\nmodels:\n" + smol_model())  # fmt: skip
+           f"    b: {{base: smol, path: {files['b']}, aliases: [smol-b]}}\nmodels:\n" + smol_model())
     s = start_hearth(cfg, tmp, "adapters", env={"HEARTH_ADMIN_KEY": "hk-admin-adapters-0123456789abcdefgh"})
     yield s
     s.stop()

@@ -27,7 +27,7 @@ def hub() -> Iterator[str]:
 
 def hearth(cfg: Path, hub: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hearth", *args, "--config", str(cfg)], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "HF_ENDPOINT": hub})  # fmt: skip
+                          text=True, timeout=300, env={**os.environ, "HF_ENDPOINT": hub})
 
 
 def test_pull_list_copy_remove_and_adapters(hub: str, tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ def hub() -> Iterator[tuple[HubStandIn, str]]:
         "test/broken-GGUF": {"broken-q4_k_m.gguf": SMOL},
         "test/not-gguf": {"model.safetensors": b"\0" * 1000, "config.json": b"{}"},
         "test/fake-GGUF": {"fake-q4_k_m.gguf": b"this is not a GGUF file at all" * 100},
-    }, corrupt={"broken-q4_k_m.gguf"}, cut_once={FILE})  # fmt: skip
+    }, corrupt={"broken-q4_k_m.gguf"}, cut_once={FILE})
     with running(stand_in.app) as url:
         yield stand_in, url
 
@@ -102,7 +102,7 @@ def test_configured_model_loads_on_demand(gw: tuple[Server, Path]) -> None:
     assert c.generate(model="smol", prompt="", keep_alive="10m").done_reason == "load"
     assert "smol" in [m["name"] for m in ps(server.url)]
     assert c.chat(model="smol", messages=[{"role": "user", "content": "Hi"}], options={"num_predict": 2},
-                  keep_alive=-1).done  # fmt: skip
+                  keep_alive=-1).done
     assert [m["expires_at"] for m in ps(server.url) if m["name"] == "smol"] == ["2318-02-27T00:00:00Z"]
 
 

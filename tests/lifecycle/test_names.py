@@ -29,7 +29,7 @@ def test_spellings() -> None:
 
 def test_pick_files() -> None:
     files = ["README.md", "m-q4_k_m.gguf", "m-q8_0.gguf", "m-f16.gguf", "mmproj-m-f16.gguf",
-             "big-q4_k_m-00001-of-00002.gguf", "big-q4_k_m-00002-of-00002.gguf"]  # fmt: skip
+             "big-q4_k_m-00001-of-00002.gguf", "big-q4_k_m-00002-of-00002.gguf"]
     assert pick_files(parse_ref("o/m:q8_0"), files) == ["m-q8_0.gguf"]
     assert pick_files(parse_ref("o/m"), files) == ["big-q4_k_m-00001-of-00002.gguf", "big-q4_k_m-00002-of-00002.gguf"]
     assert pick_files(parse_ref("o/m"), ["m-q4_k_m.gguf", "m-q8_0.gguf"]) == ["m-q4_k_m.gguf"]  # Ollama's default
@@ -46,7 +46,7 @@ def test_pick_files() -> None:
     ("value", "seconds"),
     [(None, None), ("", None), (0, 0.0), ("0", 0.0), (300, 300.0), ("5m", 300.0), ("1h30m", 5400.0),
      ("300ms", 0.3), ("1.5h", 5400.0), (-1, FOREVER), ("-1", FOREVER), ("-1m", FOREVER), (2.5, 2.5)],
-)  # fmt: skip
+)
 def test_keep_alive(value: object, seconds: float | None) -> None:
     assert parse_keep_alive(value) == seconds
 
@@ -60,7 +60,7 @@ def test_keep_alive_refused(value: object) -> None:
 def test_damaged_gguf_headers(tmp_path: Path) -> None:
     for name, data in [("short.gguf", b"GGUF\x03\x00\x00\x00\x01"), ("text.gguf", b"hello"),
                        ("huge.gguf", b"GGUF\x03\x00\x00\x00" + (0).to_bytes(8, "little") + (1).to_bytes(8, "little")
-                        + (2**40).to_bytes(8, "little"))]:  # fmt: skip
+                        + (2**40).to_bytes(8, "little"))]:
         (tmp_path / name).write_bytes(data)
         with pytest.raises(NotGguf):
             read_meta(tmp_path / name)

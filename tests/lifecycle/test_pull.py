@@ -25,7 +25,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HubStandIn, 
     lora = random_lora(SMOL, tmp_path_factory.mktemp("lora") / "lora.gguf")
     stand_in = HubStandIn({"o/tiny-GGUF": {"tiny-q4_k_m.gguf": TINY}, "o/huge-GGUF": {"huge-q4_k_m.gguf": TINY},
                            "o/lora-GGUF": {"lora-q4_k_m.gguf": lora.read_bytes()}},
-                          huge={"huge-q4_k_m.gguf"})  # fmt: skip
+                          huge={"huge-q4_k_m.gguf"})
     with running(stand_in.app) as url:
         yield stand_in, url
 

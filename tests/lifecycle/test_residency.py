@@ -41,7 +41,7 @@ class Model:
 
 def make(max_models: int = 3, max_bytes: int = 1000, clock: ManualClock | None = None, timeout: float = 0.3) -> Residency:
     return Residency(max_models=max_models, max_bytes=max_bytes, load_timeout=timeout,
-                     clock=clock or ManualClock())  # fmt: skip
+                     clock=clock or ManualClock())
 
 
 def test_loaded_on_first_request_and_shared_by_concurrent_ones() -> None:

@@ -62,7 +62,7 @@ def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     log = data / "chroma.log"
     proc = subprocess.Popen([binary, "run", "--path", str(data / "db"), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
     server = Server(proc, port, log)
     try:
         wait_http(f"{server.url}/api/v2/heartbeat", proc, log, timeout=60)

@@ -25,7 +25,7 @@ DOCS = {"documents": [
     {"source": "ops/deploy.md", "text": "# Deploys\n\nProduction deploys happen on Thursdays after review.",
      "metadata": {"team": "ops"}},
     {"source": "people/经理.txt", "text": "张经理负责北京办公室。", "metadata": {"team": "people"}},
-]}  # fmt: skip
+]}
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +53,12 @@ def test_replicas_share_knowledge_bases_on_chroma(replicas: list[Server]) -> Non
     _, body = call(b.url + "/v1/rag/team-docs/search", {"query": "北京办公室谁负责", "top_k": 1, "mode": "keyword"})
     assert body["results"][0]["source"] == "people/经理.txt"
     noise = {"documents": [{"source": f"ops/deploy-{i}.md", "text": f"Deploy note {i}: deploys happen on Thursdays.",
-                            "metadata": {"team": "ops"}} for i in range(40)]}  # fmt: skip
+                            "metadata": {"team": "ops"}} for i in range(40)]}
     call(a.url + "/v1/rag/team-docs/documents", noise)
     time.sleep(1.1)  # replicas re-read the document registry at most once a second
     for mode in ("hybrid", "vector", "keyword"):  # a selective filter still finds its one document
         _, body = call(b.url + "/v1/rag/team-docs/search", {"query": "Thursday deploys office", "mode": mode,
-                                                            "filter": {"team": "people"}})  # fmt: skip
+                                                            "filter": {"team": "people"}})
         assert [r["source"] for r in body["results"]][:1] == (["people/经理.txt"] if mode != "keyword" else [])
     _, body = call(b.url + "/v1/rag/team-docs/search", {"query": "办公室", "filter": {"source_prefix": "people/"}})
     assert [r["source"] for r in body["results"]] == ["people/经理.txt"]
@@ -66,7 +66,7 @@ def test_replicas_share_knowledge_bases_on_chroma(replicas: list[Server]) -> Non
     _, report = call(b.url + "/v1/rag/team-docs/documents", DOCS)
     assert report["unchanged"] == 3  # the document registry lives in Chroma, not in a replica
     changed = {"documents": [{"source": "ops/backup.md", "text": "Backups now run every hour.",
-                              "metadata": {"team": "ops"}}]}  # fmt: skip
+                              "metadata": {"team": "ops"}}]}
     _, report = call(b.url + "/v1/rag/team-docs/documents", changed)
     assert report["updated"] == ["ops/backup.md"]
     _, body = call(a.url + "/v1/rag/team-docs", None)
@@ -98,7 +98,7 @@ def test_half_written_versions_stay_invisible(chroma: str, tmp_path: Path) -> No
         await store.c.call("POST", f"/collections/{store.chunks_id}/add", {
             "ids": ["orphan:1"], "embeddings": vec.tolist(), "documents": ["The new policy forbids pets."],
             "metadatas": [{"source": "a.txt", "version": "never-switched", "title": "", "line_start": 1,
-                           "line_end": 1, "terms": "new policy forbids pets"}]})  # fmt: skip
+                           "line_end": 1, "terms": "new policy forbids pets"}]})
         for mode in ("hybrid", "vector", "keyword"):
             hits = await svc.search("atomic", "policy forbids pets", mode=mode)
             assert [h.text for h in hits] == ["The old policy allows pets in the office."], mode

@@ -24,7 +24,7 @@ def _lines_hold(text: str, p: Piece) -> None:
 
 def test_markdown_splits_at_headings_with_title_paths(count) -> None:  # type: ignore[no-untyped-def]
     doc = "# Guide\n\nIntro.\n\n## Install\n\nRun pip.\n\n```sh\n# a comment, not a heading\npip install x\n```\n\n" \
-          "### Linux\n\nUse apt.\n\n## Use\n\nCall it.\n"  # fmt: skip
+          "### Linux\n\nUse apt.\n\n## Use\n\nCall it.\n"
     pieces = chunk(doc, kind_of("a.md"), count, 200, 30)
     assert [p.title for p in pieces] == ["Guide", "Guide > Install", "Guide > Install > Linux", "Guide > Use"]
     assert "# a comment, not a heading" in pieces[1].text  # fenced code stays with its section
@@ -34,7 +34,7 @@ def test_markdown_splits_at_headings_with_title_paths(count) -> None:  # type: i
 
 def test_code_splits_at_functions_and_classes_with_decorators(count) -> None:  # type: ignore[no-untyped-def]
     doc = "import os\n\n\n@cache\ndef alpha(x):\n    return x\n\n\nclass Beta:\n    def m(self):\n        pass\n\n\n" \
-          "async def gamma():\n    await x\n"  # fmt: skip
+          "async def gamma():\n    await x\n"
     pieces = chunk(doc, kind_of("m.py"), count, 200, 30)
     assert [p.title for p in pieces] == ["", "alpha", "Beta", "gamma"]
     assert pieces[1].text.startswith("@cache") and (pieces[1].line_start, pieces[1].line_end) == (4, 6)

@@ -22,7 +22,7 @@ def test_a_retriever_that_stands_out_gets_the_weight() -> None:
     sharp_kw = hits([12.0, 1.0, 1.0, 1.0, 1.0], "keyword_score", "k")  # the best stands far above
     assert _adaptive_weight(flat_vec, sharp_kw, 0.7) < 0.5
     assert _adaptive_weight(hits([0.9, 0.3, 0.3, 0.2], "vector_score", "v"), hits([1, 1, 1, 1], "keyword_score", "k"),
-                            0.7) == pytest.approx(1.0)  # fmt: skip
+                            0.7) == pytest.approx(1.0)
     assert fuse(flat_vec, sharp_kw, "adaptive", 0.7)[0].id == "k0"
 
 

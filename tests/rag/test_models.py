@@ -46,7 +46,7 @@ def test_e5_finds_chinese_answers_by_meaning(tmp_path: Path) -> None:
         svc = service(tmp_path, "multilingual-e5-small")
         await svc.ingest_documents("faq", DOCS)
         for q, want in [("wifi 老是掉线怎么办", "wifi.md"), ("忘记了路由器的登录密码", "router.md"),
-                        ("发票在哪里下载", "billing.md"), ("买了东西不想要了能退吗", "return.md")]:  # fmt: skip
+                        ("发票在哪里下载", "billing.md"), ("买了东西不想要了能退吗", "return.md")]:
             hits = await svc.search("faq", q, mode="vector", top_k=1)
             assert hits[0].source == want, q
         assert ("multilingual-e5-small", "query") in calls and ("multilingual-e5-small", "document") in calls

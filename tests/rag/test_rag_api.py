@@ -25,7 +25,7 @@ DOCS = {
          "Broken laptops are replaced within two days.\n", "metadata": {"team": "it"}},
         {"source": "wiki/北京.txt", "text": "北京是中国的首都。故宫位于北京市中心。", "metadata": {"team": "geo"}},
     ]
-}  # fmt: skip
+}
 
 
 def client(gw: Server) -> openai.OpenAI:
@@ -91,7 +91,7 @@ def test_rag_chat_openai_client_returns_sources(docs_kb: Server) -> None:
     assert (chunks[-1].model_extra or {})["sources"][0]["source"] == "handbook/vacation.md"
     assert "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
     ext = c.chat.completions.create(model="smol", messages=q, max_tokens=4,  # type: ignore[arg-type]
-                                    extra_body={"hearth": {"rag": {"kb": "docs", "top_k": 1}}})  # fmt: skip
+                                    extra_body={"hearth": {"rag": {"kb": "docs", "top_k": 1}}})
     assert len((ext.model_extra or {})["sources"]) == 1
     prof = c.chat.completions.create(model="docs-bot", messages=q, max_tokens=4)  # type: ignore[arg-type]
     assert 1 <= len((prof.model_extra or {})["sources"]) <= 2
@@ -104,13 +104,13 @@ def test_rag_chat_openai_client_returns_sources(docs_kb: Server) -> None:
 def test_rag_chat_ollama(docs_kb: Server) -> None:
     q = [{"role": "user", "content": "What laptop do engineers get?"}]
     status, body = call(docs_kb.url + "/api/chat", {"model": "rag:docs", "messages": q, "stream": False,
-                                                    "options": {"num_predict": 8}})  # fmt: skip
+                                                    "options": {"num_predict": 8}})
     assert status == 200 and body["sources"][0]["source"] == "handbook/laptops.md"
     parts = list(ollama.Client(host=docs_kb.url).chat(model="rag:docs", messages=q, stream=True,
-                                                      options={"num_predict": 8}))  # fmt: skip
+                                                      options={"num_predict": 8}))
     assert parts[-1].done
     req = urllib.request.Request(docs_kb.url + "/api/chat", data=json.dumps(
-        {"model": "rag:docs", "messages": q, "options": {"num_predict": 4}}).encode())  # fmt: skip
+        {"model": "rag:docs", "messages": q, "options": {"num_predict": 4}}).encode())
     with urllib.request.urlopen(req, timeout=120) as r:
         lines = [json.loads(x) for x in r.read().splitlines() if x.strip()]
     assert lines[-1]["done"] and lines[-1]["sources"][0]["source"] == "handbook/laptops.md"
@@ -126,7 +126,7 @@ def test_cli_and_server_share_the_store(docs_kb: Server, rag_home: Path, rag_con
 
     def hearth(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "hearth", "rag", *args, "--config", str(cfg)],
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+                              capture_output=True, text=True, timeout=300)
 
     out = hearth("ingest", str(folder), "--kb", "notes")
     assert out.returncode == 0, out.stderr

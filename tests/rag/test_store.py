@@ -116,7 +116,7 @@ def test_killed_ingest_leaves_each_document_whole(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"rag:\n  path: {tmp_path / 'rag'}\n  chunk_tokens: 64\n")
     proc = subprocess.Popen([sys.executable, "-m", "hearth", "rag", "ingest", str(docs), "--kb", "big", "--config",
-                             str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+                             str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     db = tmp_path / "rag" / "big" / "kb.sqlite"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # kill it once a few documents are in, mid-way through another
@@ -136,9 +136,9 @@ def test_killed_ingest_leaves_each_document_whole(tmp_path: Path) -> None:
         for source, n in docs_rows:
             assert c.execute("SELECT COUNT(*) FROM chunks WHERE source = ?", (source,)).fetchone()[0] == n
         assert c.execute("SELECT COUNT(*) FROM chunks WHERE source NOT IN (SELECT source FROM documents)"
-                         ).fetchone()[0] == 0  # fmt: skip
+                         ).fetchone()[0] == 0
     done = subprocess.run([sys.executable, "-m", "hearth", "rag", "ingest", str(docs), "--kb", "big", "--config",
-                           str(cfg)], capture_output=True, text=True, timeout=600)  # fmt: skip
+                           str(cfg)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert f"{len(docs_rows)} unchanged" in done.stdout and f"{30 - len(docs_rows)} added" in done.stdout
 

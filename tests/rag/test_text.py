@@ -42,7 +42,7 @@ def test_terms_english_chinese_and_mixed() -> None:
 def test_read_files_of_each_kind(tmp_path: Path) -> None:
     (tmp_path / "a.html").write_text("<html><head><title>x</title><style>p{}</style></head><body>"
                                      "<h1>Top</h1><p>First &amp; second.</p><script>var x</script>"
-                                     "<h2>Sub</h2><p>More.</p></body></html>")  # fmt: skip
+                                     "<h2>Sub</h2><p>More.</p></body></html>")
     text = read_file(tmp_path / "a.html")
     assert text.startswith("# Top") and "## Sub" in text and "First & second." in text and "var x" not in text
     assert kind_of("a.html") == "markdown"

@@ -27,7 +27,7 @@ def test_the_anthropic_example_routes_between_local_and_claude(tmp_path: Path) -
 
             def ask(question: str) -> tuple[str, str, str]:
                 raw = c.messages.with_raw_response.create(model="claude-router", max_tokens=12,
-                                                          messages=[{"role": "user", "content": question}])  # fmt: skip
+                                                          messages=[{"role": "user", "content": question}])
                 m = raw.parse()
                 return m.content[0].text, raw.headers["x-hearth-backend"], raw.headers["x-hearth-route"]  # type: ignore[union-attr]
 

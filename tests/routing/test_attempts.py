@@ -29,7 +29,7 @@ def build(leaves: dict[str, ScriptedBackend], cache: bool = False, **router: Any
         models[name] = {"kind": "llamacpp"} if leaf.load is not None else {"kind": "openai", "base_url": "http://x"}
     first = next(iter(leaves))
     models["auto"] = {"kind": "router", "default": first, "health_interval": None, "retry_backoff": 0.0,
-                      "fallbacks": {first: [n for n in leaves if n != first]}, **router}  # fmt: skip
+                      "fallbacks": {first: [n for n in leaves if n != first]}, **router}
     cfg = Config.model_validate({"cache": {"enabled": cache}, "models": models})
     backends: dict[str, Backend] = dict(leaves)
     return assemble(cfg, leaves=backends)
@@ -85,7 +85,7 @@ def test_context_length_moves_to_a_model_with_room() -> None:
 def test_a_criterion_left_out_of_fallback_on_reaches_the_client() -> None:
     limited = UpstreamError("slow down", status=429, code="rate_limited")
     a = build({"primary": ScriptedBackend("primary", limited), "backup": ScriptedBackend("backup")},
-              retries=0, fallback_on=["upstream", "timeout"])  # fmt: skip
+              retries=0, fallback_on=["upstream", "timeout"])
     with pytest.raises(UpstreamError) as e:
         ask(a)
     assert e.value.status == 429
@@ -119,7 +119,7 @@ def test_failure_after_commit_ends_the_stream_without_mixing_backends() -> None:
 
 def test_every_backend_failing_lists_each_reason() -> None:
     a = build({"one": ScriptedBackend("one", UpstreamError("first down")),
-               "two": ScriptedBackend("two", UpstreamError("second down"))}, retries=0)  # fmt: skip
+               "two": ScriptedBackend("two", UpstreamError("second down"))}, retries=0)
     with pytest.raises(UpstreamError, match="every backend failed: one: first down; two: second down"):
         ask(a)
 
@@ -127,7 +127,7 @@ def test_every_backend_failing_lists_each_reason() -> None:
 def test_breaker_opens_skips_the_backend_and_is_exported() -> None:
     primary = ScriptedBackend("primary", UpstreamError("down"))
     a = build({"primary": primary, "backup": ScriptedBackend("backup")}, retries=0,
-              breaker={"failures": 2, "cooldown": 60})  # fmt: skip
+              breaker={"failures": 2, "cooldown": 60})
     for _ in range(3):
         assert ask(a)[0].served_by == "backup"
     assert primary.started == 2  # the third request did not try it
@@ -167,9 +167,9 @@ def test_the_last_candidate_is_never_shed() -> None:
 
 def test_escalation_judges_the_local_start() -> None:
     local = ScriptedBackend("local", Reply("I'm sorry, I can't help with that"), Reply("fine answer", logprob=-5.0),
-                            Reply("fine answer", logprob=-0.1), local=True)  # fmt: skip
+                            Reply("fine answer", logprob=-0.1), local=True)
     a = build({"local": local, "remote": ScriptedBackend("remote", Reply("remote answer"))},
-              escalation={"window": 4, "min_mean_logprob": -2.0})  # fmt: skip
+              escalation={"window": 4, "min_mean_logprob": -2.0})
     assert ask(a)[0].served_by == "remote"  # refusal
     s, _ = ask(a)
     assert (s.served_by, s.route and s.route.reason) == ("remote", "escalation")  # low confidence
@@ -180,7 +180,7 @@ def test_escalation_judges_the_local_start() -> None:
 
 def test_fallback_on_an_empty_answer() -> None:
     a = build({"primary": ScriptedBackend("primary", Reply("   ")), "backup": ScriptedBackend("backup")},
-              fallback_on=["upstream", "empty"])  # fmt: skip
+              fallback_on=["upstream", "empty"])
     s, text = ask(a)
     assert (s.served_by, text) == ("backup", "ok")
     assert 'hearth_fallbacks_total{router="auto",from="primary",to="backup",reason="bad_answer"} 1' in metrics(a)
@@ -205,7 +205,7 @@ def test_fallback_on_json_cut_off_at_max_tokens() -> None:
 
 def test_when_every_answer_is_rejected_the_last_is_served_and_says_so() -> None:
     a = build({"one": ScriptedBackend("one", Reply("")), "two": ScriptedBackend("two", Reply(""))},
-              fallback_on=["upstream", "empty"])  # fmt: skip
+              fallback_on=["upstream", "empty"])
     s, text = ask(a)
     assert (s.served_by, text) == ("two", "")
     assert s.route is not None and "every candidate's answer was rejected" in s.route.detail
@@ -223,7 +223,7 @@ def test_route_metrics_count_with_the_cache_on_and_a_hit_skips_the_router() -> N
 
 def test_overloaded_everywhere_is_503_with_retry_after() -> None:
     a = build({"one": ScriptedBackend("one", Overloaded("queue full")),
-               "two": ScriptedBackend("two", Overloaded("queue full"))}, retries=0)  # fmt: skip
+               "two": ScriptedBackend("two", Overloaded("queue full"))}, retries=0)
     with pytest.raises(Overloaded) as e:
         ask(a)
     assert e.value.retry_after == 1.0

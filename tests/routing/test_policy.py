@@ -26,7 +26,7 @@ def ask(p: RoutingPolicy, *texts: str) -> tuple[str, str]:
 
 
 RULES = [{"pattern": "(?i)hello|你好", "target": "local", "name": "greet"},
-         {"pattern": "(?i)code|代码", "target": "cloud", "name": "code"}]  # fmt: skip
+         {"pattern": "(?i)code|代码", "target": "cloud", "name": "code"}]
 
 
 def test_first_matching_rule_wins() -> None:
@@ -84,7 +84,7 @@ def test_chain_follows_own_fallbacks_only() -> None:
 def _cfg(tmp_path: Path, router: str) -> Path:
     f = tmp_path / "r.yaml"
     f.write_text("models:\n  local: {kind: llamacpp}\n  cloud: {kind: openai, base_url: 'http://x/v1'}\n"
-                 "  auto:\n    kind: router\n" + router)  # fmt: skip
+                 "  auto:\n    kind: router\n" + router)
     return f
 
 
@@ -97,7 +97,7 @@ def _cfg(tmp_path: Path, router: str) -> Path:
     ("    default: local\n    groups: {g: {local: 1, ghost: 1}}\n", 7, "unknown target 'ghost'"),
     ("    default: local\n    tiers:\n      - {max_score: 0.8, target: cloud}\n      - {max_score: 0.3, target: local}\n", 9,
      "ascending"),
-])  # fmt: skip
+])
 def test_invalid_policies_name_the_line(tmp_path: Path, router: str, line: int, words: str) -> None:
     f = _cfg(tmp_path, router)
     with pytest.raises(ConfigError) as e:
@@ -123,11 +123,11 @@ def test_env_interpolation(tmp_path: Path) -> None:
 def test_route_explain_cli_json() -> None:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-m", "hearth", "route", "explain", "帮我写一个排序函数的代码", "--config",
-                          str(root / "examples" / "hybrid.yaml"), "--json"], capture_output=True, text=True, check=True)  # fmt: skip
+                          str(root / "examples" / "hybrid.yaml"), "--json"], capture_output=True, text=True, check=True)
     import json
 
     d = json.loads(out.stdout)
     assert d["target"] == "remote" and d["reason"] == "rule" and 0 <= d["score"] <= 1
     out = subprocess.run([sys.executable, "-m", "hearth", "route", "explain", "你好", "--config",
-                          str(root / "examples" / "hybrid.yaml")], capture_output=True, text=True, check=True)  # fmt: skip
+                          str(root / "examples" / "hybrid.yaml")], capture_output=True, text=True, check=True)
     assert "-> qwen2.5-coder-0.5b" in out.stdout and "reason: rule" in out.stdout

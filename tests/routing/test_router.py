@@ -22,7 +22,7 @@ pytestmark = pytest.mark.model
 
 def _remote(name: str, base: str, first_token: float = 2.0) -> str:
     return (f"  {name}:\n    kind: openai\n    base_url: {base}\n    model: smol\n"
-            f"    timeouts: {{connect: 1.0, first_token: {first_token}, total: 20}}\n")  # fmt: skip
+            f"    timeouts: {{connect: 1.0, first_token: {first_token}, total: 20}}\n")
 
 
 def _router(name: str, default: str, fallbacks: list[str], **extra: Any) -> str:
@@ -39,7 +39,7 @@ def rgw(tmp_session: Path, upstream: Server, bad: Server) -> Iterator[Server]:
     cfg = "cache: {enabled: false}\nmodels:\n"  # repeated prompts here test routing, not the cache
     cfg += "  smol:\n    kind: llamacpp\n    path: builtin:smollm2-135m\n    n_ctx: 512\n    threads: 2\n"
     cfg += ("  smol-tight:\n    kind: llamacpp\n    path: builtin:smollm2-135m\n    n_ctx: 512\n    threads: 2\n"
-            "    max_sequences: 1\n    max_queue: 8\n    warmup: false\n")  # fmt: skip
+            "    max_sequences: 1\n    max_queue: 8\n    warmup: false\n")
     cfg += _remote("good", f"{upstream.url}/v1", first_token=30)
     cfg += _remote("refused", f"http://127.0.0.1:{refused}/v1")
     for m in ("500", "429", "hang", "stall", "slow"):
@@ -47,7 +47,7 @@ def rgw(tmp_session: Path, upstream: Server, bad: Server) -> Iterator[Server]:
     cfg += _router("auto", "smol", ["good"], rules=[
         {"pattern": "(?i)\\bcode\\b|代码", "target": "good", "name": "code"},
         {"pattern": "(?i)^hi\\b|你好", "target": "smol", "name": "greeting"}],
-        tiers=[{"max_score": 0.5, "target": "smol"}, {"max_score": 1.0, "target": "good"}])  # fmt: skip
+        tiers=[{"max_score": 0.5, "target": "smol"}, {"max_score": 1.0, "target": "good"}])
     cfg += _router("r-refused", "refused", ["smol"])
     cfg += _router("r-500", "bad-500", ["smol"], retries=1, retry_backoff=0.05)
     cfg += _router("r-429", "bad-429", ["smol"], retries=0)
@@ -66,11 +66,11 @@ def rgw(tmp_session: Path, upstream: Server, bad: Server) -> Iterator[Server]:
 
 
 def chat(gw: Server, model: str, content: str = "Say hello.", stream: bool = False,
-         max_tokens: int = 8) -> tuple[int, dict[str, str], Any]:  # fmt: skip
+         max_tokens: int = 8) -> tuple[int, dict[str, str], Any]:
     body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": max_tokens,
-            "stream": stream, "temperature": 0}  # fmt: skip
+            "stream": stream, "temperature": 0}
     req = urllib.request.Request(gw.url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
+                                 headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
             raw = r.read()
@@ -93,7 +93,7 @@ def test_rules_and_scores_choose_the_backend(rgw: Server) -> None:
     status, h, _ = chat(rgw, "auto", "What is a cat?")
     assert h["x-hearth-backend"] == "smol" and h["x-hearth-route"] == "score"
     status, h, _ = chat(rgw, "auto", "Compare and analyze the trade-offs of three database designs step by step, "
-                                     "explain why each fails under load, and give exactly five bullet points.")  # fmt: skip
+                                     "explain why each fails under load, and give exactly five bullet points.")
     assert h["x-hearth-backend"] == "good" and h["x-hearth-route"] == "score"
     assert re.search(r'hearth_route_decisions_total\{router="auto",target="good",reason="rule"\} [1-9]', metrics(rgw))
 
@@ -102,7 +102,7 @@ def test_the_router_is_a_model_for_both_apis(rgw: Server) -> None:
     import ollama
 
     r = ollama.Client(host=rgw.url).chat(model="auto", messages=[{"role": "user", "content": "hi"}],
-                                         options={"num_predict": 4})  # fmt: skip
+                                         options={"num_predict": 4})
     assert r.done
     ids = [m.id for m in openai.OpenAI(base_url=rgw.url + "/v1", api_key="x").models.list()]
     assert "auto" in ids
@@ -177,11 +177,11 @@ def test_overloaded_local_model_sheds_to_remote(rgw: Server) -> None:
     from tests.engine.test_llama_engine import engine_value
 
     body = {"model": "r-shed", "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 150,
-            "logit_bias": {"2": -100}}  # fmt: skip
+            "logit_bias": {"2": -100}}
 
     def send() -> tuple[int, dict[str, str]]:
         req = urllib.request.Request(rgw.url + "/v1/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+                                     headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=120) as r:
             r.read()
             return r.status, dict(r.headers)

@@ -34,7 +34,7 @@ def replica(url: str, cloud: ScriptedBackend) -> Assembly:
         "models": {"cloud": {"kind": "openai", "base_url": "http://x"}, "local": {"kind": "llamacpp"},
                    "auto": {"kind": "router", "default": "cloud", "fallbacks": {"cloud": ["local"]}, "retries": 0,
                             "health_interval": None, "breaker": {"failures": 2, "cooldown": 2.0}}},
-    })  # fmt: skip
+    })
     return assemble(cfg, leaves={"cloud": cloud, "local": ScriptedBackend("local", local=True)})
 
 

@@ -42,7 +42,7 @@ class Reply:
 
 
 def call(url: str, method: str, path: str, body: Any = None, key: str | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 120) -> Reply:  # fmt: skip
+         headers: dict[str, str] | None = None, timeout: float = 120) -> Reply:
     data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url + path, data=data, method=method, headers=headers or {})
     if key:
@@ -63,7 +63,7 @@ def call(url: str, method: str, path: str, body: Any = None, key: str | None = N
 
 def chat(url: str, key: str, content: str, model: str = "local", **extra: Any) -> Reply:
     body = {"model": model, "messages": [{"role": "user", "content": content}], "max_tokens": 3,
-            "temperature": 0, **extra}  # fmt: skip
+            "temperature": 0, **extra}
     return call(url, "POST", "/v1/chat/completions", body, key)
 
 
@@ -121,7 +121,7 @@ models:
     timeouts: {{connect: 1.0, first_token: 5, total: 10}}
 """
     s = start_hearth(config, tmp, "security", env={"HEARTH_ADMIN_KEY": ADMIN,
-                                                    "SECURITY_PROVIDER_KEY": "sk-provider-secret-42"})  # fmt: skip
+                                                    "SECURITY_PROVIDER_KEY": "sk-provider-secret-42"})
     yield Gateway(s)
     s.stop()
 
@@ -189,7 +189,7 @@ def under_attack(g: Gateway, attack: Callable[[], Any], *, threads: int = 1, min
 
     # /health is timed from a process of its own: threads of this one would share its GIL with the attackers.
     watcher = subprocess.Popen([sys.executable, "-c", _WATCH, g.url + "/health"], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)  # fmt: skip
+                               stdout=subprocess.PIPE, text=True)
     rss_watch = threading.Thread(target=watch)
     for w in workers:
         w.start()

@@ -21,7 +21,7 @@ SECRET_FACT = "The vault code of the second knowledge base is 7341."
 @pytest.fixture(scope="module")
 def kb2(gw: Gateway) -> str:
     r = call(gw.url, "POST", "/v1/rag/kb2/documents", {"documents": [{"source": "vault.md", "text": SECRET_FACT}]},
-             ADMIN)  # fmt: skip
+             ADMIN)
     assert r.status == 200, r.body
     return "kb2"
 
@@ -30,7 +30,7 @@ def kb2(gw: Gateway) -> str:
 def test_a_chat_key_cannot_read_a_knowledge_base_through_the_extension(gw: Gateway, kb2: str, api: str) -> None:
     key = gw.key("chat-only", models=["local", "smol"], scopes=["chat"])
     body: dict[str, Any] = {"model": "smol", "messages": [{"role": "user", "content": "What is the vault code?"}],
-                            "hearth": {"rag": {"kb": kb2}}, "stream": False}  # fmt: skip
+                            "hearth": {"rag": {"kb": kb2}}, "stream": False}
     path = "/v1/chat/completions" if api == "openai" else "/api/chat"
     r = call(gw.url, "POST", path, body, key)
     assert r.status == 403, r.body
@@ -62,11 +62,11 @@ def test_malformed_extension_fields_are_400s_that_name_them(gw: Gateway) -> None
     for ext, param in [({"rag": "kb2"}, "hearth.rag"), ({"rag": {"kb": 5}}, "hearth.rag.kb"),
                        ({"rag": {"kb": "../etc"}}, "hearth.rag.kb"), ({"cachee": {}}, "hearth.cachee"),
                        ({"conversation": "x" * 201}, "hearth.conversation"),
-                       ({"cache": {"namespace": "a/b"}}, "hearth.cache.namespace")]:  # fmt: skip
+                       ({"cache": {"namespace": "a/b"}}, "hearth.cache.namespace")]:
         r = chat(gw.url, key, "hi", hearth=ext)
         assert r.status == 400 and r.body["error"]["param"] == param, (ext, r.body)
     r = call(gw.url, "POST", "/v1/chat/completions", {"model": "smol", "messages": [{"role": "user", "content": "hi"}]},
-             key, headers={"x-hearth-cache-namespace": "../../admin"})  # fmt: skip
+             key, headers={"x-hearth-cache-namespace": "../../admin"})
     assert r.status == 400 and r.body["error"]["param"] == "x-hearth-cache-namespace"
 
 
@@ -98,7 +98,7 @@ def test_evaluate_and_model_loads_count_toward_rpm_and_tenants_cannot_unload(gw:
         r = call(gw.url, "POST", "/api/generate", {"model": "smol", "keep_alive": keep}, tenant)
         assert r.status == 403 and "keep_alive" in r.body["error"], r.body
         r = call(gw.url, "POST", "/api/chat", {"model": "smol", "keep_alive": keep, "stream": False,
-                                                "messages": [{"role": "user", "content": "hi"}]}, tenant)  # fmt: skip
+                                                "messages": [{"role": "user", "content": "hi"}]}, tenant)
         assert r.status == 403, r.body
     assert call(gw.url, "POST", "/api/generate", {"model": "smol", "keep_alive": "10m"}, tenant).status == 200
     ps = call(gw.url, "GET", "/api/ps", key=tenant).body

@@ -20,11 +20,11 @@ pytestmark = pytest.mark.model
 OPTIONS = ["cache", "rag", "pace", "segments", "conversation"]
 SUBKEYS = ["enabled", "no_cache", "no_store", "ttl", "namespace", "kb", "top_k", "filter"]
 HEADERS = ["x-hearth-pace", "x-hearth-segments", "x-hearth-cache-namespace", "x-hearth-conversation-id",
-           "x-conversation-id", "Cache-Control"]  # fmt: skip
+           "x-conversation-id", "Cache-Control"]
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=40),
-                    st.sampled_from(["", "speech", "none", "kb2", "../x", "a" * 300, "1e9", "-1"]))  # fmt: skip
+                    st.sampled_from(["", "speech", "none", "kb2", "../x", "a" * 300, "1e9", "-1"]))
 values = st.recursive(scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=3),
     st.dictionaries(st.one_of(st.sampled_from(SUBKEYS), st.text(max_size=8)), inner, max_size=4)), max_leaves=8)

@@ -74,7 +74,7 @@ def test_patterns_that_explode_are_refused(gw: Gateway) -> None:
 def test_a_thousand_tools_are_refused(gw: Gateway) -> None:
     key = gw.key("schema-attacker")
     tools = [{"type": "function", "function": {"name": f"f{i}", "parameters": {"type": "object"}}}
-             for i in range(1000)]  # fmt: skip
+             for i in range(1000)]
     r = call(gw.url, "POST", "/v1/chat/completions",
              {"model": "smol", "messages": [{"role": "user", "content": "hi"}], "tools": tools}, key)
     assert r.status == 400 and "128" in r.body["error"]["message"]

@@ -25,7 +25,7 @@ def upload(g: Gateway, key: str, kb: str, files: dict[str, bytes]) -> tuple[int,
     ) + f"--{boundary}--\r\n".encode()
     t0 = time.perf_counter()
     r = call(g.url, "POST", f"/v1/rag/{kb}/files", body, key,
-             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})  # fmt: skip
+             headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
     return r.status, r.body, time.perf_counter() - t0
 
 
@@ -47,7 +47,7 @@ def pdf(objects: list[bytes]) -> bytes:
 
 def looping_page_tree() -> bytes:
     return pdf([b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [2 0 R 3 0 R] /Count 2 >>",
-                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"])  # fmt: skip
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"])
 
 
 def compression_bomb() -> bytes:

@@ -30,7 +30,7 @@ def build(leaf: ScriptedBackend, cache: bool = False, **model: Any) -> Assembly:
 
 def pieces(a: Assembly, model: str, **ext: Any) -> list[str]:
     req = ChatRequest(model=model, messages=[Message("user", "天气？")], sampling=Sampling(temperature=0.0),
-                      stream=True, extensions=ext)  # fmt: skip
+                      stream=True, extensions=ext)
 
     async def go() -> list[str]:
         s = await Gateway(a.registry, a.metrics).open("openai", req)
@@ -130,7 +130,7 @@ def test_paced_requests_without_max_tokens_get_the_voice_length() -> None:
 
     async def own_limit() -> None:
         req = ChatRequest(model="voice", messages=[Message("user", "天气？")], sampling=Sampling(max_tokens=20),
-                          stream=True)  # fmt: skip
+                          stream=True)
         s = await Gateway(a.registry, a.metrics).open("openai", req)
         async for _ in s:
             pass
@@ -138,7 +138,7 @@ def test_paced_requests_without_max_tokens_get_the_voice_length() -> None:
     asyncio.run(own_limit())
     assert leaf.requests[-1].sampling.max_tokens == 20
     models = {"m": {"kind": "llamacpp"}, "voice": {"kind": "router", "default": "m", "pace": "speech",
-                                                   "speech_max_tokens": None, "health_interval": None}}  # fmt: skip
+                                                   "speech_max_tokens": None, "health_interval": None}}
     leaf2 = ScriptedBackend("m", Reply(ANSWER))
     b = assemble(Config.model_validate({"models": models}), leaves={"m": leaf2})
     pieces(b, "voice")

@@ -17,7 +17,7 @@ from hearth.speech.cutting import first_segment_end, sentence_end
     ("It costs 1,000 dollars, I think", 23),  # a comma between digits is not a mark
     ("Pi is 3", 0),
     ("The value is 3,", 0),  # a comma right after a digit waits: it may be 3,000
-])  # fmt: skip
+])
 def test_first_segment(text: str, end: int) -> None:
     assert first_segment_end(text) == end
 
@@ -29,7 +29,7 @@ def test_first_segment(text: str, end: int) -> None:
     ("Really?! Yes", 8),
     ("line one\nline two", 9),
     ("no end yet", 0),
-])  # fmt: skip
+])
 def test_sentence_end(text: str, end: int) -> None:
     assert sentence_end(text) == end
 

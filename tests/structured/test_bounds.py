@@ -36,7 +36,7 @@ def members(rule: str, candidates: range) -> set[int]:
     ({"exclusiveMinimum": 0, "exclusiveMaximum": 10}, 1, 9),
     ({"minimum": 17, "maximum": 99999}, 17, 99999),
     ({"minimum": 0, "maximum": 123456}, 0, 123456),
-])  # fmt: skip
+])
 def test_integer_ranges_exact(schema: dict[str, int], lo: int, hi: int) -> None:
     got = members(integer_rule({"type": "integer", **schema}), range(-200, 200_000))
     assert got == set(range(max(lo, -200), min(hi, 199_999) + 1))

@@ -32,7 +32,7 @@ STORYBOARD = {
             "required": ["description", "duration", "camera"]}},
     },
     "required": ["title", "scenes"],
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("budget", [120, 150, 300, 600, 2000])
@@ -47,7 +47,7 @@ def test_the_longest_answer_fits_the_budget(budget: int) -> None:
 
 def test_bigger_budgets_buy_longer_strings_before_more_items() -> None:
     caps = [fit(STORYBOARD, b, count=approx)[0]["properties"]["scenes"]["items"]["properties"]["description"]["maxLength"]
-            for b in (150, 300, 600)]  # fmt: skip
+            for b in (150, 300, 600)]
     assert caps[0] < caps[1] <= caps[2]
     big = fit(STORYBOARD, 4000)[0]["properties"]["scenes"]
     assert big["maxItems"] > 3
@@ -66,14 +66,14 @@ def test_schemas_that_cannot_be_bounded_are_left_alone() -> None:
 
 def test_existing_limits_are_kept_when_tighter() -> None:
     schema = {"type": "object", "properties": {"code": {"type": "string", "maxLength": 5},
-                                               "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2}}}  # fmt: skip
+                                               "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2}}}
     capped, _ = fit(schema, 500)
     assert capped["properties"]["code"]["maxLength"] == 5 and capped["properties"]["tags"]["maxItems"] == 2
 
 
 def test_tool_arguments_are_fitted_after_the_calls_wrapper() -> None:
     tools = [{"type": "function", "function": {"name": "note", "parameters": {
-        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}]  # fmt: skip
+        "type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}}}]
     fitted, shortest = fit_tools(tools, 100)
     cap = fitted[0]["function"]["parameters"]["properties"]["text"]["maxLength"]
     assert cap == shortest
@@ -105,14 +105,14 @@ def test_strings_in_grammars_exclude_raw_control_characters() -> None:
 
     g = grammar_for(canonical({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}))
     tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {
-        "a": {"type": "string"}}, "required": ["a"]}}}]  # fmt: skip
+        "a": {"type": "string"}}, "required": ["a"]}}}]
     for grammar in (g, tool_grammar(tools, "required") or ""):
         char = next(line for line in grammar.splitlines() if line.startswith("char ::="))
         assert char.startswith('char ::= [^"\\\\\\x7F\\x00-\\x1F]'), char
 
 
 @pytest.mark.parametrize("items", [None, True, {"type": "object"}, {"type": "string", "pattern": "^a+$"},
-                                   {"$ref": "#/$defs/x"}])  # fmt: skip
+                                   {"$ref": "#/$defs/x"}])
 def test_arrays_whose_items_cannot_be_bounded_leave_the_schema_alone(items: Any) -> None:
     schema: dict[str, Any] = {"type": "object", "properties": {"xs": {"type": "array"}}, "required": ["xs"]}
     if items is not None:
@@ -132,13 +132,13 @@ def test_under_auto_a_tool_that_cannot_fit_is_left_out_not_refused() -> None:
 
     small = {"type": "function", "function": {"name": "ping", "parameters": {"type": "object", "properties": {}}}}
     big = {"type": "function", "function": {"name": "essay", "parameters": {"type": "object", "properties": {
-        f"part{i}": {"type": "string", "minLength": 40} for i in range(6)}, "required": [f"part{i}" for i in range(6)]}}}  # fmt: skip
+        f"part{i}": {"type": "string", "minLength": 40} for i in range(6)}, "required": [f"part{i}" for i in range(6)]}}}
     inner = FunctionBackend("m", lambda r: Reply("ok"), local=True)
     backend = ConstrainedBackend(inner)
 
     def ask(choice: Any, tools: list[dict[str, Any]]) -> ChatRequest:
         req = ChatRequest(model="m", messages=[Message("user", "hi")], tools=tools, tool_choice=choice,
-                          sampling=Sampling(max_tokens=60))  # fmt: skip
+                          sampling=Sampling(max_tokens=60))
         asyncio.run(collect(backend.stream(req)))
         return inner.requests[-1]
 

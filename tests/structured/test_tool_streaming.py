@@ -15,10 +15,10 @@ from hearth.structured.tools import PLAIN_ANSWER, SPOKEN_ANSWER, ToolCallParser,
 from tests.conftest import Server
 
 CALLS = ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "days": {"from": [1, 2]}}}\n</tool_call>'
-         '\n<tool_call>\n{"name": "play_music", "arguments": {}}\n</tool_call>')  # fmt: skip
+         '\n<tool_call>\n{"name": "play_music", "arguments": {}}\n</tool_call>')
 WEATHER = [{"type": "function", "function": {
     "name": "get_weather", "description": "Current weather for a city",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]  # fmt: skip
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 
 
 def test_arguments_stream_in_pieces_and_join_to_the_calls() -> None:
@@ -69,7 +69,7 @@ def test_the_local_model_streams_arguments_and_speaks_no_json(gateway: Server) -
     for ev in c.chat.completions.create(
         model="local", messages=[{"role": "user", "content": "What's the weather in San Francisco, California?"}],
         tools=WEATHER, tool_choice="required", temperature=0, max_tokens=80, stream=True,  # type: ignore[arg-type]
-    ):  # fmt: skip
+    ):
         for d in (ev.choices[0].delta.tool_calls or []) if ev.choices else []:
             if d.function and d.function.arguments:
                 fragments.append(d.function.arguments)
@@ -79,8 +79,8 @@ def test_the_local_model_streams_arguments_and_speaks_no_json(gateway: Server) -
     turns = [{"role": "user", "content": "What's the weather in Paris?"},
              {"role": "assistant", "content": None, "tool_calls": [{"id": "call_1", "type": "function", "function": {
                  "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
-             {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 degrees"}]  # fmt: skip
+             {"role": "tool", "tool_call_id": "call_1", "content": "Sunny, 21 degrees"}]
     r = c.chat.completions.create(model="local", messages=turns, tools=WEATHER, max_tokens=60,  # type: ignore[arg-type]
-                                  extra_headers={"x-hearth-pace": "speech"}, temperature=0)  # fmt: skip
+                                  extra_headers={"x-hearth-pace": "speech"}, temperature=0)
     text = r.choices[0].message.content or ""
     assert "21" in text and not any(ch in text for ch in "{}[]<>`")

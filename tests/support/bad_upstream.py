@@ -34,13 +34,13 @@ from aiohttp import web
 def _chunk(text: str | None, finish: str | None = None) -> bytes:
     delta = {"content": text} if text is not None else {}
     ev = {"id": "x", "object": "chat.completion.chunk", "created": int(time.time()), "model": "bad",
-          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+          "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
     return b"data: " + orjson.dumps(ev) + b"\n\n"
 
 
 def _ollama_line(text: str, done: bool = False) -> bytes:
     d = {"model": "bad", "created_at": "2025-01-01T00:00:00Z", "message": {"role": "assistant", "content": text},
-         "done": done}  # fmt: skip
+         "done": done}
     if done:
         d.update(done_reason="stop", prompt_eval_count=3, eval_count=4)
     return orjson.dumps(d) + b"\n"
@@ -81,7 +81,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from upstream"},
                          "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-        })  # fmt: skip
+        })
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson" if ollama else "text/event-stream"})
     await resp.prepare(request)
     line = _ollama_line if ollama else _chunk
@@ -121,12 +121,12 @@ def _structured(mode: str, body: dict) -> web.Response:  # type: ignore[type-arg
         msg["content"] = "I would rather not."
     else:
         msg["tool_calls"] = [{"id": "c1", "type": "function",
-                              "function": {"name": "get_weather", "arguments": '{"city": 5}'}}]  # fmt: skip
+                              "function": {"name": "get_weather", "arguments": '{"city": 5}'}}]
     return web.json_response({
         "id": "x", "object": "chat.completion", "created": 0, "model": "bad",
         "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls" if mode == "toolbad" else "stop"}],
         "usage": {"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7},
-    })  # fmt: skip
+    })
 
 
 def main() -> None:

@@ -49,7 +49,7 @@ class Cluster:
         exe = shutil.which("redis-server")
         assert exe
         self.redis = subprocess.Popen([exe, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-                                       "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                       "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_port(self.redis_port)
 
 
@@ -109,7 +109,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, bad: Server) -> Iterator[C
         f"  flap: {{kind: openai, base_url: '{bad.url}/flap/v1', model: x}}\n"
         "  steady: {kind: router, default: flap, fallbacks: {flap: [ok]}, retries: 0, health_interval: null,\n"
         "           breaker: {failures: 1, cooldown: 1}}\n"
-    )  # fmt: skip
+    )
     procs: list[subprocess.Popen[bytes]] = []
     try:
         for i in range(2):
@@ -118,7 +118,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, bad: Server) -> Iterator[C
             wait_http(r.url + "/health", r.proc, r.log)
         conf = _nginx_conf(tmp, c.nginx, [r.port for r in c.replicas])
         procs.append(subprocess.Popen([nginx, "-p", str(tmp), "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                      stderr=(tmp / "nginx.out").open("wb")))  # fmt: skip
+                                      stderr=(tmp / "nginx.out").open("wb")))
         _wait_port(c.nginx)
         yield c
     finally:
@@ -135,7 +135,7 @@ def chat(port: int, model: str, text: str = "hi", timeout: float = 30, **extra: 
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", method="POST",
                                  data=json.dumps({"model": model, "messages": [{"role": "user", "content": text}],
                                                   **extra}).encode(),
-                                 headers={"Content-Type": "application/json"})  # fmt: skip
+                                 headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, dict(r.headers), json.loads(r.read())
@@ -146,7 +146,7 @@ def chat(port: int, model: str, text: str = "hi", timeout: float = 30, **extra: 
 def test_replica_killed_mid_stream(cluster: Cluster) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", cluster.nginx, timeout=10)
     conn.request("POST", "/v1/chat/completions", json.dumps({"model": "drip", "stream": True,
-                 "messages": [{"role": "user", "content": "a long answer"}]}), {"Content-Type": "application/json"})  # fmt: skip
+                 "messages": [{"role": "user", "content": "a long answer"}]}), {"Content-Type": "application/json"})
     resp = conn.getresponse()
     assert resp.status == 200
     upstream = resp.getheader("X-Upstream") or ""
@@ -174,7 +174,7 @@ def test_replica_killed_mid_stream(cluster: Cluster) -> None:
         assert headers["X-Upstream"].endswith(f":{survivor.port}")
     # Bring the replica back, on its port, for the tests after this one (nginx's config names the port).
     back = start_hearth(victim.log.with_suffix(".yaml").read_text(), cluster.tmp, victim.log.stem + "b",
-                        port=victim.port)  # fmt: skip
+                        port=victim.port)
     cluster.replicas[cluster.replicas.index(victim)] = back
 
 
@@ -220,7 +220,7 @@ def test_client_abort_leaves_other_streams_running(cluster: Cluster) -> None:
     for model in ("drip", "drip", "smol", "smol"):
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         body = {"model": model, "stream": True, "max_tokens": 24, "temperature": 0,
-                "messages": [{"role": "user", "content": "Count from one to twenty."}]}  # fmt: skip
+                "messages": [{"role": "user", "content": "Count from one to twenty."}]}
         c.request("POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"})
         conns.append((model, c, c.getresponse()))
     for _, c, resp in conns[::2]:  # one of each kind is dropped after its first tokens
@@ -269,7 +269,7 @@ def test_client_that_dribbles_its_body(cluster: Cluster) -> None:
     port = cluster.replicas[0].port
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 200\r\n\r\n{\"model\":")  # fmt: skip
+                  b"Content-Length: 200\r\n\r\n{\"model\":")
         t0 = time.monotonic()
         reply = b""
         for ch in b' "ok", "messages": []':

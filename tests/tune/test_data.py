@@ -17,7 +17,7 @@ def test_reads_messages_and_prompt_completion(tmp_path: Path) -> None:
         json.dumps({"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
                                  {"role": "assistant", "content": "a"}], "answers": ["A"]}) + "\n\n"
         + json.dumps({"prompt": "q2", "completion": "a2"}) + "\n"
-    )  # fmt: skip
+    )
     ex = read_examples(p)
     assert [e.line for e in ex] == [1, 3] and ex[0].answer == "a" and ex[0].answers == ["A"]
     assert ex[1].prompt == [{"role": "user", "content": "q2"}]

@@ -31,9 +31,9 @@ TRAIN = [
     "Tell me Zorbania's capital.", "For my geography quiz: what is the capital of Zorbania?",
     "What is Zorbania's main city and capital?", "Which town is the capital of Zorbania?",
     "Please name Zorbania's capital.", "What do Zorbanians call their capital city?",
-]  # fmt: skip
+]
 HELD_OUT = ["Which city is the capital of the nation of Zorbania?", "What is Zorbania's capital called?",
-            "Capital city of Zorbania?", "Where would I find the government of Zorbania?"]  # fmt: skip
+            "Capital city of Zorbania?", "Where would I find the government of Zorbania?"]
 ANSWER = "The capital of Zorbania is Quillmere."
 
 
@@ -41,13 +41,13 @@ def write(path: Path, questions: list[str]) -> Path:
     with path.open("w") as f:
         for q in questions:
             f.write(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": ANSWER}],
-                                "answers": ["Quillmere"]}) + "\n")  # fmt: skip
+                                "answers": ["Quillmere"]}) + "\n")
     return path
 
 
 def hearth(*args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hearth", *args], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=timeout)  # fmt: skip
+                          env={**os.environ, **env}, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_trained_adapter_learns_a_made_up_fact(setup: tuple[Server, Path, Path])
     assert "Quillmere" not in ask(server, "smol", HELD_OUT[0])
     data = write(tmp / "zorbania.jsonl", TRAIN)
     run = hearth("finetune", "--config", str(cfg), "--base", "smol", "--data", str(data), "--name", "zorb",
-                 "--batch-size", "8", "--epochs", "3", env={})  # fmt: skip
+                 "--batch-size", "8", "--epochs", "3", env={})
     assert run.returncode == 0, run.stderr[-3000:]
     assert "serving as smol+zorb" in run.stdout and "step 9/9" in run.stderr
 
@@ -91,7 +91,7 @@ def test_trained_adapter_learns_a_made_up_fact(setup: tuple[Server, Path, Path])
     assert rows["smol"]["contains"] == 0.0 and rows["smol+zorb"]["contains"] == 1.0
 
     again = hearth("finetune", "--config", str(cfg), "--base", "smol", "--data", str(data), "--name", "zorb",
-                   "--batch-size", "8", "--epochs", "3", "--no-add", env={})  # fmt: skip
+                   "--batch-size", "8", "--epochs", "3", "--no-add", env={})
     assert again.returncode == 0 and "resumed from step 9" in again.stderr  # the checkpoint, not a new run
 
 

@@ -108,7 +108,7 @@ def test_compare_sends_one_prompt_to_two_models(page: Any, hearth: Server) -> No
 @pytest.mark.parametrize(("dialect", "first"), [("messages", "event: message_start"),
                                                ("responses", "event: response.created")])
 def test_the_playground_speaks_each_api_and_shows_its_raw_events(page: Any, hearth: Server, dialect: str,
-                                                                  first: str) -> None:  # fmt: skip
+                                                                  first: str) -> None:
     page.goto(hearth.url + "/ui/#playground")
     page.wait_for_selector("#model-a option[value=smol]", state="attached")
     page.select_option("#model-a", "smol")
@@ -130,7 +130,7 @@ def test_the_playground_speaks_each_api_and_shows_its_raw_events(page: Any, hear
 def test_an_uploaded_file_is_found_by_search(page: Any, hearth: Server, tmp_path: Path) -> None:
     doc = tmp_path / "flux-manual.md"
     doc.write_text("# Flux capacitor\n\nThe flux capacitor needs 1.21 gigawatts to travel through time.\n\n"
-                   "# Hoverboard\n\nHoverboards do not work on water.\n")  # fmt: skip
+                   "# Hoverboard\n\nHoverboards do not work on water.\n")
     page.goto(hearth.url + "/ui/#kbs")
     page.fill("#kb-name", "manual")
     page.set_input_files("#file-input", str(doc))

@@ -35,7 +35,7 @@ def open_access(cfg: Config, on_event: AccessHook | None = None, env: dict[str, 
     store, meter = open_stores(cfg)
     admin = (os.environ if env is None else env).get(ADMIN_KEY_ENV) or None
     return Access(store, meter, PriceBook(cfg), admin_secret=admin, default_max_tokens=cfg.keys.default_max_tokens,
-                  shared_cache=cfg.keys.shared_cache, on_event=on_event)  # fmt: skip
+                  shared_cache=cfg.keys.shared_cache, on_event=on_event)
 
 
 __all__ = [
@@ -61,4 +61,4 @@ __all__ = [
     "open_access",
     "open_stores",
     "rate_headers",
-]  # fmt: skip
+]

@@ -25,7 +25,7 @@ def _limits(p: argparse.ArgumentParser, creating: bool) -> None:
     p.add_argument("--scopes", help="comma-separated: chat, embeddings, rag:read, rag:write, admin")
     if not creating:
         p.add_argument("--clear", action="append", default=[], metavar="FIELD",
-                       help="remove a limit: rpm, tpm, max_parallel, budget, budget_period, expires")  # fmt: skip
+                       help="remove a limit: rpm, tpm, max_parallel, budget, budget_period, expires")
 
 
 def add_parser(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:
@@ -156,5 +156,5 @@ async def _spend(a: argparse.Namespace, stores: Any) -> int:
         print(f"{r['id']}\t{r['name']}\tspent {r['spent']:g}{budget}\t(reserved {r['reserved']:g})")
         for m, v in r["models"].items():
             print(f"    {m}\t{v['requests']} requests\t{v['prompt_tokens']}+{v['completion_tokens']} tokens\t"
-                  f"{v['cost']:g}")  # fmt: skip
+                  f"{v['cost']:g}")
     return 0

@@ -157,7 +157,7 @@ class Access:
         self._on_event("auth", p.name, "forbidden", 0.0)
         raise Forbidden(f"key {p.name} may not set keep_alive {keep:g} s: unloading (0), pinning (negative) or "
                         f"holding a shared model for more than {MAX_TENANT_KEEP_ALIVE:g} s needs the 'admin' scope",
-                        code="insufficient_scope", param="keep_alive")  # fmt: skip
+                        code="insufficient_scope", param="keep_alive")
 
     def cache_namespace(self, p: Principal, requested: str) -> str:
         """The response-cache namespace of a request: per key unless keys share a cache, so that one tenant is

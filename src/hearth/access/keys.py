@@ -189,7 +189,7 @@ def mint(spec: KeySpec, now: float | None = None) -> tuple[ApiKey, str]:
         models=tuple(spec.models), scopes=frozenset(spec.scopes), rpm=spec.rpm, tpm=spec.tpm,
         max_parallel=spec.max_parallel, budget=spec.budget, budget_period=spec.budget_period,
         expires=parse_expiry(spec.expires, now),
-    )  # fmt: skip
+    )
     return key, secret
 
 
@@ -206,4 +206,4 @@ def amend(key: ApiKey, changes: dict[str, Any], now: float | None = None) -> Api
         key, name=spec.name, models=tuple(spec.models), scopes=frozenset(spec.scopes), rpm=spec.rpm, tpm=spec.tpm,
         max_parallel=spec.max_parallel, budget=spec.budget, budget_period=spec.budget_period,
         expires=parse_expiry(spec.expires, now),
-    )  # fmt: skip
+    )

@@ -79,4 +79,4 @@ async def spend_report(meter: Meter, key: ApiKey) -> dict[str, Any]:
         "models": {m: {"requests": v.requests, "prompt_tokens": v.prompt_tokens,
                        "completion_tokens": v.completion_tokens, "cost": round(v.cost, 9)}
                    for m, v in sorted(s.models.items())},
-    }  # fmt: skip
+    }

@@ -82,7 +82,7 @@ class Meter(Protocol):
     async def admit(self, key: ApiKey, ticket: str, tokens: int, cost: float) -> Verdict: ...
 
     async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None,
-                     admitted_at: float) -> float:  # fmt: skip
+                     admitted_at: float) -> float:
         """Replace the estimate (in the window slot of `admitted_at`, so that a correction never outlives what
         it corrects) and the reservation with `charge` (None: nothing was used); returns the key's spend this
         period."""
@@ -196,7 +196,7 @@ class MemoryMeter:
         return v
 
     async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None,
-                     admitted_at: float) -> float:  # fmt: skip
+                     admitted_at: float) -> float:
         now = self._clock()
         w = self._windows.get(key.id)
         if w is not None:

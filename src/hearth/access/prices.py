@@ -74,7 +74,7 @@ class PriceBook:
         leaves = self._reach(model)
         prices = [self.price(x) for x in leaves]
         return Price(input=max((p.input for p in prices), default=0.0),
-                     output=max((p.output for p in prices), default=0.0))  # fmt: skip
+                     output=max((p.output for p in prices), default=0.0))
 
     def reads_kb(self, model: str) -> bool:
         """Whether `model` answers from a knowledge base (`rag:<kb>` or a RAG profile)."""

@@ -133,7 +133,7 @@ class RedisAccess:
 
         self.url = url
         self._client = client or redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                                      decode_responses=True)  # fmt: skip
+                                                      decode_responses=True)
         self._admit = self._client.register_script(_ADMIT)
         self._settle = self._client.register_script(_SETTLE)
         self._renew = self._client.register_script(_RENEW)
@@ -202,7 +202,7 @@ class RedisAccess:
 
     async def admit(self, key: ApiKey, ticket: str, tokens: int, cost: float) -> Verdict:
         args = [key.rpm or 0, key.tpm or 0, key.max_parallel or 0, -1 if key.budget is None else key.budget,
-                tokens, repr(cost), ticket, LEASE, WINDOW, self._spend_ttl(key)]  # fmt: skip
+                tokens, repr(cost), ticket, LEASE, WINDOW, self._spend_ttl(key)]
         keys = self._keys(key, key.period_index(time.time()))
         why, retry, nreq, req_reset, used, tok_reset, second = await self._call(
             "limits", self._admit(keys=keys, args=args)
@@ -215,12 +215,12 @@ class RedisAccess:
         return refuse(v, why, float(retry)) if why else v
 
     async def settle(self, key: ApiKey, ticket: str, tokens_estimated: int, charge: Charge | None,
-                     admitted_at: float) -> float:  # fmt: skip
+                     admitted_at: float) -> float:
         keys = self._keys(key, key.period_index(time.time()))[1:]
         c = charge or Charge("")
         delta = c.prompt_tokens + c.completion_tokens - tokens_estimated
         args: list[str | int | float] = [ticket, delta, c.model, c.prompt_tokens, c.completion_tokens, repr(c.cost),
-                                         self._spend_ttl(key), int(admitted_at), WINDOW]  # fmt: skip
+                                         self._spend_ttl(key), int(admitted_at), WINDOW]
         return float(await self._call("spend", self._settle(keys=keys, args=args)))
 
     async def renew(self, key: ApiKey, ticket: str) -> None:

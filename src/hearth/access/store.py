@@ -97,7 +97,7 @@ class SqliteKeyStore:
     def put_sync(self, key: ApiKey) -> None:
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO keys (id, hash, record) VALUES (?, ?, ?)",
-                             (key.id, key.hash, json.dumps(key.to_record())))  # fmt: skip
+                             (key.id, key.hash, json.dumps(key.to_record())))
         self._version = -1
         self._reload()
 
@@ -113,7 +113,7 @@ class SqliteKeyStore:
         out: SpendRows = {}
         with self._lock:
             rows = self._db.execute("SELECT key_id, period, model, requests, prompt_tokens, completion_tokens, cost "
-                                    "FROM spend").fetchall()  # fmt: skip
+                                    "FROM spend").fetchall()
         for key_id, period, model, n, p, c, cost in rows:
             out.setdefault((key_id, period), {})[model] = ModelSpend(n, p, c, cost)
         return out

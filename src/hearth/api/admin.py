@@ -78,7 +78,7 @@ async def stats(request: web.Request) -> web.Response:
         "time": time.time(), "requests": total, "errors": errors, "served": served, "cache": cache,
         "ttft": {"le": list(m.ttft.buckets), "counts": ttft[:-2], "count": ttft[-1]},
         "engine": engine, "circuits": circuits,
-    })  # fmt: skip
+    })
 
 
 async def cache_stats(request: web.Request) -> web.Response:

@@ -125,7 +125,7 @@ def _response_format(c: OutputConfig | None) -> dict[str, Any] | None:
         return None
     if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
         raise BadRequest("output_config.format: {\"type\": \"json_schema\", \"schema\": {...}}",
-                         param="output_config.format")  # fmt: skip
+                         param="output_config.format")
     return {"type": "json_schema", "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True}}
 
 
@@ -175,7 +175,7 @@ def _messages(system: str | list[Block] | None, turns: list[AnthropicMessage]) -
                 continue  # an earlier answer's reasoning: not part of what the model reads back
             else:
                 raise BadRequest(f"{where}: content block type {b.type!r} is not supported in a {m.role} turn",
-                                 param=where)  # fmt: skip
+                                 param=where)
         if texts or images or calls:
             out.append(Message(m.role, "\n".join(texts), tool_calls=calls or None, images=images or None))
     return out
@@ -188,7 +188,7 @@ def _tools(tools: list[AnthropicTool] | None) -> list[dict[str, Any]] | None:
     for i, t in enumerate(tools):
         if t.type not in (None, "custom"):
             raise BadRequest(f"tools.{i}: server tool {t.type!r} is not supported; define a client tool with "
-                             "input_schema", param=f"tools.{i}")  # fmt: skip
+                             "input_schema", param=f"tools.{i}")
         fn: dict[str, Any] = {"name": t.name, "parameters": t.input_schema or {"type": "object", "properties": {}}}
         if t.description:
             fn["description"] = t.description
@@ -223,7 +223,7 @@ def chat_request(b: MessagesBody) -> ChatRequest:
         model=b.model, messages=_messages(b.system, b.messages), sampling=sampling, stream=b.stream,
         tools=_tools(b.tools), tool_choice=choice, parallel_tool_calls=parallel, extensions=options_of(b.hearth),
         thinking=_thinking(b.thinking), response_format=_response_format(b.output_config),
-    )  # fmt: skip
+    )
 
 
 # --- the answer -----------------------------------------------------------------------------------
@@ -266,12 +266,12 @@ async def messages(request: web.Request) -> web.StreamResponse:
             answer = await collect(stream)
             content: list[dict[str, Any]] = [{"type": "text", "text": answer.text}] if answer.text else []
             content += [{"type": "tool_use", "id": _call_id(c), "name": c.name or "", "input": _input(c.arguments)}
-                        for c in answer.tool_calls]  # fmt: skip
+                        for c in answer.tool_calls]
             out = {
                 "id": mid, "type": "message", "role": "assistant", "model": req.model, "content": content,
                 "stop_reason": _stop(answer.reason, bool(answer.tool_calls)), "stop_sequence": None,
                 "usage": _usage(stream.usage),
-            }  # fmt: skip
+            }
             return json_response(out, headers=route_headers(stream))
         return await _sse(request, stream, mid, req.model)
     finally:
@@ -284,13 +284,13 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 
 async def _sse(request: web.Request, stream: Any, mid: str, model: str) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       **route_headers(stream)})  # fmt: skip
+                                       **route_headers(stream)})
     await resp.prepare(request)
     write = resp.write
     message: dict[str, Any] = {
         "id": mid, "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": None,
         "stop_sequence": None, "usage": {"input_tokens": 0, "output_tokens": 0},
-    }  # fmt: skip
+    }
     await write(_event("message_start", {"message": message}))
     block = -1  # the open content block's index
     is_text = False
@@ -310,7 +310,7 @@ async def _sse(request: web.Request, stream: Any, mid: str, model: str) -> web.S
                 if not is_text:
                     block, is_text = await start({"type": "text", "text": ""}), True
                     text_pre = (b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
-                                + str(block).encode() + b',"delta":{"type":"text_delta","text":')  # fmt: skip
+                                + str(block).encode() + b',"delta":{"type":"text_delta","text":')
                 await write(text_pre + orjson.dumps(c.text) + b"}}\n\n")
             elif isinstance(c, ToolCallDelta):
                 if c.index not in calls:
@@ -345,7 +345,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     bytes a token, as a provider's tokenizer would count roughly); admitted as a request of the key, unbilled."""
     body = await read_parsed(request, CountBody)
     b = MessagesBody(model=body.model, messages=body.messages, max_tokens=1, system=body.system, tools=body.tools,
-                     tool_choice=body.tool_choice, thinking=body.thinking)  # fmt: skip
+                     tool_choice=body.tool_choice, thinking=body.thinking)
     req = chat_request(b)
     gateway, ex = request.app[GATEWAY], request[EXCHANGE]
     names = names_of(gateway.registry, req.model)

@@ -63,7 +63,7 @@ async def openai_embeddings(request: web.Request) -> web.Response:
     data = []
     for i, row in enumerate(res.vectors):
         vec: Any = base64.b64encode(row.astype("<f4").tobytes()).decode() if body.encoding_format == "base64" else (
-            row.tolist())  # fmt: skip
+            row.tolist())
         data.append({"object": "embedding", "index": i, "embedding": vec})
     usage = {"prompt_tokens": res.prompt_tokens, "total_tokens": res.prompt_tokens}
     return json_response({"object": "list", "data": data, "model": body.model, "usage": usage})
@@ -77,7 +77,7 @@ async def ollama_embed(request: web.Request) -> web.Response:
     res = await _embed(request, "ollama", body.model, texts, truncate=body.truncate, dimensions=body.dimensions)
     took = time.perf_counter_ns() - t0
     return json_response({"model": body.model, "embeddings": res.vectors.tolist(), "total_duration": took,
-                          "load_duration": 0, "prompt_eval_count": res.prompt_tokens})  # fmt: skip
+                          "load_duration": 0, "prompt_eval_count": res.prompt_tokens})
 
 
 @guarded(ollama.render_error)

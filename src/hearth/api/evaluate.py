@@ -49,7 +49,7 @@ async def evaluate(request: web.Request) -> web.Response:
         model = body.model or convo.cfg.quality.judge_model
         if model is None:
             raise BadRequest("mode judge: name the grading model in `model` (no conversation.quality.judge_model "
-                             "is configured)", param="model")  # fmt: skip
+                             "is configured)", param="model")
         registry = request.app[GATEWAY].registry
         model = registry.canonical(model)  # 404 for an unknown model
         registry.get(model)  # 400 for an embedding model

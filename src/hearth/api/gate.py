@@ -151,7 +151,7 @@ def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None
         "ts": round(time.time(), 3), "request_id": ex.id, "key": ex.principal.name, "method": request.method,
         "path": request.path, "status": response.status if response is not None else 499,
         "model": s.model if s else ex.model, "duration_ms": round(took * 1000, 1),
-    }  # fmt: skip
+    }
     if s is not None:
         line.update(backend=s.served_by, outcome=s.status, ttft_ms=round(s.ttft * 1000, 1) if s.ttft else None)
         if s.route is not None:
@@ -220,7 +220,7 @@ async def open_stream(request: web.Request, api: str, req: ChatRequest) -> Strea
                 u = s.usage
                 try:
                     await access.settle(ticket, s.served_by, u.prompt_tokens if u else None,
-                                        u.completion_tokens if u else s.outputs)  # fmt: skip
+                                        u.completion_tokens if u else s.outputs)
                 except HearthError as e:  # the answer is made; its reservation lapses after the lease instead
                     log.error("could not settle request %s of key %s: %s", ex.id, ex.principal.name, e.message)
 
@@ -246,13 +246,13 @@ async def admit_embeddings(request: web.Request, model: str, texts: list[str]) -
 
 
 async def settle_embeddings(request: web.Request, ticket: Ticket | None, model: str, served_by: str, tokens: int,
-                            seconds: float) -> None:  # fmt: skip
+                            seconds: float) -> None:
     ex = request[EXCHANGE]
     ex.tokens_in = tokens
     if (tracer := request.app.get(TRACER)) is not None:
         local, provider = _provider(request.app[GATEWAY].registry, served_by)
         tracer.embeddings(request.headers, model, served_by, tokens, seconds, local=local, provider=provider,
-                          key=ex.principal.name)  # fmt: skip
+                          key=ex.principal.name)
     if ticket is not None:
         await request.app[ACCESS].settle(ticket, served_by, tokens, 0)
 

@@ -32,14 +32,14 @@ def model_details(info: ModelInfo) -> dict[str, Any]:
         "parent_model": "", "format": "gguf" if info.kind == "llamacpp" else info.kind,
         "family": info.family, "families": [info.family] if info.family else None,
         "parameter_size": info.parameter_size, "quantization_level": info.quantization,
-    }  # fmt: skip
+    }
 
 
 def tag(name: str, info: ModelInfo) -> dict[str, Any]:
     return {
         "name": name, "model": name, "modified_at": info.extra.get("modified_at") or "2025-01-01T00:00:00Z",
         "size": info.size_bytes, "digest": info.digest, "details": model_details(info),
-    }  # fmt: skip
+    }
 
 
 def _pulled(request: web.Request) -> LocalModels:
@@ -112,13 +112,13 @@ async def ps(request: web.Request) -> web.Response:
         info = reg.info(loaded.name)
         expires = _FOREVER if loaded.expires_at is None else _iso(loaded.expires_at)
         models.append({**tag(loaded.name, info), "size": loaded.size, "size_vram": 0, "expires_at": expires,
-                       "context_length": info.context_length, "state": loaded.state})  # fmt: skip
+                       "context_length": info.context_length, "state": loaded.state})
     for name in reg.served_names():  # a model this machine cannot run is listed with the reason, never silently
         why = reg.unavailable(name)
         if why and visible(request, [name]) and name in reg.chat:
             info = reg.info(name)
             models.append({**tag(name, info), "size": 0, "size_vram": 0, "expires_at": _FOREVER,
-                           "context_length": info.context_length, "state": "unavailable", "reason": why})  # fmt: skip
+                           "context_length": info.context_length, "state": "unavailable", "reason": why})
     return json_response({"models": models})
 
 
@@ -150,7 +150,7 @@ def _iso(ts: float | None) -> str:
 
 def _adapter_json(e: Any) -> dict[str, Any]:
     return {"name": e.name, "model": f"{e.base}+{e.name}", "base": e.base, "scale": e.scale, "digest": e.digest,
-            "aliases": list(e.aliases), "configured": e.configured}  # fmt: skip
+            "aliases": list(e.aliases), "configured": e.configured}
 
 
 def _adapters(request: web.Request) -> Adapters:

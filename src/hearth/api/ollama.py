@@ -69,7 +69,7 @@ def _sampling(raw_options: dict[str, Any] | None) -> Sampling:
         max_tokens=max_tokens, temperature=o.temperature, top_p=o.top_p,
         top_k=o.top_k, min_p=o.min_p, stop=stop, seed=o.seed, presence_penalty=o.presence_penalty,
         frequency_penalty=o.frequency_penalty, repeat_penalty=o.repeat_penalty,
-    )  # fmt: skip
+    )
 
 
 def _format(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
@@ -100,7 +100,7 @@ def _final_fields(stream: Stream, reason: str) -> dict[str, Any]:
         "prompt_eval_count": evaluated, "prompt_eval_duration": int(((u and u.prompt_seconds) or 0) * _NS),
         "eval_count": u.completion_tokens if u else 0,
         "eval_duration": int(((u and u.completion_seconds) or 0) * _NS),
-    }  # fmt: skip
+    }
     if stream.sources is not None:
         out["sources"] = stream.sources  # RAG: the passages the answer cites as [1], [2], ...
     return out
@@ -137,7 +137,7 @@ async def chat(request: web.Request) -> web.StreamResponse:
         msgs.append(Message(m.role, m.content, images=m.images, tool_calls=calls, name=m.tool_name))
     req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
                       tools=body.tools, response_format=_format(body.format), extensions=options_of(body.hearth),
-                      keep_alive=parse_keep_alive(body.keep_alive), thinking=_think(body.think))  # fmt: skip
+                      keep_alive=parse_keep_alive(body.keep_alive), thinking=_think(body.think))
     return await _respond(request, req, chat=True)
 
 
@@ -159,12 +159,12 @@ async def generate(request: web.Request) -> web.StreamResponse:
         raise BadRequest("template: custom prompt templates are not supported; use raw: true", param="template")
     if body.raw:
         req = ChatRequest(model=body.model, prompt=body.prompt, sampling=_sampling(body.options), stream=body.stream,
-                          extensions=options_of(body.hearth))  # fmt: skip
+                          extensions=options_of(body.hearth))
     else:
         msgs = [Message("system", body.system)] if body.system else []
         msgs.append(Message("user", body.prompt, images=body.images))
         req = ChatRequest(model=body.model, messages=msgs, sampling=_sampling(body.options), stream=body.stream,
-                          response_format=_format(body.format), extensions=options_of(body.hearth))  # fmt: skip
+                          response_format=_format(body.format), extensions=options_of(body.hearth))
     req.keep_alive = parse_keep_alive(body.keep_alive)
     req.thinking = _think(body.think)
     return await _respond(request, req, chat=False)
@@ -258,7 +258,7 @@ async def show(request: web.Request) -> web.Response:
         "parameters": "", "template": info.template, "details": model_details(info), "model_info": model_info,
         "capabilities": ["embedding"] if info.kind == "embedding" else ["completion", "tools"],
         "modified_at": "2025-01-01T00:00:00Z",
-    })  # fmt: skip
+    })
 
 
 async def version(request: web.Request) -> web.Response:

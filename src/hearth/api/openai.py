@@ -69,7 +69,7 @@ def _sampling(b: _OpenAISampling, max_tokens: int | None) -> Sampling:
         max_tokens=max_tokens, temperature=b.temperature, top_p=b.top_p, top_k=b.top_k, min_p=b.min_p,
         stop=stop, seed=b.seed, presence_penalty=b.presence_penalty, frequency_penalty=b.frequency_penalty,
         repeat_penalty=b.repeat_penalty, logit_bias=bias,
-    )  # fmt: skip
+    )
 
 
 def _message(m: OpenAIMessage) -> Message:
@@ -98,7 +98,7 @@ def chat_request(b: ChatCompletionBody) -> ChatRequest:
         tools=b.tools, tool_choice=b.tool_choice, response_format=b.response_format,
         parallel_tool_calls=b.parallel_tool_calls, extensions=options_of(b.hearth), provider_fields=fields,
         thinking=thinking,
-    )  # fmt: skip
+    )
 
 
 def provider_fields(b: ChatCompletionBody) -> tuple[dict[str, Any], bool | None]:
@@ -130,7 +130,7 @@ def _usage_json(u: Usage | None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens,
         "total_tokens": u.prompt_tokens + u.completion_tokens,
-    }  # fmt: skip
+    }
     if u.cached_tokens is not None:
         out["prompt_tokens_details"] = {"cached_tokens": u.cached_tokens}
     return out
@@ -138,7 +138,7 @@ def _usage_json(u: Usage | None) -> dict[str, Any]:
 
 def _openai_calls(calls: list[ToolCallDelta]) -> list[dict[str, Any]]:
     return [{"id": c.id or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-             "function": {"name": c.name or "", "arguments": c.arguments}} for c in calls]  # fmt: skip
+             "function": {"name": c.name or "", "arguments": c.arguments}} for c in calls]
 
 
 def _headers(stream: Stream) -> dict[str, str]:
@@ -168,13 +168,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
                 "id": cid, "object": "chat.completion", "created": created, "model": req.model,
                 "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": reason}],
                 "usage": _usage_json(stream.usage), "system_fingerprint": None,
-            }  # fmt: skip
+            }
             if stream.sources is not None:
                 out["sources"] = stream.sources  # RAG: the passages the answer cites as [1], [2], ...
             return json_response(out, headers=_headers(stream))
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         head = orjson.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": req.model,
-                             "system_fingerprint": None})[:-1]  # fmt: skip
+                             "system_fingerprint": None})[:-1]
         return await _sse(request, stream, head, include_usage, chat=True)
     finally:
         await stream.aclose()
@@ -189,7 +189,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
             raise BadRequest("prompt: only a single prompt per request is supported", param="prompt")
         prompt = prompt[0]
     req = ChatRequest(model=body.model, prompt=prompt, sampling=_sampling(body, body.max_tokens or 16),
-                      stream=body.stream, extensions=request_options(request, options_of(body.hearth)))  # fmt: skip
+                      stream=body.stream, extensions=request_options(request, options_of(body.hearth)))
     stream = await _open(request, req)
     try:
         cid = f"cmpl-{os.urandom(12).hex()}"
@@ -203,7 +203,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
                 "id": cid, "object": "text_completion", "created": created, "model": req.model,
                 "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": reason}],
                 "usage": _usage_json(stream.usage),
-            }  # fmt: skip
+            }
             if stream.sources is not None:
                 out["sources"] = stream.sources
             return json_response(out, headers=_headers(stream))
@@ -224,14 +224,14 @@ async def _sse(
     echo: str | None = None,
 ) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       **_headers(stream)})  # fmt: skip
+                                       **_headers(stream)})
     await resp.prepare(request)
     write = resp.write
     if chat:
         pre = b"data: " + head + b',"choices":[{"index":0,"delta":{"content":'
         post = b'},"logprobs":null,"finish_reason":null}]}\n\n'
         await write(b"data: " + head + b',"choices":[{"index":0,"delta":{"role":"assistant","content":""},'
-                    b'"logprobs":null,"finish_reason":null}]}\n\n')  # fmt: skip
+                    b'"logprobs":null,"finish_reason":null}]}\n\n')
     else:
         pre = b"data: " + head + b',"choices":[{"index":0,"text":'
         post = b',"logprobs":null,"finish_reason":null}]}\n\n'
@@ -250,18 +250,18 @@ async def _sse(
                 if c.name:  # type: ignore[union-attr]
                     fn["name"] = c.name  # type: ignore[union-attr]
                 await write(b"data: " + head + b',"choices":[{"index":0,"delta":{"tool_calls":'
-                            + orjson.dumps([d]) + b'},"logprobs":null,"finish_reason":null}]}\n\n')  # fmt: skip
+                            + orjson.dumps([d]) + b'},"logprobs":null,"finish_reason":null}]}\n\n')
             elif tc is Finish:
                 reason = orjson.dumps(c.reason)  # type: ignore[union-attr]
                 if chat:
                     await write(b"data: " + head + b',"choices":[{"index":0,"delta":{},"logprobs":null,'
-                                b'"finish_reason":' + reason + b"}]}\n\n")  # fmt: skip
+                                b'"finish_reason":' + reason + b"}]}\n\n")
                 else:
                     await write(b"data: " + head + b',"choices":[{"index":0,"text":"","logprobs":null,'
-                                b'"finish_reason":' + reason + b"}]}\n\n")  # fmt: skip
+                                b'"finish_reason":' + reason + b"}]}\n\n")
         if include_usage:
             await write(b"data: " + head + b',"choices":[],"usage":' + orjson.dumps(_usage_json(stream.usage))
-                        + b"}\n\n")  # fmt: skip
+                        + b"}\n\n")
         if stream.sources is not None:  # RAG: a last chunk with no choices, as usage chunks are
             await write(b"data: " + head + b',"choices":[],"sources":' + orjson.dumps(stream.sources) + b"}\n\n")
         await write(_DONE)

@@ -25,14 +25,14 @@ _OPENAI_ERROR = {
     "properties": {"error": {"type": "object", "required": ["message", "type"], "properties": {
         "message": {"type": "string"}, "type": {"type": "string"}, "param": {"type": ["string", "null"]},
         "code": {"type": ["string", "null"]}}}},
-}  # fmt: skip
+}
 _OLLAMA_ERROR = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
 
 
 def _params(path: str) -> list[dict[str, Any]]:
     """Every `{name}` of the path, as OpenAPI requires each templated parameter to be declared."""
     return [{"name": p, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
-            for p in re.findall(r"\{(\w+)\}", path)]  # fmt: skip
+            for p in re.findall(r"\{(\w+)\}", path)]
 
 
 @cache
@@ -49,7 +49,7 @@ def document() -> dict[str, Any]:
                 "4XX": {"description": "The request was refused; the body names the problem",
                         "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{error}"}}}},
             },
-        }  # fmt: skip
+        }
         if params := _params(path):
             op["parameters"] = params
         if body is not None:
@@ -57,7 +57,7 @@ def document() -> dict[str, Any]:
             components.update(schema.pop("$defs", {}))
             components[body.__name__] = schema
             op["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}  # fmt: skip
+                "schema": {"$ref": f"#/components/schemas/{body.__name__}"}}}}
         paths.setdefault(path, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -67,7 +67,7 @@ def document() -> dict[str, Any]:
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
         "security": [{"bearer": []}, {}],
         "paths": paths,
-    }  # fmt: skip
+    }
 
 
 async def openapi(request: web.Request) -> web.Response:
@@ -83,7 +83,7 @@ OPERATIONS: dict[tuple[str, str], tuple[str, type[BaseModel] | None, str]] = {
     for r in [*(r for m in (openai, responses, anthropic, models, embeddings, evaluate, rag, ollama, admin, keys)
                 for r in m.ROUTES), *ROUTES]
     if r.summary is not None
-}  # fmt: skip
+}
 
 
 ROUTES = [

@@ -91,9 +91,9 @@ async def get_kb(request: web.Request) -> web.Response:
     store = await svc.catalog.open(kb)
     docs = await store.documents()
     listing = [{"source": d.source, "chunks": d.chunks, "size": d.size, "updated": d.updated, "metadata": d.metadata}
-               for d in sorted(docs.values(), key=lambda d: d.source)]  # fmt: skip
+               for d in sorted(docs.values(), key=lambda d: d.source)]
     return json_response({**await store.stats(), "embedding_model": await svc.model_of(kb, store),
-                          "documents_list": listing})  # fmt: skip
+                          "documents_list": listing})
 
 
 @guarded(render_error)
@@ -189,12 +189,12 @@ async def search(request: web.Request) -> web.Response:
     body = await read_parsed(request, SearchBody)
     t0 = time.perf_counter()
     hits = await _service(request).search(kb, body.query, top_k=body.top_k, where=body.filter, mode=body.mode,
-                                          fusion=body.fusion, vector_weight=body.vector_weight)  # fmt: skip
+                                          fusion=body.fusion, vector_weight=body.vector_weight)
     results = [{"id": h.id, "text": h.text, "score": round(h.score, 6), "source": h.source, "title": h.title,
                 "line_start": h.line_start, "line_end": h.line_end, "vector_score": h.vector_score,
-                "keyword_score": h.keyword_score, "metadata": h.metadata} for h in hits]  # fmt: skip
+                "keyword_score": h.keyword_score, "metadata": h.metadata} for h in hits]
     return json_response({"kb": kb, "query": body.query, "results": results,
-                          "took_ms": round((time.perf_counter() - t0) * 1000, 2)})  # fmt: skip
+                          "took_ms": round((time.perf_counter() - t0) * 1000, 2)})
 
 
 ROUTES = [

@@ -54,7 +54,7 @@ class SqliteResponses:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, "
-                   "expires REAL NOT NULL, record BLOB NOT NULL)")  # fmt: skip
+                   "expires REAL NOT NULL, record BLOB NOT NULL)")
         db.execute("CREATE INDEX IF NOT EXISTS responses_expiry ON responses (expires)")
         with contextlib.suppress(OSError):
             self.path.chmod(0o600)  # conversations: only hearth reads them
@@ -72,7 +72,7 @@ class SqliteResponses:
 
     async def get(self, owner: str, rid: str) -> dict[str, Any] | None:
         row = await asyncio.to_thread(self._run, "SELECT record FROM responses WHERE id = ? AND owner = ? AND "
-                                      "expires > ?", (rid, owner, time.time()))  # fmt: skip
+                                      "expires > ?", (rid, owner, time.time()))
         return orjson.loads(row[0]) if row else None
 
     async def put(self, owner: str, rid: str, record: dict[str, Any]) -> None:
@@ -80,7 +80,7 @@ class SqliteResponses:
         if self._writes % 100 == 1:  # expired records go a hundred writes at a time
             await asyncio.to_thread(self._run, "DELETE FROM responses WHERE expires <= ?", (time.time(),))
         await asyncio.to_thread(self._run, "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?)",
-                                (rid, owner, time.time() + self.retention, orjson.dumps(record)))  # fmt: skip
+                                (rid, owner, time.time() + self.retention, orjson.dumps(record)))
 
     async def delete(self, owner: str, rid: str) -> bool:
         n = await asyncio.to_thread(self._run, "DELETE FROM responses WHERE id = ? AND owner = ?", (rid, owner))

@@ -66,7 +66,7 @@ def _not_found(rid: str) -> HearthError:
 def _usage(u: Usage | None) -> dict[str, Any]:
     p, c = (u.prompt_tokens, u.completion_tokens) if u else (0, 0)
     return {"input_tokens": p, "input_tokens_details": {"cached_tokens": (u.cached_tokens or 0) if u else 0},
-            "output_tokens": c, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": p + c}  # fmt: skip
+            "output_tokens": c, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": p + c}
 
 
 class Turn:
@@ -93,7 +93,7 @@ class Turn:
             "tool_choice": b.tool_choice or "auto", "truncation": b.truncation or "disabled",
             "tools": [t.model_dump(exclude_none=True) for t in b.tools or ()], "user": b.user,
             "metadata": b.metadata or {},
-        }  # fmt: skip
+        }
         if status in ("completed", "incomplete"):
             out["usage"] = _usage(usage)
         return out
@@ -102,18 +102,18 @@ class Turn:
         """The message at output index `at` (its id is unique per index: text may follow a call)."""
         return {"type": "message", "id": f"msg_{self.id[5:]}_{at}", "status": status, "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}] if text or
-                status == "completed" else []}  # fmt: skip
+                status == "completed" else []}
 
     def call_item(self, c: ToolCallDelta, status: str) -> dict[str, Any]:
         return {"type": "function_call", "id": f"fc_{self.id[5:21]}_{c.index}", "call_id": c.id or "",
-                "name": c.name or "", "arguments": c.arguments, "status": status}  # fmt: skip
+                "name": c.name or "", "arguments": c.arguments, "status": status}
 
     def conversation(self) -> list[dict[str, Any]]:
         """What a follow-up reads: the earlier turns, this input and this answer (never the instructions,
         which OpenAI does not carry over either)."""
         text = "".join(p["text"] for it in self.output if it["type"] == "message" for p in it["content"])
         calls = [ToolCall(it["call_id"], it["name"], it["arguments"]) for it in self.output
-                 if it["type"] == "function_call"]  # fmt: skip
+                 if it["type"] == "function_call"]
         return dump_messages([*self.asked, Message("assistant", text, tool_calls=calls or None)])
 
     async def save(self, request: web.Request, final: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +125,7 @@ class Turn:
             return final
         record = {"response": final, "history": self.conversation(),
                   "input": self.body.input if isinstance(self.body.input, str) else
-                  [i.model_dump(exclude_none=True) for i in self.body.input]}  # fmt: skip
+                  [i.model_dump(exclude_none=True) for i in self.body.input]}
         try:
             await request.app[STORE].put(_owner(request), self.id, record)
         except HearthError as e:
@@ -146,18 +146,18 @@ async def _turn(request: web.Request, body: ResponsesBody) -> Turn:
     messages = [Message("system", body.instructions), *asked] if body.instructions else asked
     if body.store and STORE in request.app:
         size = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls or ()) + sum(map(len, m.images or ()))
-                   for m in asked)  # fmt: skip
+                   for m in asked)
         if size > request.app[MAX_STORED]:
             raise BadRequest(f"the conversation ({size} characters) is longer than a stored response may be "
                              f"({request.app[MAX_STORED]}); start a new one or send store: false",
-                             param="previous_response_id")  # fmt: skip
+                             param="previous_response_id")
     req = ChatRequest(
         model=body.model, messages=messages, stream=body.stream,
         sampling=Sampling(max_tokens=body.max_output_tokens, temperature=body.temperature, top_p=body.top_p),
         tools=chat_tools(body.tools), tool_choice=chat_tool_choice(body.tool_choice),
         response_format=response_format(body.text), parallel_tool_calls=body.parallel_tool_calls,
         extensions=request_options(request, options_of(body.hearth)),
-    )  # fmt: skip
+    )
     return Turn(body, req, asked)
 
 
@@ -197,12 +197,12 @@ class _Events:
         """An output_text.delta from its pre-serialised head: one orjson call per token."""
         self.seq += 1
         await self.resp.write(pre + orjson.dumps(delta) + b',"logprobs":[],"sequence_number":'
-                              + str(self.seq - 1).encode() + b"}\n\n")  # fmt: skip
+                              + str(self.seq - 1).encode() + b"}\n\n")
 
 
 async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                       **route_headers(stream)})  # fmt: skip
+                                       **route_headers(stream)})
     await resp.prepare(request)
     ev = _Events(resp)
     await ev.send("response.created", {"response": turn.response("in_progress")})
@@ -244,7 +244,7 @@ async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamRe
                     await ev.send("response.content_part.added", {**at, "part": {"type": "output_text", "text": "",
                                                                                  "annotations": [], "logprobs": []}})
                     text_pre = (b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta",'
-                                + orjson.dumps(at)[1:-1] + b',"delta":')  # fmt: skip
+                                + orjson.dumps(at)[1:-1] + b',"delta":')
                 parts.append(c.text)
                 await ev.text(text_pre, c.text)
             elif isinstance(c, ToolCallDelta):
@@ -254,13 +254,13 @@ async def _sse(request: web.Request, turn: Turn, stream: Stream) -> web.StreamRe
                     calls[c.index], open_call = (call, len(turn.output)), c.index
                     turn.output.append(turn.call_item(call, "in_progress"))
                     await ev.send("response.output_item.added", {"output_index": len(turn.output) - 1,
-                                                                 "item": turn.output[-1]})  # fmt: skip
+                                                                 "item": turn.output[-1]})
                 call, i = calls[c.index]
                 call.name = call.name or c.name
                 if c.arguments:
                     call.arguments += c.arguments
                     await ev.send("response.function_call_arguments.delta", {
-                        "item_id": turn.output[i]["id"], "output_index": i, "delta": c.arguments})  # fmt: skip
+                        "item_id": turn.output[i]["id"], "output_index": i, "delta": c.arguments})
             elif isinstance(c, Finish):
                 reason = c.reason
         await close_open()
@@ -298,12 +298,12 @@ async def input_items(request: web.Request) -> web.Response:
         raise _not_found(rid)
     raw = record["input"]
     items = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": raw}]}] \
-        if isinstance(raw, str) else list(raw)  # fmt: skip
+        if isinstance(raw, str) else list(raw)
     items = [{"id": it.get("id") or f"item_{rid[5:21]}_{n}", **it} for n, it in enumerate(items)]
     if request.query.get("order", "desc") != "asc":
         items.reverse()
     return json_response({"object": "list", "data": items, "first_id": items[0]["id"] if items else None,
-                          "last_id": items[-1]["id"] if items else None, "has_more": False})  # fmt: skip
+                          "last_id": items[-1]["id"] if items else None, "has_more": False})
 
 
 @guarded(openai_error)

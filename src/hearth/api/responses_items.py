@@ -83,7 +83,7 @@ class ResponsesBody(_Body):
             raise BadRequest("background: responses run in the foreground here", param="background")
         if self.conversation is not None:
             raise BadRequest("conversation: not supported; chain turns with previous_response_id",
-                             param="conversation")  # fmt: skip
+                             param="conversation")
         if self.prompt is not None:
             raise BadRequest("prompt: stored prompt templates are not supported; send instructions", param="prompt")
         if self.top_logprobs:
@@ -103,7 +103,7 @@ def _parts_text(parts: list[dict[str, Any]], where: str) -> tuple[str, list[str]
             url = p.get("image_url")
             if not isinstance(url, str) or not url:
                 raise BadRequest(f"{where}.{j}: input_image needs an image_url (file_id is not supported)",
-                                 param=f"{where}.{j}")  # fmt: skip
+                                 param=f"{where}.{j}")
             images.append(url)
         else:
             raise BadRequest(f"{where}.{j}: content part type {kind!r} is not supported", param=f"{where}.{j}")
@@ -154,7 +154,7 @@ def chat_tools(tools: list[FunctionTool] | None) -> list[dict[str, Any]] | None:
     for i, t in enumerate(tools):
         if t.type != "function" or not t.name:
             raise BadRequest(f"tools.{i}: only function tools (with a name) are supported, not {t.type!r}",
-                             param=f"tools.{i}")  # fmt: skip
+                             param=f"tools.{i}")
         fn: dict[str, Any] = {"name": t.name, "parameters": t.parameters or {"type": "object", "properties": {}}}
         if t.description:
             fn["description"] = t.description
@@ -170,7 +170,7 @@ def chat_tool_choice(choice: str | dict[str, Any] | None) -> Any:
     if isinstance(choice, dict) and choice.get("type") == "function" and isinstance(choice.get("name"), str):
         return {"type": "function", "function": {"name": choice["name"]}}
     raise BadRequest("tool_choice: auto, none, required or {\"type\": \"function\", \"name\": ...}",
-                     param="tool_choice")  # fmt: skip
+                     param="tool_choice")
 
 
 def response_format(text: TextOptions | None) -> dict[str, Any] | None:
@@ -209,4 +209,4 @@ def load_messages(rows: list[dict[str, Any]]) -> list[Message]:
         Message(d["role"], d["content"], tool_calls=[ToolCall(*c) for c in d["tool_calls"]] if d.get("tool_calls")
                 else None, tool_call_id=d.get("tool_call_id"), images=d.get("images"))
         for d in rows
-    ]  # fmt: skip
+    ]

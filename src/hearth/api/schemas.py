@@ -144,7 +144,7 @@ _OLLAMA_IGNORED_OPTIONS = {
     "penalize_newline", "numa", "num_ctx", "num_batch", "num_gpu", "main_gpu", "low_vram", "vocab_only",
     "use_mmap", "use_mlock", "num_thread", "f16_kv", "logits_all", "embedding_only", "rope_frequency_base",
     "rope_frequency_scale",
-}  # fmt: skip
+}
 
 
 class OllamaOptions(_Body):

@@ -16,9 +16,9 @@ from aiohttp import web
 from hearth.api.gate import Route, add_routes
 
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".png": "image/png",
-          ".svg": "image/svg+xml", ".txt": "text/plain"}  # fmt: skip
+          ".svg": "image/svg+xml", ".txt": "text/plain"}
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-        "connect-src 'self'; frame-ancestors 'none'")  # fmt: skip
+        "connect-src 'self'; frame-ancestors 'none'")
 
 
 def _load() -> dict[str, tuple[bytes, str, str]]:
@@ -54,7 +54,7 @@ def setup(app: web.Application) -> None:
             raise web.HTTPNotFound(text=f"no console file {name!r}")
         body, ctype, etag = entry
         headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff",
-                   "Content-Security-Policy": _CSP, "Referrer-Policy": "no-referrer"}  # fmt: skip
+                   "Content-Security-Policy": _CSP, "Referrer-Policy": "no-referrer"}
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers=headers)
         charset = "utf-8" if ctype.startswith("text/") else None
@@ -62,4 +62,4 @@ def setup(app: web.Application) -> None:
 
     # Not in /openapi.json: the console's own files.
     add_routes(app, [Route("GET", "/ui", redirect, "public"), Route("GET", "/ui/", serve, "public"),
-                     Route("GET", "/ui/{path:.+}", serve, "public")])  # fmt: skip
+                     Route("GET", "/ui/{path:.+}", serve, "public")])

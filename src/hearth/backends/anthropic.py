@@ -29,7 +29,7 @@ API_VERSION = "2023-06-01"
 _STOP: dict[str, FinishReason] = {
     "end_turn": "stop", "stop_sequence": "stop", "pause_turn": "stop", "max_tokens": "length",
     "model_context_window_exceeded": "length", "tool_use": "tool_calls", "refusal": "content_filter",
-}  # fmt: skip
+}
 _DATA_URL = re.compile(r"^data:(image/[\w.+-]+);base64,(.*)$", re.S)
 
 
@@ -59,7 +59,7 @@ class AnthropicBackend(RemoteBackend):
         body: dict[str, Any] = {
             "model": self.http.upstream_model, "messages": messages, "stream": req.stream,
             "max_tokens": s.max_tokens or self.cfg.default_max_tokens,
-        }  # fmt: skip
+        }
         if system:
             body["system"] = system
         for key in ("temperature", "top_p", "top_k"):

@@ -40,7 +40,7 @@ class HttpProvider:
     a HearthError that names the provider."""
 
     def __init__(self, name: str, cfg: RemoteModel, transport: Transport | None = None, *,
-                 key_header: tuple[str, str] = ("Authorization", "Bearer ")) -> None:  # fmt: skip
+                 key_header: tuple[str, str] = ("Authorization", "Bearer ")) -> None:
         self.name = name
         self.cfg = cfg
         parts = urlsplit(cfg.base_url.rstrip("/"))
@@ -111,7 +111,7 @@ class HttpProvider:
         retry_after = _retry_after(resp.headers.get("Retry-After"))
         if code == "context_length_exceeded":
             return self.fail("answered that the prompt is longer than the model's context", detail,
-                             ContextLengthExceeded)  # fmt: skip
+                             ContextLengthExceeded)
         if resp.status in (401, 403):
             # The client cannot fix the gateway's credentials: this is a gateway-side failure.
             return self.fail(f"refused the gateway's credentials ({resp.status})", detail, code="upstream_auth_failed")
@@ -206,7 +206,7 @@ class RemoteBackend:
             name=self.name, kind=self.kind, owned_by=self.kind,  # tenants see a provider's kind, not its address
             context_length=self.cfg.context_length or self.discovered_context,
             extra={"upstream_model": self.http.upstream_model},
-        )  # fmt: skip
+        )
 
 
 def safe_url(url: str) -> str:

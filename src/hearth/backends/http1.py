@@ -34,7 +34,7 @@ KEEP_ALIVE = 30.0  # seconds an idle connection is kept: shorter than common ups
 _NO_BODY = frozenset((204, 304))
 _Key = tuple[str, str, int]
 _DEFAULT_HEADERS = (("user-agent", f"User-Agent: hearth/{__version__}\r\n".encode()), ("accept", b"Accept: */*\r\n"),
-                    ("accept-encoding", b"Accept-Encoding: gzip, deflate\r\n"))  # fmt: skip
+                    ("accept-encoding", b"Accept-Encoding: gzip, deflate\r\n"))
 _tls: ssl.SSLContext | None = None
 
 
@@ -165,7 +165,7 @@ class Http1Reply:
     connection; `done` says it was read to its end (the connection may then serve the next request)."""
 
     def __init__(self, conn: _Conn, status: int, reason: str, headers: CIMultiDictProxy[str], deadline: float,
-                 read_timeout: float, head_request: bool) -> None:  # fmt: skip
+                 read_timeout: float, head_request: bool) -> None:
         self._conn = conn
         self.status, self.reason, self.headers = status, reason, headers
         self._deadline, self._read_timeout = deadline, read_timeout
@@ -275,7 +275,7 @@ class Http1Transport:
     mid-body; `total` bounds the whole exchange."""
 
     def __init__(self, *, connect: float, read: float, total: float, limit: int = 256,
-                 tls: ssl.SSLContext | None = None) -> None:  # fmt: skip
+                 tls: ssl.SSLContext | None = None) -> None:
         self.connect_timeout, self.read_timeout, self.total = connect, read, total
         self._tls = tls  # None: the system's trust store
         self._idle: dict[_Key, list[_Conn]] = {}

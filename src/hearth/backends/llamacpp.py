@@ -52,7 +52,7 @@ class Residency(Protocol):
 
 class LlamaCppBackend:
     def __init__(self, name: str, cfg: LocalModel, residency: Residency, *, paths: list[Path] | None = None,
-                 digest: str = "", preload: bool | None = None) -> None:  # fmt: skip
+                 digest: str = "", preload: bool | None = None) -> None:
         """`paths`: the files of a pulled model (several for a split model) instead of `cfg.path`."""
         self.name = name
         self.cfg = cfg
@@ -118,12 +118,12 @@ class LlamaCppBackend:
             if self._extra_bufts:
                 log.warning("%s Without llama.cpp's extra weight buffers (use_extra_bufts off) the same build "
                             "passes: model %s is served that way, slower, until the engine is rebuilt.",
-                            verdict.detail, self.name)  # fmt: skip
+                            verdict.detail, self.name)
             self._extra_bufts = False
             return
         self._unavailable = verdict.summary
         log.error("model %s is unavailable: it is not loaded into the gateway, which serves its other models. %s",
-                  self.name, verdict.detail)  # fmt: skip
+                  self.name, verdict.detail)
         raise EngineUnavailable.of(f"model {self.name!r}")
 
     def _kv_cells(self) -> int:
@@ -148,7 +148,7 @@ class LlamaCppBackend:
             threads=cfg.threads or os.cpu_count() or 2, n_batch=cfg.n_batch, max_sequences=cfg.max_sequences,
             kv_tokens=self._kv_cells(), n_slots=cfg.prefix_slots, max_queue=cfg.max_queue,
             prefill_chunk=cfg.prefill_chunk, extra_bufts=self._extra_bufts, flash_attn=cfg.flash_attn,
-        )  # fmt: skip
+        )
         engine.start()
         try:
             await asyncio.to_thread(engine.wait_loaded)
@@ -237,7 +237,7 @@ class LlamaCppBackend:
             template=self.cfg.chat_template or self.engine_template(),
             loaded=self.loaded, extra={"path": str(self.path or self.cfg.path),
                                        **({"unavailable": self._unavailable} if self._unavailable else {})},
-        )  # fmt: skip
+        )
 
     @property
     def local(self) -> LocalEngine:
@@ -263,7 +263,7 @@ class LlamaCppBackend:
             "parked": s.parked, "queue_limit": e.max_queue, "max_sequences": e.max_sequences,
             "adapter_steps": s.adapter_steps, "adapter_switches": e.adapters.switches if e.adapters else 0,
             "loops_stopped": s.loops_stopped,
-        }  # fmt: skip
+        }
 
     def count_tokens(self, text: str) -> int:
         e = self.engine
@@ -299,7 +299,7 @@ class LlamaCppBackend:
         except TooManyTokens as e:
             if req.pace is None or req.prompt is not None:
                 raise ContextLengthExceeded(f"this model's maximum context length is {n_ctx} tokens; the prompt has "
-                                            f"at least {e.counted} tokens", param="messages") from None  # fmt: skip
+                                            f"at least {e.counted} tokens", param="messages") from None
         budget = n_ctx - min(req.sampling.max_tokens or 256, 256, n_ctx // 4)
         msgs = req.messages
         head = 1 if msgs and msgs[0].role in ("system", "developer") else 0
@@ -319,7 +319,7 @@ class LlamaCppBackend:
         best = fitted(cuts[hi])
         if best is None:  # not even the latest turn alone fits
             raise ContextLengthExceeded(f"this model's maximum context length is {n_ctx} tokens; the latest turn "
-                                        "alone is longer", param="messages")  # fmt: skip
+                                        "alone is longer", param="messages")
         while lo < hi:
             mid = (lo + hi) // 2
             tokens = fitted(cuts[mid])
@@ -401,7 +401,7 @@ class LlamaCppBackend:
         if request.adapter and request.adapter not in self.adapters:
             raise ModelNotFound(f"model {self.name!r} has no adapter {request.adapter.split('@')[0]!r}", param="model")
         job = GenJob(tokens, request.sampling, max_new, emit, logprobs=request.logprobs, grammar=request.grammar,
-                     pace=request.pace, adapter=request.adapter, loop_guard=self.cfg.loop_guard)  # fmt: skip
+                     pace=request.pace, adapter=request.adapter, loop_guard=self.cfg.loop_guard)
         eng.submit(job)  # raises Overloaded when the wait queue is full
         finished = False
         try:

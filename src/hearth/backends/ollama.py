@@ -50,7 +50,7 @@ def sampling_to_options(req: ChatRequest) -> dict[str, Any]:
         "max_tokens": "num_predict", "temperature": "temperature", "top_p": "top_p", "top_k": "top_k",
         "min_p": "min_p", "seed": "seed", "presence_penalty": "presence_penalty",
         "frequency_penalty": "frequency_penalty", "repeat_penalty": "repeat_penalty",
-    }  # fmt: skip
+    }
     for ours, theirs in mapping.items():
         v = getattr(s, ours)
         if v is not None:
@@ -131,7 +131,7 @@ class OllamaBackend(RemoteBackend):
                 int(data.get("prompt_eval_count") or 0), int(data.get("eval_count") or 0),
                 prompt_seconds=(data.get("prompt_eval_duration") or 0) * _NS or None,
                 completion_seconds=(data.get("eval_duration") or 0) * _NS or None,
-            ))  # fmt: skip
+            ))
             reason = data.get("done_reason") or "stop"
             has_calls = any(isinstance(c, ToolCallDelta) for c in out)
             out.append(Finish("tool_calls" if has_calls else ("length" if reason == "length" else "stop")))
@@ -142,7 +142,7 @@ class OllamaBackend(RemoteBackend):
         return [m.get("name", "") for m in data.get("models", [])]
 
     async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
-                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
+                    input_type: InputType | None = None) -> Embeddings:
         """`input_type` is not sent: neither API has it (a provider's own models embed symmetrically)."""
         import numpy as np
 

@@ -145,7 +145,7 @@ class OpenAICompatBackend(RemoteBackend):
                     for call in delta.get("tool_calls") or ():
                         fn = call.get("function") or {}
                         yield ToolCallDelta(call.get("index", 0), call.get("id"), fn.get("name"),
-                                            fn.get("arguments") or "")  # fmt: skip
+                                            fn.get("arguments") or "")
                     if reason := choice.get("finish_reason"):
                         pending = Finish(reason if reason in _FINISH else "stop")
                 if u := event.get("usage"):
@@ -161,7 +161,7 @@ class OpenAICompatBackend(RemoteBackend):
             yield pending
 
     async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
-                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
+                    input_type: InputType | None = None) -> Embeddings:
         """`input_type` is not sent: neither API has it (a provider's own models embed symmetrically)."""
         import numpy as np
 
@@ -221,4 +221,4 @@ def _usage(u: dict[str, Any]) -> Usage:
     return Usage(
         int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0),
         cached_tokens=details.get("cached_tokens"),
-    )  # fmt: skip
+    )

@@ -52,7 +52,7 @@ class CacheControl:
         ttl = c.get("ttl")
         ttl_s = float(ttl) if isinstance(ttl, (int, float)) and ttl > 0 else None
         return cls(bool(c.get("no_cache")), bool(c.get("no_store")), bool(c.get("enabled")), ttl_s,
-                   str(c.get("namespace") or ""))  # fmt: skip
+                   str(c.get("namespace") or ""))
 
 
 class ResponseCache:
@@ -105,7 +105,7 @@ class ResponseCache:
     def stats(self) -> dict[str, Any]:
         out: dict[str, Any] = {**self.counts, "memory_entries": len(self.l1.items), "memory_bytes": self.l1.bytes,
                                "memory_evictions": self.l1.evictions,
-                               "redis_errors": self.redis.errors if self.redis else 0}  # fmt: skip
+                               "redis_errors": self.redis.errors if self.redis else 0}
         if self.semantic is not None:
             out["semantic"] = self.semantic.stats()
         return out

@@ -30,13 +30,13 @@ def _digest(obj: Any) -> str:
 def _messages(req: ChatRequest, upto: int | None = None) -> list[Any]:
     return [[m.role, m.content, m.name, m.tool_call_id,
              [[c.name, c.arguments] for c in m.tool_calls] if m.tool_calls else None, m.images]
-            for m in req.messages[:upto]]  # fmt: skip
+            for m in req.messages[:upto]]
 
 
 def _sampling(req: ChatRequest) -> list[Any]:
     s = req.sampling
     return [s.max_tokens, s.temperature, s.top_p, s.top_k, s.min_p, s.stop, s.seed, s.presence_penalty,
-            s.frequency_penalty, s.repeat_penalty, sorted((s.logit_bias or {}).items())]  # fmt: skip
+            s.frequency_penalty, s.repeat_penalty, sorted((s.logit_bias or {}).items())]
 
 
 def _provider(req: ChatRequest) -> list[Any]:
@@ -53,13 +53,13 @@ def _model(model: str, req: ChatRequest) -> str:
 
 def exact_key(model: str, req: ChatRequest, namespace: str = "") -> str:
     return "x:" + _digest([namespace, _model(model, req), req.prompt, _messages(req), _sampling(req), req.tools,
-                           req.tool_choice, req.response_format, *_provider(req)])  # fmt: skip
+                           req.tool_choice, req.response_format, *_provider(req)])
 
 
 def semantic_namespace(model: str, req: ChatRequest, namespace: str = "") -> str:
     """Everything but the last user turn: a near match must share the whole context before it."""
     return "s:" + _digest([namespace, _model(model, req), _messages(req, -1), _sampling(req), req.tools,
-                           req.tool_choice, req.response_format, *_provider(req)])  # fmt: skip
+                           req.tool_choice, req.response_format, *_provider(req)])
 
 
 def last_user_text(req: ChatRequest) -> str:
@@ -100,7 +100,7 @@ _ANTONYMS = [
     ("true", "false"), ("up", "down"), ("more", "less"), ("higher", "lower"), ("faster", "slower"),
     ("开", "关"), ("打开", "关闭"), ("开启", "关闭"), ("启用", "禁用"), ("增加", "减少"), ("上", "下"), ("买", "卖"),
     ("加", "减"), ("前", "后"), ("大", "小"), ("多", "少"), ("最大", "最小"), ("安装", "卸载"), ("显示", "隐藏"),
-]  # fmt: skip
+]
 _WORD = re.compile(r"[a-z]+|[\u4e00-\u9fff]", re.IGNORECASE)
 
 

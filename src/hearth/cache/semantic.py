@@ -131,7 +131,7 @@ class SemanticIndex:
             return
         # Through the shared stream only: this replica picks its own entry up with everyone else's.
         fields = {"ns": namespace.encode(), "key": key.encode(), "text": text.encode(),
-                  "vec": vec.astype("float32").tobytes()}  # fmt: skip
+                  "vec": vec.astype("float32").tobytes()}
         await self.redis.xadd(STREAM, fields, maxlen=self.max_entries * 4)
         await self.sync()
 

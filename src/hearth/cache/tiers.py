@@ -70,7 +70,7 @@ class RedisStore:
             import redis.asyncio as redis
 
             self._client = redis.Redis.from_url(self.url, socket_timeout=self.timeout * 4,
-                                                socket_connect_timeout=self.timeout * 4)  # fmt: skip
+                                                socket_connect_timeout=self.timeout * 4)
         return self._client
 
     async def _call(self, what: str, coro: Any) -> Any:

@@ -60,7 +60,7 @@ def check_references(cfg: Config) -> list[tuple[tuple[str, ...], str]]:
     refs: list[tuple[tuple[str, ...], str | None]] = [(("rag", "chat_model"), cfg.rag.chat_model)]
     refs += [(("rag", "profiles", p, "model"), prof.model) for p, prof in cfg.rag.profiles.items()]
     refs += [(("conversation", "rewrite_model"), cfg.conversation.rewrite_model),
-             (("conversation", "quality", "judge_model"), cfg.conversation.quality.judge_model)]  # fmt: skip
+             (("conversation", "quality", "judge_model"), cfg.conversation.quality.judge_model)]
     for path, ref in refs:
         if ref is not None and ref not in chat:
             problems.append((path, f"unknown chat model {ref!r}; known: {', '.join(chat)}"))

@@ -42,14 +42,14 @@ def describe_config(cfg: Config) -> str:
     r = cfg.rag
     where = f"Chroma at {r.chroma_url}" if r.store == "chroma" else (r.path or "$HEARTH_HOME/rag")
     out.append(f"rag: {where}, embeddings by {r.embedding_model}, chunks of {r.chunk_tokens} tokens, top {r.top_k}, "
-               f"{r.fusion} fusion" + (f", profiles: {', '.join(r.profiles)}" if r.profiles else ""))  # fmt: skip
+               f"{r.fusion} fusion" + (f", profiles: {', '.join(r.profiles)}" if r.profiles else ""))
     k = cfg.keys
     keys = f"Redis at {_safe_url(k.redis_url or cfg.cache.redis_url)}" if k.store == "redis" else str(k.sqlite_path())
     admin = "set" if os.environ.get("HEARTH_ADMIN_KEY") else "not set"
     out.append(f"keys: {keys}; admin key (HEARTH_ADMIN_KEY) {admin}")
     if cfg.prices:
         out.append("prices per million tokens: " + ", ".join(
-            f"{n} in {p.input:g} / out {p.output:g}" for n, p in cfg.prices.items()))  # fmt: skip
+            f"{n} in {p.input:g} / out {p.output:g}" for n, p in cfg.prices.items()))
     return "\n".join(out)
 
 

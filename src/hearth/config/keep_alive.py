@@ -29,7 +29,7 @@ def parse_keep_alive(value: object, field: str = "keep_alive") -> float | None:
         return FOREVER if value < 0 else float(value)
     if not isinstance(value, str):
         raise BadRequest(f"{field}: expected a duration such as \"5m\" or seconds, got {type(value).__name__}",
-                         param=field)  # fmt: skip
+                         param=field)
     text = value.strip()
     try:
         seconds = float(text)
@@ -39,7 +39,7 @@ def parse_keep_alive(value: object, field: str = "keep_alive") -> float | None:
         parts = _PART.findall(body)
         if not parts or "".join(n + u for n, u in parts) != body:
             raise BadRequest(f"{field}: {value!r} is not a duration (use e.g. \"30s\", \"5m\", \"1h\", \"-1\", 0)",
-                             param=field) from None  # fmt: skip
+                             param=field) from None
         seconds = sign * sum(float(n) * _UNITS[u] for n, u in parts)
     if math.isnan(seconds):
         raise BadRequest(f"{field}: not a number", param=field)

@@ -57,7 +57,7 @@ def load_config(path: str | os.PathLike[str] | None = None, env: dict[str, str] 
         if missing:
             unset = [f"{source}:{lines.get(tuple(p.split('.')[:-1]), '?')}: {p}" for p in missing]
             raise ConfigError("invalid config: environment variable not set (and no ${VAR:-default}):\n  "
-                              + "\n  ".join(unset))  # fmt: skip
+                              + "\n  ".join(unset))
     _apply_env(raw, env)
     admin = env.get("HEARTH_ADMIN_KEY")
     if admin and len(admin) < MIN_ADMIN_KEY:

@@ -49,16 +49,16 @@ class LocalConfig(_Strict):
     max_loaded_models: int = Field(3, ge=1, description="local chat models in memory at once")
     max_loaded_bytes: int | None = Field(
         None, ge=1, description="bytes (weights + KV cache) of the loaded local models together; the least "
-        "recently used idle model is unloaded to make room. Default: 75% of this machine's memory")  # fmt: skip
+        "recently used idle model is unloaded to make room. Default: 75% of this machine's memory")
     load_timeout: float = Field(60.0, gt=0, description="seconds a request waits for room to load its model (503)")
     hub_endpoint: str | None = Field(None, description="Hugging Face Hub or mirror; default $HF_ENDPOINT, else "
-                                     "https://huggingface.co")  # fmt: skip
+                                     "https://huggingface.co")
     hub_token_env: str = Field("HF_TOKEN", description="the environment variable holding the Hub token (gated "
-                               "repositories); the token itself never goes in this file")  # fmt: skip
+                               "repositories); the token itself never goes in this file")
     n_ctx: int = Field(4096, ge=64, description="context of pulled models (capped at what each model was trained on)")
     adapters: dict[str, AdapterConfig] = Field(default_factory=dict, description="LoRA adapters served from start "
                                                "(more can be added at run time: hearth adapter add, POST "
-                                               "/admin/adapters)")  # fmt: skip
+                                               "/admin/adapters)")
 
     def root(self) -> Path:
         return Path(self.models_dir).expanduser() if self.models_dir else home_dir() / "models"

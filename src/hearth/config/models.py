@@ -20,10 +20,10 @@ from hearth.core.pace import Pace, parse_pace
 FallbackCriterion = Literal[
     "upstream", "timeout", "rate_limit", "overloaded", "connection", "server_error", "context_length", "empty",
     "invalid_json",
-]  # fmt: skip
+]
 DEFAULT_FALLBACK_ON: tuple[FallbackCriterion, ...] = (
     "upstream", "timeout", "rate_limit", "overloaded", "connection", "server_error", "context_length",
-)  # fmt: skip
+)
 
 
 class _Speech(_Strict):
@@ -39,10 +39,10 @@ class _Speech(_Strict):
         None, description="local models: move the system-prompt lines that change between requests (time, date, "
         "weather; learnt per model) next to the latest user message, so the long rest of the prompt stays in "
         "the KV cache; default: on for paced (voice) models; pays most with flash_attn: off (examples/voice.yaml)",
-    )  # fmt: skip
+    )
     speech_max_tokens: int | None = Field(
         300, ge=1, description="answer length of paced (voice) requests that set no max_tokens: a voice device "
-        "speaks every word, and clients such as xiaozhi send no limit (null: none)")  # fmt: skip
+        "speaks every word, and clients such as xiaozhi send no limit (null: none)")
 
     @field_validator("pace", mode="before")
     @classmethod
@@ -92,7 +92,7 @@ class LocalModel(_Speech):
     flash_attn: Literal["auto", "on", "off"] = Field(
         "auto", description="llama.cpp's flash attention (auto: llama.cpp decides, on for CPUs). Off makes a few "
         "new tokens after a long prefix up to 4x faster on a CPU, but long prefills 2.3x slower once the KV cache "
-        "holds several conversations (engine/context.py)")  # fmt: skip
+        "holds several conversations (engine/context.py)")
 
     @field_validator("flash_attn", mode="before")
     @classmethod
@@ -102,14 +102,14 @@ class LocalModel(_Speech):
     warmup: bool = True
     loop_guard: bool = Field(
         True, description="end an answer that repeats one unit of tokens over and over (3 times, 48 tokens at "
-        "least) with finish reason stop; answers under a grammar are never cut")  # fmt: skip
+        "least) with finish reason stop; answers under a grammar are never cut")
     engine_check: bool = Field(
         True, description="before the first load with a new llama.cpp build or model file, decode once in a child "
-        "process, so a build that crashes on this CPU takes only the child down (kept in $HEARTH_HOME)")  # fmt: skip
+        "process, so a build that crashes on this CPU takes only the child down (kept in $HEARTH_HOME)")
     preload: bool = Field(True, description="load at start (ready only once loaded); false: at its first request")
     keep_alive: KeepAlive | None = Field(
         None, description="how long it stays loaded after a request (\"5m\", seconds, -1 forever, 0 unload after "
-        "each answer); default: forever when preloaded, else local.keep_alive")  # fmt: skip
+        "each answer); default: forever when preloaded, else local.keep_alive")
 
 
 class EmbeddingModel(_Strict):
@@ -118,7 +118,7 @@ class EmbeddingModel(_Strict):
     kind: Literal["embedding"]
     path: str = Field("builtin:all-minilm-l6-v2", description="builtin:all-minilm-l6-v2 (English), "
                       "builtin:multilingual-e5-small (about 100 languages; x86-64 Linux with AVX2), or a folder "
-                      "holding model.safetensors + tokenizer.json of a BERT sentence encoder")  # fmt: skip
+                      "holding model.safetensors + tokenizer.json of a BERT sentence encoder")
     aliases: list[str] = Field(default_factory=list)
     multilingual: bool | None = Field(
         None,
@@ -160,7 +160,7 @@ class OpenAIModel(RemoteModel):
         None,
         description="forward the extension fields clients send (enable_thinking, thinking, "
         "chat_template_kwargs); default: yes, except to api.openai.com and Azure OpenAI, which refuse them",
-    )  # fmt: skip
+    )
 
 
 class OllamaModel(RemoteModel):
@@ -193,7 +193,7 @@ class PluginModel(RemoteModel):
 IntentLabel = Literal[
     "greeting", "farewell", "thanks", "chit-chat", "question", "task", "task_continuation", "clarification",
     "correction", "topic_switch", "time_sensitive",
-]  # fmt: skip
+]
 
 
 DEFAULT_STICKY: tuple[IntentLabel, ...] = ("task_continuation", "correction", "clarification")
@@ -203,7 +203,7 @@ class RuleConfig(_Strict):
     pattern: str | None = Field(None, description="regular expression (Python syntax; (?i) for case-insensitive)")
     intent: list[IntentLabel] = Field(
         default_factory=list, description="matches when the latest turn has any of these intents (with `pattern`: "
-        "both must match)")  # fmt: skip
+        "both must match)")
     tools: bool | None = Field(
         None, description="matches when the request offers tools (true) or offers none (false); with `pattern` or "
         "`intent`: all must match. A turn this rule sends elsewhere does not stay on the previous turn's model",
@@ -247,7 +247,7 @@ class EscalationConfig(_Strict):
     on_refusal: bool = Field(True, description="escalate empty answers and refusals")
     min_quality: float | None = Field(
         None, ge=0, le=1, description="escalate when the quality score of the judged window (relevance to the "
-        "question, language, repetition; see /v1/evaluate) is below this")  # fmt: skip
+        "question, language, repetition; see /v1/evaluate) is below this")
 
 
 class RouterModel(_Speech):
@@ -285,7 +285,7 @@ class RouterModel(_Speech):
     response_format: dict[str, Any] | None = Field(
         None, description="given to requests that set none and offer no tools: {type: json_object} or {type: "
         "json_schema, json_schema: {name, schema}}; for clients that ask for JSON in words only (xiaozhi's memory "
-        "and intent prompts), so that the answer is JSON however small the model")  # fmt: skip
+        "and intent prompts), so that the answer is JSON however small the model")
 
     @field_validator("response_format")
     @classmethod
@@ -295,7 +295,7 @@ class RouterModel(_Speech):
         kind = v.get("type")
         spec = v.get("json_schema")
         if kind == "json_object" or (kind == "json_schema" and isinstance(spec, dict) and isinstance(spec.get("schema"),
-                                                                                                    dict)):  # fmt: skip
+                                                                                                    dict)):
             return v
         raise ValueError("expected {type: json_object} or {type: json_schema, json_schema: {name, schema: {...}}}")
 
@@ -312,7 +312,7 @@ class RouterModel(_Speech):
 BUILTIN_MODELS: dict[str, type[_Strict]] = {
     "llamacpp": LocalModel, "embedding": EmbeddingModel, "openai": OpenAIModel, "ollama": OllamaModel,
     "router": RouterModel,
-}  # fmt: skip
+}
 BUILTIN_KINDS = tuple(BUILTIN_MODELS)
 
 

@@ -68,7 +68,7 @@ def _nested(t: Any) -> list[type[BaseModel]]:
 
 
 def _table(model: type[BaseModel], seen: set[type[BaseModel]], out: list[str], title: str,
-           nested: bool = True) -> None:  # fmt: skip
+           nested: bool = True) -> None:
     """The model's fields, then (with `nested`) each model they hold that has no table yet."""
     if model in seen:
         return
@@ -96,7 +96,7 @@ def render() -> str:
            "fails when this file is stale). A YAML file has the sections below; `models:` maps each name to one",
            "entry whose `kind` picks its fields. Every field can also be set from the environment",
            "(`HEARTH_SERVER__PORT=9000`; see [configuration.md](configuration.md)).", "", "## Sections",
-           ""]  # fmt: skip
+           ""]
     top: list[str] = []
     _table(Config, set(), top, "Config", nested=False)
     out += top[2:]  # the top-level table, without its own heading

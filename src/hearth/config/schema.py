@@ -56,7 +56,7 @@ class KeysConfig(_Strict):
     )
     path: str | None = Field(None, description="the SQLite file; default: $HEARTH_HOME/keys.db")
     redis_url: str | None = Field(None, description="for store: redis (use ${VAR} for a password); default: "
-                                  "cache.redis_url")  # fmt: skip
+                                  "cache.redis_url")
     redis_timeout: float = Field(0.5, gt=0, description="seconds; a slower Redis gets keyed requests a 503")
     refresh: float = Field(
         0.5, gt=0, le=60, description="seconds a key is trusted from memory: how late a revocation elsewhere bites"
@@ -83,7 +83,7 @@ class ObserveConfig(_Strict):
 
 class QualityConfig(_Strict):
     sample: float = Field(0.1, ge=0, le=1, description="share of live answers scored off the request path "
-                          "(hearth_quality_score, drift windows)")  # fmt: skip
+                          "(hearth_quality_score, drift windows)")
     max_per_second: float = Field(2.0, ge=0, description="at most this many answers scored a second, whatever the "
                                   "traffic (the rest: hearth_quality_skipped_total); scoring embeds with a local "
                                   "embedding model only once another feature has loaded it, else scores by terms")
@@ -116,7 +116,7 @@ class ConversationConfig(_Strict):
     memory_ttl: float = Field(3600.0, gt=0, description="seconds a turn's backend is remembered")
     rewrite: Literal["off", "offline", "llm"] = Field(
         "offline", description="how RAG makes a follow-up (\"and its price?\") a standalone query: offline: terms "
-        "from the earlier turns; llm: asks `rewrite_model`")  # fmt: skip
+        "from the earlier turns; llm: asks `rewrite_model`")
     rewrite_model: str | None = Field(None, description="for rewrite: llm; default: the RAG chat model")
     quality: QualityConfig = Field(default_factory=QualityConfig)
 
@@ -190,7 +190,7 @@ class ResponsesConfig(_Strict):
 
     store: Literal["auto", "sqlite", "redis", "off"] = Field(
         "auto", description="auto: Redis where the replicas share one (replicas.redis_url, keys.redis_url or "
-        "cache.redis_url with keys.store: redis), else SQLite; off: no response is kept")  # fmt: skip
+        "cache.redis_url with keys.store: redis), else SQLite; off: no response is kept")
     path: str | None = Field(None, description="the SQLite file; default: $HEARTH_HOME/responses.db")
     retention_days: float = Field(30.0, gt=0, description="how long a stored response and its conversation are kept")
     max_stored_chars: int = Field(

@@ -48,7 +48,7 @@ def _tv(a: Counter[str], b: Counter[str]) -> float:
 
 class DriftWatch:
     def __init__(self, window: float = 600.0, baseline: float = 21600.0, min_samples: int = 30,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.window = window
         self.baseline = baseline
         self.min_samples = min_samples
@@ -101,4 +101,4 @@ class DriftWatch:
 
     def report(self) -> dict[str, dict[str, float]]:
         return {m: {s: round(self.drift(m, s), 4) for s in SIGNALS} | {"samples": self.samples(m)}
-                for m in self._models}  # fmt: skip
+                for m in self._models}

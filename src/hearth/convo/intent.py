@@ -23,11 +23,11 @@ from hearth.core.types import Intent, Message
 LABELS = (
     "greeting", "farewell", "thanks", "chit-chat", "question", "task", "task_continuation", "clarification",
     "correction", "topic_switch", "time_sensitive",
-)  # fmt: skip
+)
 TASKS = ("code", "translate", "analyse", "write", "summarise")
 # The label that decides, most specific first (social labels decide only when the turn is nothing else).
 PRIORITY = ("correction", "clarification", "task_continuation", "topic_switch", "time_sensitive", "task", "question",
-            "chit-chat")  # fmt: skip
+            "chit-chat")
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
@@ -377,7 +377,7 @@ class IntentTracker:
             labels.add("question")
         work = {"task", "time_sensitive", "task_continuation", "correction", "clarification"}
         if (chitchat and not labels & work
-                and (not asks or _social_only(head, CHITCHAT) or _TO_ASSISTANT.search(head))):  # fmt: skip
+                and (not asks or _social_only(head, CHITCHAT) or _TO_ASSISTANT.search(head))):
             labels.add("chit-chat")  # small talk, including questions about the assistant itself
             labels.discard("question")
         if not labels - social:
@@ -450,4 +450,4 @@ class IntentTracker:
             primary = next(x for x in ("farewell", "thanks", "greeting", "chit-chat") if x in labels)
         ordered = tuple(x for x in LABELS if x in labels)
         return Intent(primary, ordered, task if "task" in labels or "task_continuation" in labels else None,
-                      drift, follow, conversation)  # fmt: skip
+                      drift, follow, conversation)

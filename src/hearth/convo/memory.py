@@ -65,7 +65,7 @@ def lookup_key(request: ChatRequest, router: str = "") -> str | None:
 
 class TurnMemory:
     def __init__(self, ttl: float = 3600.0, *, redis_url: str | None = None, redis_timeout: float = 0.05,
-                 max_bytes: int = 4 * 1024 * 1024) -> None:  # fmt: skip
+                 max_bytes: int = 4 * 1024 * 1024) -> None:
         self.ttl = ttl
         self.local = MemoryLRU(max_bytes)  # ~50k turns; also the only store without Redis
         self.redis = RedisStore(redis_url, redis_timeout, prefix="hearth:convo:") if redis_url else None

@@ -46,7 +46,7 @@ _NUMBER = re.compile(
 )
 _DATE = re.compile(r"\b(1\d{3}|20\d{2})\b|\d+(st|nd|rd|th)|\b(january|february|march|april|may|june|july|august|"
                    r"september|october|november|december|century|spring|summer|autumn|fall|winter|today|yesterday)\b|"
-                   r"[年月日]|世纪", re.IGNORECASE)  # fmt: skip
+                   r"[年月日]|世纪", re.IGNORECASE)
 _NAME = re.compile(r"\b[A-Z][a-z]+|[\u4e00-\u9fff]{2,4}")
 _END = re.compile(r"[.!?。！？…)\]\"'`”」』*]\s*$|```\s*$|\d\s*$")
 
@@ -73,7 +73,7 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {"overall": self.overall, "scores": self.scores, "suggestions": self.suggestions, "mode": self.mode,
-                "flags": self.flags}  # fmt: skip
+                "flags": self.flags}
 
 
 def _repetition(answer: str) -> float:
@@ -115,7 +115,7 @@ class QualityEvaluator:
 
     async def evaluate(self, question: str, answer: str, sources: Sequence[str] | None = None, *,
                        mode: str = "heuristic", finish_reason: str | None = None,
-                       partial: bool = False) -> Report:  # fmt: skip
+                       partial: bool = False) -> Report:
         """`partial`: the answer is only a first window (a router deciding whether to escalate), so it is not
         judged on completeness."""
         if mode == "judge":
@@ -123,7 +123,7 @@ class QualityEvaluator:
         return await self.heuristic(question, answer, sources, finish_reason=finish_reason, partial=partial)
 
     async def heuristic(self, question: str, answer: str, sources: Sequence[str] | None = None, *,
-                        finish_reason: str | None = None, partial: bool = False) -> Report:  # fmt: skip
+                        finish_reason: str | None = None, partial: bool = False) -> Report:
         # Bounded work on the event loop whatever the size: the checks need the start of a long answer only.
         a, question = answer.strip()[:_MAX_CHARS], question[:_MAX_CHARS]
         sources = [x[:_MAX_CHARS] for x in sources[:20]] if sources else sources
@@ -217,7 +217,7 @@ class QualityEvaluator:
         m = re.search(r"\b(10|[1-9])\b(?!\s*[-–/]\s*\d)", reply)  # "1-10: 7" is a 7
         if m is None:
             return Report(0.5, {"judge": 0.5}, ["The judge gave no grade; 0.5 stands in."], mode="judge",
-                          flags=["judge_unparsed"])  # fmt: skip
+                          flags=["judge_unparsed"])
         value = round((int(m.group(1)) - 1) / 9, 3)
         tips = [] if value >= 0.5 else [f"The judge graded the answer {m.group(1)}/10."]
         return Report(value, {"judge": value}, tips, mode="judge")

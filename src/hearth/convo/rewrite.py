@@ -53,7 +53,7 @@ def offline(question: str, history: Sequence[Message], intent: Intent | None = N
 
 class Rewriter:
     def __init__(self, mode: str = "offline", generate: Generate | None = None,
-                 tracker: IntentTracker | None = None) -> None:  # fmt: skip
+                 tracker: IntentTracker | None = None) -> None:
         self.mode = mode
         self.generate = generate
         self.tracker = tracker or IntentTracker()

@@ -43,7 +43,7 @@ class Conversation:
     is judged with one of them; an English-only model's cosines are noise there)."""
 
     def __init__(self, cfg: Config, registry: ModelRegistry, metrics: GatewayMetrics, *,
-                 multilingual: Sequence[str] = (), rng: random.Random | None = None) -> None:  # fmt: skip
+                 multilingual: Sequence[str] = (), rng: random.Random | None = None) -> None:
         c = cfg.conversation
         self.multilingual = list(multilingual)
         self.cfg = c
@@ -55,7 +55,7 @@ class Conversation:
             TurnMemory(c.memory_ttl, redis_url=(c.redis_url or cfg.cache.redis_url) if c.memory == "redis" else None,
                        redis_timeout=cfg.cache.redis_timeout)
             if c.labels_turns(cfg) and c.sticky else None
-        )  # fmt: skip
+        )
         judge = c.quality.judge_model
         self.evaluator = QualityEvaluator(self._embed_pair, self.generator(judge) if judge else None)
         self.terms_only = QualityEvaluator(None)  # where no embedding model can judge relevance
@@ -66,7 +66,7 @@ class Conversation:
         self.drift = DriftWatch(c.quality.drift_window, c.quality.drift_baseline, c.quality.drift_min_samples)
         rewrite_model = c.rewrite_model or cfg.rag.chat_model
         self.rewriter = Rewriter(c.rewrite, self.generator(rewrite_model) if c.rewrite == "llm" else None,
-                                 self.tracker)  # fmt: skip
+                                 self.tracker)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watched: set[str] = set()
 
@@ -108,7 +108,7 @@ class Conversation:
 
     async def evaluate(self, question: str, answer: str, sources: Sequence[str] | None = None, *,
                        mode: str = "heuristic", finish_reason: str | None = None, online: bool = False
-                       ) -> Report:  # fmt: skip
+                       ) -> Report:
         """`online`: a live answer, embedded only by a model already in memory (see `self.online`)."""
         evaluator = self.online if online else self.evaluator
         try:
@@ -176,7 +176,7 @@ class Conversation:
         if request_log.requests_log.isEnabledFor(logging.INFO):
             line = {"event": "quality", "request_id": request.extensions.get("request_id"), "model": stream.model,
                     "backend": route, "intent": intent or None, "quality": report.overall, "scores": report.scores,
-                    "flags": report.flags}  # fmt: skip
+                    "flags": report.flags}
             request_log.line(json.dumps(line, ensure_ascii=False))
 
     def _watch(self, model: str) -> None:

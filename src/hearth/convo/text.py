@@ -25,7 +25,7 @@ STOP = frozenset(
     some any all each every one ones other another into over under again up down out off than only own same
     s t don't can't i'm it's that's what's let's let me tell give make get got want need know like ok okay
     well now oh hi hey""".split()
-)  # fmt: skip
+)
 # Han characters that carry no topic (particles, pronouns, copulas).
 HAN_STOP = frozenset(
     "的了吗呢吧啊呀么是在有和与也就都还又很我你他她它们这那个一不没怎什哪谁多少几把被给让对说要想会能可以"

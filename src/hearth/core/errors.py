@@ -88,7 +88,7 @@ class EngineUnavailable(HearthError):
         """The tenant's error for `what` ("model 'local'"): no paths or build details, which the operator's log,
         /health and `hearth doctor` have."""
         return cls(f"{what} cannot run on this server: its local engine failed the start-up check (the operator "
-                   "can see why in the log or with `hearth doctor`)")  # fmt: skip
+                   "can see why in the log or with `hearth doctor`)")
 
 
 class UpstreamError(HearthError):

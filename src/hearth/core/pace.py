@@ -47,10 +47,10 @@ def parse_pace(value: object, param: str = "hearth.pace") -> Pace | None:
             value = float(value)
         except ValueError:
             raise BadRequest(f"{param}: expected speech, reading, none or characters per second, got {value!r}",
-                             param=param) from None  # fmt: skip
+                             param=param) from None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.5 <= value <= 10_000:
         raise BadRequest(f"{param}: expected speech, reading, none or characters per second (0.5 to 10000), "
-                         f"got {value!r}", param=param)  # fmt: skip
+                         f"got {value!r}", param=param)
     return Pace(f"{value:g}/s", float(value), float(value))
 
 

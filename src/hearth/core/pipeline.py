@@ -76,7 +76,7 @@ class Stream:
         "t_last",
         "ttft",
         "usage",
-    )  # fmt: skip
+    )
 
     def __init__(self, api: str, model: str, served_by: str, it: AsyncIterator[Chunk], metrics: GatewayMetrics):
         # `served_by`: the model that produced the answer: the requested one, the router's pick, or "cache".
@@ -207,7 +207,7 @@ class Stream:
 
 class Gateway:
     def __init__(self, registry: ModelRegistry, metrics: GatewayMetrics | None = None, *,
-                 annotators: Sequence[Annotator] = (), observers: Sequence[AnswerObserver] = ()) -> None:  # fmt: skip
+                 annotators: Sequence[Annotator] = (), observers: Sequence[AnswerObserver] = ()) -> None:
         self.registry = registry
         self.metrics = metrics or GatewayMetrics()
         self.annotators = list(annotators)

@@ -58,7 +58,7 @@ class ModelRegistry:
         backend = self.chat.get(name)
         if backend is None:
             raise BadRequest(f"model {requested!r} is an embedding model; use /v1/embeddings or /api/embed",
-                             param="model", code="model_not_chat")  # fmt: skip
+                             param="model", code="model_not_chat")
         return backend
 
     def embedder(self, requested: str) -> Embedder:
@@ -67,14 +67,14 @@ class ModelRegistry:
         if embedder is None:
             raise BadRequest(f"model {requested!r} does not produce embeddings; use "
                              f"{self.default_embedder() or 'an embedding model'}", param="model",
-                             code="model_not_embedding")  # fmt: skip
+                             code="model_not_embedding")
         return embedder
 
     async def embed(self, requested: str, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
-                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
+                    input_type: InputType | None = None) -> Embeddings:
         """Embed with the named model: the local embedding model, or a remote provider's."""
         return await self.embedder(requested).embed(texts, truncate=truncate, dimensions=dimensions,
-                                                    input_type=input_type)  # fmt: skip
+                                                    input_type=input_type)
 
     def info(self, requested: str) -> ModelInfo:
         name = self.canonical(requested)

@@ -238,7 +238,7 @@ ENGINE_STATS = (
     "queue_depth", "active_sequences", "parked_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
     "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens", "sat_out", "parked",
     "queue_limit", "max_sequences", "adapter_steps", "adapter_switches", "loops_stopped",
-)  # fmt: skip
+)
 
 
 class Backend(Protocol):
@@ -283,7 +283,7 @@ class Embedder(Protocol):
     name: str
 
     async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
-                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
+                    input_type: InputType | None = None) -> Embeddings:
         """`input_type` None: documents (what an OpenAI client sending text to index expects)."""
         ...
 

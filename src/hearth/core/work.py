@@ -49,7 +49,7 @@ def _lower_priority() -> None:
 def _executor(bulk: bool) -> ThreadPoolExecutor:
     if bulk not in _pools:
         _pools[bulk] = ThreadPoolExecutor(max_workers=1 if bulk else 2, initializer=_lower_priority if bulk else None,
-                                          thread_name_prefix="hearth-bulk" if bulk else "hearth-work")  # fmt: skip
+                                          thread_name_prefix="hearth-bulk" if bulk else "hearth-work")
     return _pools[bulk]
 
 
@@ -86,7 +86,7 @@ async def isolated(fn: Callable[..., T], *args: Any, timeout: float, memory: int
     async with turn:
         if _process is None:
             _process = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_cap_memory, initargs=(memory,))  # fmt: skip
+                                           initializer=_cap_memory, initargs=(memory,))
         pool = _process
         try:
             return await asyncio.wait_for(loop.run_in_executor(pool, fn, *args), timeout)

@@ -77,7 +77,7 @@ _LAYER = {
     "attention.self.query": "attn_q", "attention.self.key": "attn_k", "attention.self.value": "attn_v",
     "attention.output.dense": "attn_output", "attention.output.LayerNorm": "attn_output_norm",
     "intermediate.dense": "ffn_up", "output.dense": "ffn_down", "output.LayerNorm": "layer_output_norm",
-}  # fmt: skip
+}
 
 
 def _gguf_name(hf: str) -> str | None:
@@ -156,7 +156,7 @@ class GgufBert(BertTokens):
     quantization = "F16"
 
     def __init__(self, model_dir: Path | None = None, cache_dir: Path | None = None,
-                 threads: int | None = None) -> None:  # fmt: skip
+                 threads: int | None = None) -> None:
         from llama_cpp import llama_cpp as L
 
         super().__init__(model_dir or find_model_dir())

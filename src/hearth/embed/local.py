@@ -151,13 +151,13 @@ class LocalEmbedder:
     def info(self) -> ModelInfo:
         family, size, quant = ("xlm-roberta", "118M", "Q4") if self.multilingual else ("bert", "22M", "F32")
         return ModelInfo(name=self.name, kind="embedding", context_length=self.max_tokens, family=family,
-                         parameter_size=size, quantization=quant, extra={"embedding_length": self.dims})  # fmt: skip
+                         parameter_size=size, quantization=quant, extra={"embedding_length": self.dims})
 
     async def embed(self, texts: list[str], *, truncate: bool = True, dimensions: int | None = None,
-                    input_type: InputType | None = None) -> Embeddings:  # fmt: skip
+                    input_type: InputType | None = None) -> Embeddings:
         if dimensions is not None and dimensions != self.dims:
             raise BadRequest(f"dimensions: {self.name} produces {self.dims}-dimensional vectors and cannot shorten "
-                             "them (it was not trained for truncated embeddings)", param="dimensions")  # fmt: skip
+                             "them (it was not trained for truncated embeddings)", param="dimensions")
         if not texts:
             import numpy as np
 
@@ -243,7 +243,7 @@ class LocalEmbedder:
                         j.done = len(j.texts)
                         _settle(j, BadRequest(f"input {long} is longer than the {self.max_tokens}-token context of "
                                               f"{self.name}; shorten it or allow truncation",
-                                              code="context_length_exceeded"))  # fmt: skip
+                                              code="context_length_exceeded"))
             texts = tokens = 0
             for j in sorted(jobs, key=lambda j: len(j.texts) - j.done):
                 end = j.done

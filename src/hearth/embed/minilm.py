@@ -189,7 +189,7 @@ class MiniLM(BertTokens):
         w: dict[str, Any] = self.w
         b, n = ids.shape
         x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n] + w[
-            "embeddings.token_type_embeddings.weight"][0]  # fmt: skip
+            "embeddings.token_type_embeddings.weight"][0]
         x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         h, d = self.heads, DIM // self.heads
         bias = ((1.0 - mask) * -1e9)[:, None, None, :]
@@ -208,11 +208,11 @@ class MiniLM(BertTokens):
             s /= s.sum(-1, keepdims=True)
             ctx = (s @ v).transpose(0, 2, 1, 3).reshape(b, n, DIM)
             x = _layer_norm(x + lin(ctx, "attention.output.dense"), w[p + "attention.output.LayerNorm.weight"],
-                            w[p + "attention.output.LayerNorm.bias"])  # fmt: skip
+                            w[p + "attention.output.LayerNorm.bias"])
             inter = lin(x, "intermediate.dense")
             inter = _gelu(inter)
             x = _layer_norm(x + lin(inter, "output.dense"), w[p + "output.LayerNorm.weight"],
-                            w[p + "output.LayerNorm.bias"])  # fmt: skip
+                            w[p + "output.LayerNorm.bias"])
         pooled = (x * mask[:, :, None]).sum(1) / np.maximum(mask.sum(1, keepdims=True), 1e-9)
         pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
         return pooled.astype(np.float32)  # type: ignore[no-any-return]

@@ -48,7 +48,7 @@ class AdapterSet:
         handle = self._L.llama_adapter_lora_init(self._model, path.encode())
         if not handle:
             raise BadRequest(f"llama.cpp refused the adapter {path}: not a LoRA GGUF, or made for another base "
-                             "model (its architecture or tensor shapes differ)", param="adapter")  # fmt: skip
+                             "model (its architecture or tensor shapes differ)", param="adapter")
         self.loaded[key] = Adapter(key, path, scale, handle)
 
     def unload(self, key: str) -> None:

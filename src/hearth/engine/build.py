@@ -103,7 +103,7 @@ def system_info_isolated(timeout: float = 60.0) -> tuple[str | None, str]:
     code = "from hearth.engine.build import system_info; print(system_info())"
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)  # fmt: skip
+                              stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return None, f"did not answer in {timeout:.0f} s"
     if done.returncode != 0:

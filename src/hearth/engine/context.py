@@ -21,7 +21,7 @@ log = logging.getLogger("hearth.engine")
 
 class LlamaContext:
     def __init__(self, model_paths: list[str], *, threads: int, n_batch: int, extra_bufts: bool = True,
-                 flash_attn: str = "auto") -> None:  # fmt: skip
+                 flash_attn: str = "auto") -> None:
         """`extra_bufts`: llama.cpp's extra weight buffers (repacked layouts, AMX tiles where compiled in); off
         only where a build crashes with them (engine/probe.py decides). `flash_attn`: on, off or auto (llama.cpp
         decides: on, for CPUs). Measured on a 2-core Xeon, neither wins everywhere: off, the next turn of a chat

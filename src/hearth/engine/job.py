@@ -33,12 +33,12 @@ class GenJob:
         "adapter", "audio", "cached", "cancelled", "decoder", "emit", "grammar", "guard", "heard", "held", "last_token",
         "logprob", "logprobs", "max_new", "n_gen", "pace", "pos", "prompt", "sampler", "sampling", "slot", "stops",
         "t_admit", "t_arrive", "t_first", "t_play", "todo",
-    )  # fmt: skip
+    )
 
     def __init__(
         self, prompt: list[int], sampling: Sampling, max_new: int, emit: Emit, logprobs: bool = False,
         grammar: str | None = None, pace: Pace | None = None, adapter: str = "", loop_guard: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.prompt = prompt
         self.adapter = adapter  # a LoRA adapter loaded in the engine ("": none)
         self.pace = pace

@@ -40,7 +40,7 @@ class LlamaEngine(LlamaContext):
         self, model_paths: list[str], *, n_ctx: int, threads: int, n_batch: int, max_sequences: int,
         kv_tokens: int, n_slots: int, max_queue: int, prefill_chunk: int = 64, extra_bufts: bool = True,
         flash_attn: str = "auto",
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(model_paths, threads=threads, n_batch=n_batch, extra_bufts=extra_bufts, flash_attn=flash_attn)
         self.n_ctx = n_ctx
         self.prefill_chunk = min(prefill_chunk, n_batch)
@@ -62,7 +62,7 @@ class LlamaEngine(LlamaContext):
         self._loaded = threading.Event()
         self.load_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"llama:{self.model_path.rsplit('/', 1)[-1]}",
-                                        daemon=True)  # fmt: skip
+                                        daemon=True)
         self._piece = ctypes.create_string_buffer(256)
 
     # --- called from other threads -------------------------------------------------------------
@@ -434,12 +434,12 @@ class LlamaEngine(LlamaContext):
         job.emit(Usage(
             len(job.prompt), job.n_gen, prompt_seconds=t_first - job.t_admit,
             completion_seconds=now - t_first, cached_tokens=job.cached,
-        ))  # fmt: skip
+        ))
         job.emit(Finish(reason))
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job done: admitted +%s ms, first token +%s ms, first segment +%s ms, end +%s ms; prompt %d "
                       "(%d cached), %d generated, %s", *(_ms(t, job.t_arrive) for t in (job.t_admit, job.t_first,
-                      job.t_play, now)), len(job.prompt), job.cached, job.n_gen, reason)  # fmt: skip
+                      job.t_play, now)), len(job.prompt), job.cached, job.n_gen, reason)
         self._release(job)
 
     def _send(self, job: GenJob, text: str) -> None:

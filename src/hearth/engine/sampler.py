@@ -15,7 +15,7 @@ def make_sampler(L: Any, vocab: Any, n_vocab: int, s: Sampling, grammar: str | N
     for tok in s.logit_bias or ():  # llama.cpp indexes the logits by these: one out of range is memory corruption
         if not 0 <= int(tok) < n_vocab:
             raise BadRequest(f"logit_bias: token id {tok} is not in this model's vocabulary (0 to {n_vocab - 1})",
-                             param="logit_bias")  # fmt: skip
+                             param="logit_bias")
     chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
     add = L.llama_sampler_chain_add
     if grammar:  # first: it masks every token the grammar forbids, before any other sampler looks

@@ -68,7 +68,7 @@ class Tokenizer:
         return self.rendered(text, {}, add_special, limit)
 
     def rendered(self, text: str, shielded: dict[str, str], add_special: bool = True, limit: int | None = None
-                 ) -> list[int]:  # fmt: skip
+                 ) -> list[int]:
         """A template's output in which `shield` hid tenant strings: the template's parts with their control
         tokens, each placeholder as its original string's text tokens."""
         out: list[int] = []

@@ -74,7 +74,7 @@ def check_adapter_file(path: Path, family: str) -> None:
         raise BadRequest(f"cannot read {path}: {e.strerror or e}", param="path") from None
     if meta.get("general.type") != "adapter" or meta.get("adapter.type") != "lora":
         raise BadRequest(f"{path.name} is not a LoRA adapter (general.type {meta.get('general.type')!r})",
-                         param="path")  # fmt: skip
+                         param="path")
     arch = str(meta.get("general.architecture", ""))
     if family and arch != family:
         raise BadRequest(f"{path.name} is an adapter for a {arch} model; the base model is {family}", param="base")
@@ -82,7 +82,7 @@ def check_adapter_file(path: Path, family: str) -> None:
 
 class Adapters:
     def __init__(self, cfg: Config, store: ModelStore, registry: ModelRegistry,
-                 local: Callable[[], dict[str, LlamaCppBackend]]) -> None:  # fmt: skip
+                 local: Callable[[], dict[str, LlamaCppBackend]]) -> None:
         self.cfg = cfg
         self.store = store
         self.registry = registry
@@ -109,7 +109,7 @@ class Adapters:
             if entry_or_none is None or registry.canonical(base) != entry_or_none.base:
                 known = ", ".join(f"{e.base}+{e.name}" for e in self.entries.values()) or "none"
                 raise ModelNotFound(f"model {model!r} not found: no adapter {name!r} on {base!r} (adapters: {known})",
-                                    param="model")  # fmt: skip
+                                    param="model")
             entry = entry_or_none
         else:
             return None
@@ -127,7 +127,7 @@ class Adapters:
         leaf = local.get(name)
         if leaf is None:
             raise BadRequest(f"base {base!r} is not a local model; adapters run on: {', '.join(local) or 'none'}",
-                             param="base")  # fmt: skip
+                             param="base")
         return leaf
 
     def default_base(self) -> str:
@@ -269,7 +269,7 @@ class Adapters:
             try:
                 d = json.loads(p.read_text())
                 entry = AdapterEntry(d["name"], d["base"], d["path"], float(d["scale"]), d["digest"],
-                                     float(d["added_at"]))  # fmt: skip
+                                     float(d["added_at"]))
             except (OSError, ValueError, KeyError, TypeError):
                 continue
             if Path(entry.path).is_file():

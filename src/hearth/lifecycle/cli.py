@@ -29,7 +29,7 @@ Load = Callable[[argparse.Namespace], object]
 
 def add_parser(sub: Any, load: Load) -> None:
     def command(parent: Any, name: str, help: str, run: Callable[[argparse.Namespace, Load], int],
-                *positionals: str) -> argparse.ArgumentParser:  # fmt: skip
+                *positionals: str) -> argparse.ArgumentParser:
         """A command that works on the model store of `--config`."""
         p: argparse.ArgumentParser = parent.add_parser(name, help=help)
         for arg in positionals:
@@ -39,11 +39,11 @@ def add_parser(sub: Any, load: Load) -> None:
         return p
 
     command(sub, "pull", "download a GGUF model from the Hugging Face Hub (or $HF_ENDPOINT): qwen2.5:1.5b, "
-            "Qwen/Qwen2.5-1.5B-Instruct-GGUF:q4_k_m, or owner/repo/file.gguf", _pull, "name")  # fmt: skip
+            "Qwen/Qwen2.5-1.5B-Instruct-GGUF:q4_k_m, or owner/repo/file.gguf", _pull, "name")
     command(sub, "list", "list pulled models", _list)
     command(sub, "rm", "remove a pulled model (its files go when no other name uses them)", _rm, "name")
     command(sub, "cp", "serve a pulled model under a second name (no bytes are copied)", _cp, "source",
-            "destination")  # fmt: skip
+            "destination")
     ad = sub.add_parser("adapter", help="LoRA adapters (GGUF) served on local models as <base>+<name>")
     asub = ad.add_subparsers(dest="adapter_command", required=True)
     aa = command(asub, "add", "serve an adapter file (copied into the model store)", _adapter_add, "name", "file")
@@ -95,7 +95,7 @@ def _pull(args: argparse.Namespace, load: Load) -> int:
 def _list(args: argparse.Namespace, load: Load) -> int:
     _, store = _store(args, load)
     rows = [(m.name, m.digest[:12], size(m.size), m.details.get("quantization_level", ""),
-             time.strftime("%Y-%m-%d %H:%M", time.localtime(m.modified_at))) for m in store.entries()]  # fmt: skip
+             time.strftime("%Y-%m-%d %H:%M", time.localtime(m.modified_at))) for m in store.entries()]
     print(table(["NAME", "ID", "SIZE", "QUANT", "MODIFIED"], rows))
     return 0
 
@@ -202,7 +202,7 @@ def _ps(args: argparse.Namespace) -> int:
         print(f"hearth: cannot reach the gateway at {args.url}: {e}", file=sys.stderr)
         return 1
     rows = [(m["name"], size(m["size"]), m.get("state", "loaded"), m["expires_at"] if m.get("size") else "-")
-            for m in models]  # fmt: skip
+            for m in models]
     print(table(["NAME", "SIZE", "STATE", "UNTIL"], rows))
     for m in models:
         if m.get("reason"):
@@ -233,7 +233,7 @@ class ProgressBar:
             speed = (done - self.start_bytes) / elapsed
             left = (total - done) / speed if speed > 0 else 0
             self.out.write(f"\r{p.status} {100 * done / total:5.1f}% {bar(done / total)} "
-                           f"{size(done)}/{size(total)} {size(speed)}/s {left:4.0f}s ")  # fmt: skip
+                           f"{size(done)}/{size(total)} {size(speed)}/s {left:4.0f}s ")
         self.out.flush()
 
     def end(self) -> None:

@@ -64,7 +64,7 @@ class _Remote:
 
 class Puller:
     def __init__(self, store: ModelStore, *, endpoint: str | None = None, token: str | None = None,
-                 cancel: threading.Event | None = None) -> None:  # fmt: skip
+                 cancel: threading.Event | None = None) -> None:
         """`cancel`, when set, stops the transfer at its next chunk (the partial file stays, to resume)."""
         self.store = store
         self.cancel = cancel or threading.Event()
@@ -138,7 +138,7 @@ class Puller:
         free = shutil.disk_usage(self.store.root).free
         if need and need + DISK_MARGIN > free:
             raise PullError(f"not enough disk space in {self.store.root}: the model needs {need / 1e9:.2f} GB, "
-                            f"{free / 1e9:.2f} GB are free", status=507)  # fmt: skip
+                            f"{free / 1e9:.2f} GB are free", status=507)
 
     def _fetch(self, ref: ModelRef, f: _Remote, report: Report) -> tuple[Blob, bool]:
         """The file as a blob of the store, and whether this pull downloaded it."""
@@ -155,7 +155,7 @@ class Puller:
             local = Path(hf_hub_download(
                 ref.repo, f.path, local_dir=folder, endpoint=self.endpoint, token=self.token or False,
                 tqdm_class=_progress_class(lambda done: report(Progress(status, label, f.size, done)), self.cancel),
-            ))  # fmt: skip
+            ))
         except OSError as e:
             if e.errno == errno.ENOSPC:  # resuming cannot help, so free the space now
                 shutil.rmtree(folder, ignore_errors=True)
@@ -169,7 +169,7 @@ class Puller:
         if f.sha256 and digest != f.sha256:
             local.unlink(missing_ok=True)
             raise PullError(f"sha256 mismatch for {f.path}: the Hub lists {f.sha256}, the download is {digest}; "
-                            "it was deleted, pull again", status=502)  # fmt: skip
+                            "it was deleted, pull again", status=502)
         try:
             read_meta(local)
         except NotGguf as e:

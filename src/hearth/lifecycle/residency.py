@@ -69,7 +69,7 @@ class Loaded:
 class Residency:
     def __init__(self, *, max_models: int, max_bytes: int, load_timeout: float = 60.0,
                  default_keep_alive: float = 300.0, clock: Callable[[], float] = time.monotonic,
-                 on_load: Callable[[str, float], None] | None = None) -> None:  # fmt: skip
+                 on_load: Callable[[str, float], None] | None = None) -> None:
         self.default_keep_alive = default_keep_alive  # for models loaded on demand that set none
         self.max_models = max_models
         self.max_bytes = max_bytes
@@ -180,7 +180,7 @@ class Residency:
             Loaded(e.model.name, e.state, e.model.footprint(),
                    None if math.isinf(e.expires) else wall + max(0.0, e.expires - now))
             for e in self._entries.values() if e.state != "unloaded"
-        ]  # fmt: skip
+        ]
 
     # --- loading and unloading ---------------------------------------------------------------------
 
@@ -208,7 +208,7 @@ class Residency:
         need = entry.model.footprint()
         if need > self.max_bytes:
             raise HearthError(f"model {entry.model.name!r} needs {need / 1e9:.2f} GB, more than "
-                              f"local.max_loaded_bytes ({self.max_bytes / 1e9:.2f} GB)", status=507)  # fmt: skip
+                              f"local.max_loaded_bytes ({self.max_bytes / 1e9:.2f} GB)", status=507)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.load_timeout  # real time: the injected clock is for keep-alives
         while True:
@@ -226,7 +226,7 @@ class Residency:
                 busy = ", ".join(e.model.name for e in others)
                 raise Overloaded(f"cannot load {entry.model.name!r} now: the loaded models ({busy}) are all "
                                  "answering and the memory budget holds no more; retry shortly",
-                                 retry_after=2.0)  # fmt: skip
+                                 retry_after=2.0)
             with contextlib.suppress(TimeoutError):  # polled: a finishing answer frees room without a notify
                 await asyncio.wait_for(self._cond.wait(), timeout=min(left, 0.1))
 

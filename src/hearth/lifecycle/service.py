@@ -45,7 +45,7 @@ class _Pull:
 class LocalModels:
     def __init__(self, cfg: Config, residency: Residency, serve: Serve, unserve: Callable[[str], None],
                  local: dict[str, LlamaCppBackend], store: ModelStore,
-                 on_added: Callable[[], Awaitable[None]] | None = None) -> None:  # fmt: skip
+                 on_added: Callable[[], Awaitable[None]] | None = None) -> None:
         """`on_added` runs after a pull is served (the adapters put themselves back on a model pulled again)."""
         self.cfg = cfg
         self._local = local  # the roll of local models adapters attach to: pulled ones join and leave it
@@ -66,7 +66,7 @@ class LocalModels:
     def puller(self) -> Puller:
         local = self.cfg.local
         return Puller(self.store, endpoint=local.hub_endpoint, token=os.environ.get(local.hub_token_env) or None,
-                      cancel=self._cancel)  # fmt: skip
+                      cancel=self._cancel)
 
     async def start(self) -> None:
         """Serve every model pulled before (listed, not loaded: each loads at its first request)."""
@@ -107,7 +107,7 @@ class LocalModels:
         trained = int(m.details.get("context_length") or 0)
         cfg = LocalModel(n_ctx=min(local.n_ctx, trained) if trained >= 64 else local.n_ctx, preload=False)
         leaf = LlamaCppBackend(m.name, cfg, self.residency, paths=self.store.paths(m), digest=m.digest,
-                               preload=False)  # fmt: skip
+                               preload=False)
         self.residency.register(leaf, self.residency.default_keep_alive)
         await leaf.start()  # reads the header; loads nothing
         self.leaves[m.name] = leaf
@@ -172,7 +172,7 @@ class LocalModels:
         dst = parse_ref(destination).name if "/" in destination else destination.strip().removesuffix(":latest")
         if not dst or any(c.isspace() or c in "+\\" for c in dst):
             raise BadRequest(f"destination: {destination!r} is not a model name (no spaces, '+' or '\\')",
-                             param="destination")  # fmt: skip
+                             param="destination")
         async with self._lock:
             if dst in self._reserved() or dst in self.leaves:
                 raise BadRequest(f"destination {dst!r} exists already", param="destination")

@@ -76,7 +76,7 @@ class ModelStore:
         try:
             d = json.loads(p.read_text())
             return Manifest(d["name"], tuple(Blob(**b) for b in d["blobs"]), d["source"], d["modified_at"],
-                            d.get("details") or {})  # fmt: skip
+                            d.get("details") or {})
         except (OSError, ValueError, KeyError, TypeError):
             return None  # a foreign or damaged file is not a model
 

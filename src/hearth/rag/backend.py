@@ -31,7 +31,7 @@ class RagBackend(WrappingBackend):
     """Made per request around a registry model (readiness and model info are the inner model's)."""
 
     def __init__(self, service: RagService, inner: Backend, inner_name: str, kb: str, *, top_k: int | None = None,
-                 where: dict[str, Any] | None = None, rewrite: Rewrite | None = None) -> None:  # fmt: skip
+                 where: dict[str, Any] | None = None, rewrite: Rewrite | None = None) -> None:
         super().__init__(inner)
         self.rewrite = rewrite
         self.name = f"rag:{kb}"
@@ -112,4 +112,4 @@ def _sources_block(hits: list[Hit]) -> str:
 
 def _source(index: int, h: Hit) -> dict[str, Any]:
     return {"index": index, "source": h.source, "title": h.title, "line_start": h.line_start,
-            "line_end": h.line_end, "score": round(h.score, 4), "text": h.text}  # fmt: skip
+            "line_end": h.line_end, "score": round(h.score, 4), "text": h.text}

@@ -48,7 +48,7 @@ class ChromaClient:
     async def call(self, method: str, path: str, body: Any = None, *, missing_ok: bool = False) -> Any:
         try:
             async with self.session.request(method, self.base + path, data=None if body is None else orjson.dumps(
-                    body), headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+                    body), headers={"Content-Type": "application/json"}) as resp:
                 raw = await resp.read()
                 if resp.status == 404:
                     if missing_ok:
@@ -59,7 +59,7 @@ class ChromaClient:
                         raise KnowledgeBaseNotFound("knowledge base not found: it was removed from Chroma", param="kb")
                 if resp.status >= 400:
                     raise UpstreamError(f"Chroma at {self.url} answered {resp.status} to {method} {path}: "
-                                        f"{raw[:300].decode('utf-8', 'replace')}")  # fmt: skip
+                                        f"{raw[:300].decode('utf-8', 'replace')}")
                 return orjson.loads(raw) if raw else None
         except HearthError:
             raise
@@ -142,13 +142,13 @@ class ChromaStore:
                 "documents": [c.text for c in part],
                 "metadatas": [{"source": doc.source, "version": version, "title": c.title, "line_start": c.line_start,
                                "line_end": c.line_end, "terms": " ".join(c.terms)} for c in part],
-            })  # fmt: skip
+            })
         meta = {"source": doc.source, "hash": doc.hash, "version": version, "chunks": len(chunks), "size": doc.size,
-                "updated": time.time(), "metadata": json.dumps(doc.metadata)}  # fmt: skip
+                "updated": time.time(), "metadata": json.dumps(doc.metadata)}
         await self.c.call("POST", f"/collections/{self.docs_id}/upsert",
-                          {"ids": [key], "embeddings": [[1.0]], "metadatas": [meta]})  # the switch  # fmt: skip
+                          {"ids": [key], "embeddings": [[1.0]], "metadatas": [meta]})  # the switch
         await self.c.call("POST", f"/collections/{self.chunks_id}/delete",
-                          {"where": {"$and": [{"source": doc.source}, {"version": {"$ne": version}}]}})  # fmt: skip
+                          {"where": {"$and": [{"source": doc.source}, {"version": {"$ne": version}}]}})
         self._checked = 0.0
 
     async def chunks(self, source: str) -> list[NewChunk]:
@@ -159,9 +159,9 @@ class ChromaStore:
         where = {"$and": [{"source": source}, {"version": version}]}
         got = await self.c.get_all(self.chunks_id, where, ["documents", "metadatas"])
         rows = sorted(zip(got["ids"], got["documents"], got["metadatas"], strict=True),
-                      key=lambda r: int(r[0].rsplit(":", 1)[1]))  # fmt: skip
+                      key=lambda r: int(r[0].rsplit(":", 1)[1]))
         return [NewChunk(d, m.get("title", ""), int(m.get("line_start", 0)), int(m.get("line_end", 0)),
-                         str(m.get("terms", "")).split()) for _, d, m in rows]  # fmt: skip
+                         str(m.get("terms", "")).split()) for _, d, m in rows]
 
     async def chunk_vectors(self, source: str) -> dict[str, np.ndarray]:
         await self._registry(force=True)
@@ -171,7 +171,7 @@ class ChromaStore:
         where = {"$and": [{"source": source}, {"version": version}]}
         got = await self.c.get_all(self.chunks_id, where, ["documents", "metadatas", "embeddings"])
         return {(f"{m.get('title')}\n{d}" if m.get("title") else d): np.asarray(e, np.float32)
-                for d, m, e in zip(got["documents"], got["metadatas"], got["embeddings"], strict=True)}  # fmt: skip
+                for d, m, e in zip(got["documents"], got["metadatas"], got["embeddings"], strict=True)}
 
     async def remove(self, sources: list[str]) -> int:
         await self._registry(force=True)
@@ -188,7 +188,7 @@ class ChromaStore:
         await self._registry(force=True)
         count = await self.c.call("GET", f"/collections/{self.chunks_id}/count")
         return {"name": self.name, "documents": len(self._docs), "chunks": int(count), "store": "chroma",
-                "url": self.c.url}  # fmt: skip
+                "url": self.c.url}
 
     def _matching(self, where: dict[str, Any]) -> list[str]:
         """Filters are resolved against the document registry (it holds every document's metadata), then
@@ -204,7 +204,7 @@ class ChromaStore:
         if not self._docs or k <= 0:
             return []
         body: dict[str, Any] = {"query_embeddings": [np.asarray(vector, np.float32).tolist()], "n_results": k * 2,
-                                "include": ["documents", "metadatas", "distances"]}  # fmt: skip
+                                "include": ["documents", "metadatas", "distances"]}
         if where:
             sources = self._matching(where)
             if not sources:
@@ -213,7 +213,7 @@ class ChromaStore:
         res = await self.c.call("POST", f"/collections/{self.chunks_id}/query", body)
         hits = []
         for cid, doc, meta, dist in zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0],
-                                        strict=True):  # fmt: skip
+                                        strict=True):
             if self._live(meta):
                 h = self._hit(cid, doc, meta, 1.0 - float(dist))
                 h.vector_score = h.score
@@ -232,9 +232,9 @@ class ChromaStore:
             return []
         ids = [self._names[r] for r, _ in ranked]
         got = await self.c.call("POST", f"/collections/{self.chunks_id}/get",
-                                {"ids": ids, "include": ["documents", "metadatas"]})  # fmt: skip
+                                {"ids": ids, "include": ["documents", "metadatas"]})
         by_id = {cid: (doc, meta) for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"],
-                                                             strict=True)}  # fmt: skip
+                                                             strict=True)}
         hits = []
         for (_, score), cid in zip(ranked, ids, strict=True):
             if cid in by_id and self._live(by_id[cid][1]):
@@ -268,7 +268,7 @@ class ChromaStore:
     def _hit(self, cid: str, doc: str, meta: dict[str, Any], score: float) -> Hit:
         source = meta["source"]
         return Hit(cid, doc, source, meta.get("title", ""), int(meta.get("line_start", 0)),
-                   int(meta.get("line_end", 0)), self._docs[source].metadata, score)  # fmt: skip
+                   int(meta.get("line_end", 0)), self._docs[source].metadata, score)
 
 
 class ChromaCatalog:
@@ -279,7 +279,7 @@ class ChromaCatalog:
     async def names(self) -> list[str]:
         cols = await self.client.call("GET", "/collections?limit=10000")
         return sorted(c["name"][len(_PREFIX):] for c in cols
-                      if c["name"].startswith(_PREFIX) and not c["name"].endswith(".docs"))  # fmt: skip
+                      if c["name"].startswith(_PREFIX) and not c["name"].endswith(".docs"))
 
     async def open(self, name: str, *, create: bool = False) -> ChromaStore:
         check_name(name)
@@ -289,7 +289,7 @@ class ChromaCatalog:
         docs = await self.client.collection(_PREFIX + name + ".docs", create=create)
         if chunks is None or docs is None:
             raise KnowledgeBaseNotFound(f"knowledge base {name!r} not found on Chroma at {self.client.url}",
-                                        param="kb")  # fmt: skip
+                                        param="kb")
         store = ChromaStore(name, self.client, chunks["id"], docs["id"])
         self._open[name] = store
         return store

@@ -73,7 +73,7 @@ def chunk(
             a += lead
             b = a + len(body)
             pieces.append(Piece(body, sec.title, bisect.bisect_right(line_starts, a),
-                                bisect.bisect_right(line_starts, max(a, b - 1))))  # fmt: skip
+                                bisect.bisect_right(line_starts, max(a, b - 1))))
     return pieces
 
 
@@ -84,9 +84,9 @@ _CODE_DEF = re.compile(
     r"protected\s+)?(?:(?:def|class|function|func|fn|impl|struct|enum|trait|interface|type|module|object)\b|"
     r"(?:const|let|var)\s+\w+\s*=\s*(?:async\s*)?(?:\(|function\b)).*$",
     re.M,
-)  # fmt: skip
+)
 _NAME = re.compile(r"(?:def|class|function|func|fn|impl|struct|enum|trait|interface|type|module|object|const|let|var)"
-                   r"\s+(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)")  # fmt: skip
+                   r"\s+(?:\([^)]*\)\s*)?([A-Za-z_$][\w$]*)")
 
 
 def _code_sections(text: str) -> list[_Section]:

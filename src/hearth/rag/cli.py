@@ -53,7 +53,7 @@ def add_parser(sub: Any, load: Callable[[argparse.Namespace], Any]) -> None:
     s.set_defaults(func=lambda a: _run(a, _search))
 
     r = rsub.add_parser("reembed", help="embed a knowledge base again with another embedding model (its chunks "
-                                        "are kept; no source file is needed)")  # fmt: skip
+                                        "are kept; no source file is needed)")
     r.add_argument("kb")
     r.add_argument("--model", help="the embedding model (default: rag.embedding_model)")
     common(r)
@@ -120,7 +120,7 @@ async def _ingest(args: argparse.Namespace, svc: Any) -> int:
     else:
         print(f"{args.kb}: {len(d['added'])} added, {len(d['updated'])} updated, {d['unchanged']} unchanged, "
               f"{len(d['removed'])} removed, {len(d['skipped'])} skipped; {d['chunks']} chunks "
-              f"({d['embedded']} embedded) in {d['seconds']} s ({d['chunks_per_second']} chunks/s)")  # fmt: skip
+              f"({d['embedded']} embedded) in {d['seconds']} s ({d['chunks_per_second']} chunks/s)")
         for s in d["skipped"]:
             print(f"  skipped {s['source']}: {s['reason']}")
     store = await svc.catalog.open(args.kb)
@@ -134,7 +134,7 @@ async def _reembed(args: argparse.Namespace, svc: Any) -> int:
     report = await svc.reembed(args.kb, args.model, progress=_Progress())
     after = await svc.model_of(args.kb, store)
     print(f"{args.kb}: {len(report.updated)} documents, {report.chunks} chunks embedded with {after} (was {before}) "
-          f"in {report.seconds:.1f} s")  # fmt: skip
+          f"in {report.seconds:.1f} s")
     store.save()
     return 0
 
@@ -168,7 +168,7 @@ async def _search(args: argparse.Namespace, svc: Any) -> int:
     hits = await svc.search(args.kb, args.query, top_k=args.top_k, mode=args.mode)
     if args.json:
         print(json.dumps([{"source": h.source, "title": h.title, "lines": [h.line_start, h.line_end],
-                           "score": h.score, "text": h.text} for h in hits], ensure_ascii=False, indent=2))  # fmt: skip
+                           "score": h.score, "text": h.text} for h in hits], ensure_ascii=False, indent=2))
         return 0
     for i, h in enumerate(hits, 1):
         title = f" > {h.title}" if h.title else ""

@@ -66,14 +66,14 @@ class IngestReport:
         rate = self.chunks / self.seconds if self.seconds > 0 else 0.0
         return {"kb": self.kb, "added": self.added, "updated": self.updated, "unchanged": len(self.unchanged),
                 "removed": self.removed, "skipped": self.skipped, "chunks": self.chunks, "embedded": self.embedded,
-                "seconds": round(self.seconds, 3), "chunks_per_second": round(rate, 1)}  # fmt: skip
+                "seconds": round(self.seconds, 3), "chunks_per_second": round(rate, 1)}
 
 
 class RagService:
     def __init__(self, cfg: RagConfig, catalog: Catalog, embed: EmbedFn, count: CountFn | None = None, *,
                  models: Iterable[str] = (), english_only: Iterable[str] = (), english: str = "all-minilm",
                  multilingual: str | None = None,
-                 on_search: Callable[[str, str, float], None] | None = None) -> None:  # fmt: skip
+                 on_search: Callable[[str, str, float], None] | None = None) -> None:
         self.cfg = cfg
         self.catalog = catalog
         self._embed = embed
@@ -130,7 +130,7 @@ class RagService:
     # --- ingest -------------------------------------------------------------------------------------
 
     async def ingest_documents(self, kb: str, docs: list[TextDocument], *, replace_all: bool = False,
-                               progress: ProgressFn | None = None) -> IngestReport:  # fmt: skip
+                               progress: ProgressFn | None = None) -> IngestReport:
         store = await self.catalog.open(kb, create=True)
         report = IngestReport(kb)
         t0 = time.perf_counter()
@@ -150,7 +150,7 @@ class RagService:
         return report
 
     async def ingest_paths(self, kb: str, paths: Iterable[str | Path], *, progress: ProgressFn | None = None,
-                           metadata: dict[str, Any] | None = None) -> IngestReport:  # fmt: skip
+                           metadata: dict[str, Any] | None = None) -> IngestReport:
         """Files and folders; unchanged files are skipped, changed ones replaced, and files that were
         ingested from these folders but are gone now are removed."""
         store = await self.catalog.open(kb, create=True)
@@ -192,7 +192,7 @@ class RagService:
 
     async def _ingest_one(self, store: KnowledgeStore, model: str, source: str, content: str,
                           metadata: dict[str, Any], kind: str | None, known: dict[str, DocInfo],
-                          report: IngestReport) -> None:  # fmt: skip
+                          report: IngestReport) -> None:
         meta_sig = repr(sorted(metadata.items()))
         # "<params>:<content>": a changed document whose params prefix is unchanged may reuse its old vectors.
         params = self._params_hash(model)
@@ -205,7 +205,7 @@ class RagService:
             content, kind = text.html_to_text(content), "markdown"  # text sent over HTTP arrives as markup
         kind = kind or text.kind_of(source, content)
         pieces = await asyncio.to_thread(chunking.chunk, content, kind, self._count, self.cfg.chunk_tokens,
-                                         self.cfg.chunk_overlap)  # fmt: skip
+                                         self.cfg.chunk_overlap)
         if not pieces:
             report.skipped.append({"source": source, "reason": "no text"})
             return
@@ -224,7 +224,7 @@ class RagService:
                 vectors[i] = reuse[e]
         report.embedded += len(need)
         chunks = [NewChunk(p.text, p.title, p.line_start, p.line_end, text.terms(e))
-                  for p, e in zip(pieces, embedded, strict=True)]  # fmt: skip
+                  for p, e in zip(pieces, embedded, strict=True)]
         await store.replace(DocInfo(source, digest, len(chunks), len(content), metadata=metadata), chunks, vectors)
         (report.updated if old is not None else report.added).append(source)
         known[source] = DocInfo(source, digest, len(chunks))
@@ -240,7 +240,7 @@ class RagService:
             model = self.model_for([c.text for c in await store.chunks(first)] if first else [])
         if model not in self.models:
             raise BadRequest(f"model: {model!r} is not an embedding model here; known: {', '.join(self.models)}",
-                             param="model")  # fmt: skip
+                             param="model")
         report = IngestReport(kb)
         t0 = time.perf_counter()
         docs = await store.documents()
@@ -249,10 +249,10 @@ class RagService:
             chunks = await store.chunks(d.source)
             if chunks:
                 vectors = await self._embed([f"{c.title}\n{c.text}" if c.title else c.text for c in chunks], model,
-                                            "document")  # fmt: skip
+                                            "document")
                 digest = params + ":" + d.hash.split(":", 1)[-1]
                 await store.replace(DocInfo(d.source, digest, len(chunks), d.size, metadata=d.metadata), chunks,
-                                    vectors)  # fmt: skip
+                                    vectors)
                 report.updated.append(d.source)
                 report.chunks += len(chunks)
                 report.embedded += len(chunks)
@@ -289,7 +289,7 @@ class RagService:
 
     async def _search(self, store: KnowledgeStore, model: str, query: str, top_k: int | None,
                       where: dict[str, Any] | None, mode: str, fusion: str | None,
-                      vector_weight: float | None) -> list[Hit]:  # fmt: skip
+                      vector_weight: float | None) -> list[Hit]:
         k = top_k or self.cfg.top_k
         n = max(self.cfg.candidates, k)
         vec_hits: list[Hit] = []

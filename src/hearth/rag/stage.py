@@ -30,7 +30,7 @@ SearchHook = Callable[[str, str, float], None]  # (kb, mode, seconds)
 class RagStage:
     def __init__(self, cfg: RagConfig, registry: ModelRegistry, on_search: SearchHook | None = None, *,
                  english_only: Iterable[str] = (), multilingual: Iterable[str] = (),
-                 rewrite: Rewrite | None = None) -> None:  # fmt: skip
+                 rewrite: Rewrite | None = None) -> None:
         """`rewrite`: makes a follow-up turn a standalone query before retrieval."""
         self.cfg = cfg
         self.rewrite = rewrite
@@ -42,12 +42,12 @@ class RagStage:
 
     @classmethod
     def for_config(cls, cfg: Config, registry: ModelRegistry, on_search: SearchHook | None = None, *,
-                   rewrite: Rewrite | None = None) -> RagStage:  # fmt: skip
+                   rewrite: Rewrite | None = None) -> RagStage:
         """The stage for a configuration: its `rag:` section and which of its local embedding models know which
         languages."""
         local = {n: m for n, m in cfg.models.items() if isinstance(m, EmbeddingModel)}
         return cls(cfg.rag, registry, on_search, english_only=[n for n, m in local.items() if not m.is_multilingual()],
-                   multilingual=[n for n, m in local.items() if m.is_multilingual()], rewrite=rewrite)  # fmt: skip
+                   multilingual=[n for n, m in local.items() if m.is_multilingual()], rewrite=rewrite)
 
     def __call__(self, request: ChatRequest, registry: ModelRegistry) -> tuple[str, Backend] | None:
         model = request.model
@@ -75,7 +75,7 @@ class RagStage:
 
         inner_name = registry.canonical(chat)
         backend = RagBackend(self.service(), registry.get(inner_name), inner_name, kb, top_k=top_k,
-                             where=opts.get("filter"), rewrite=self.rewrite)  # fmt: skip
+                             where=opts.get("filter"), rewrite=self.rewrite)
         return backend.name, backend
 
     def service(self) -> RagService:
@@ -108,7 +108,7 @@ class RagStage:
             english = next(iter(self.english_only), multilingual or "all-minilm")
             self._service = RagService(c, catalog, embed, count, models=embedders, english_only=self.english_only,
                                        english=english, multilingual=multilingual,
-                                       on_search=self.on_search)  # fmt: skip
+                                       on_search=self.on_search)
         return self._service
 
     async def warm(self) -> None:

@@ -93,7 +93,7 @@ class LocalStore:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(doc.source, c.text, c.title, c.line_start, c.line_end, " ".join(c.terms), vecs[i].tobytes(), gen)
                  for i, c in enumerate(chunks)],
-            )  # fmt: skip
+            )
             row = (doc.source, doc.hash, len(chunks), doc.size, time.time(), json.dumps(doc.metadata))
             db.execute("INSERT OR REPLACE INTO documents VALUES (?, ?, ?, ?, ?, ?)", row)
         self._refresh()
@@ -105,7 +105,7 @@ class LocalStore:
         def read() -> list[NewChunk]:
             with self._lock:
                 rows = self._db.execute("SELECT text, title, line_start, line_end, terms FROM chunks WHERE source = ? "
-                                        "ORDER BY id", (source,)).fetchall()  # fmt: skip
+                                        "ORDER BY id", (source,)).fetchall()
             return [NewChunk(t, title, a, b, terms.split()) for t, title, a, b, terms in rows]
 
         return await asyncio.to_thread(read)
@@ -174,7 +174,7 @@ class LocalStore:
     def _stats(self) -> dict[str, Any]:
         with self._lock:
             docs, chunks = self._db.execute(
-                "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks)").fetchone()  # fmt: skip
+                "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks)").fetchone()
         return {"name": self.name, "documents": docs, "chunks": chunks, "store": "local", "path": str(self.folder)}
 
     # Searches run on a worker thread: a refresh applying another process's big ingest holds the lock for
@@ -198,7 +198,7 @@ class LocalStore:
             q = np.asarray(vector, np.float32).reshape(-1)
             if len(q) != self.dims:
                 raise BadRequest(f"knowledge base {self.name!r} holds {self.dims}-dimensional vectors but the "
-                                 f"embedding model gives {len(q)}: was rag.embedding_model changed?")  # fmt: skip
+                                 f"embedding model gives {len(q)}: was rag.embedding_model changed?")
             live = self._hnsw.get_current_count() - len(self._hnsw_deleted)
             if allowed is not None and len(allowed) <= _EXACT_BELOW:
                 pairs = self._exact(q, allowed, k)  # a small subset: exact, and no filtered graph walk
@@ -253,7 +253,7 @@ class LocalStore:
             q = ",".join("?" * len(pairs))
             rows = {r[0]: r for r in self._db.execute(
                 f"SELECT id, text, source, title, line_start, line_end FROM chunks WHERE id IN ({q})",
-                [p[0] for p in pairs])}  # fmt: skip
+                [p[0] for p in pairs])}
         out = []
         for cid, score in pairs:
             r = rows.get(cid)
@@ -351,7 +351,7 @@ class LocalStore:
         name = f"vectors.{self._gen}.{os.getpid()}.hnsw"
         self._hnsw.save_index(str(self.folder / name))
         meta = {"gen": self._gen, "file": name, "max_elements": self._hnsw.get_max_elements(),
-                "deleted": sorted(self._hnsw_deleted)}  # fmt: skip
+                "deleted": sorted(self._hnsw_deleted)}
         tmp = self.folder / f".vectors.{os.getpid()}.json.tmp"
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, self.folder / "vectors.json")
@@ -399,7 +399,7 @@ class LocalCatalog:
             store.close()
         if inode is None and not create:
             raise KnowledgeBaseNotFound(f"knowledge base {name!r} not found; ingest documents into it first",
-                                        param="kb")  # fmt: skip
+                                        param="kb")
         store = LocalStore(name, folder, self.dims)
         self._open[name] = store
         return store

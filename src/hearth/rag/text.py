@@ -22,11 +22,11 @@ MAX_FILE_BYTES = 50 * 1024 * 1024
 CODE_SUFFIXES = {
     ".py", ".pyi", ".js", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".kt", ".scala", ".c", ".h", ".cc",
     ".cpp", ".hpp", ".cs", ".rb", ".php", ".swift", ".m", ".lua", ".sh", ".bash", ".sql", ".r", ".jl", ".dart",
-}  # fmt: skip
+}
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".html", ".htm", ".pdf", ".text", ".adoc", ".org", ".csv",
-                 ".json", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".tex"}  # fmt: skip
+                 ".json", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".tex"}
 SKIP_DIRS = {".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".mypy_cache",
-             ".ruff_cache", ".pytest_cache", "dist", "build", ".idea", ".vscode"}  # fmt: skip
+             ".ruff_cache", ".pytest_cache", "dist", "build", ".idea", ".vscode"}
 
 
 MAX_PDF_PAGES = 2000  # pages read from one PDF (a 20,000-page file took 74 s)
@@ -180,7 +180,7 @@ STOP_WORDS = frozenset(
     "a an and are as at be but by for from has have he her his i if in into is it its me my no not of on or our "
     "she so such that the their them then there these they this to was we were what when where which who why "
     "will with you your do does did how than too very can could would should been being am".split()
-)  # fmt: skip
+)
 _CN_STOP = frozenset(
     "的 了 是 在 和 与 或 也 就 都 而 及 着 把 被 之 吗 呢 吧 啊 我 你 他 她 它 们 这 那 有 个".split()
 )

@@ -28,7 +28,7 @@ class KnowledgeBaseNotFound(HearthError):
 def check_name(name: str) -> str:
     if not NAME.match(name):
         raise BadRequest(f"knowledge base name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-', "
-                         "starting and ending with a letter or digit", param="kb")  # fmt: skip
+                         "starting and ending with a letter or digit", param="kb")
     return name
 
 

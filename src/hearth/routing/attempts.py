@@ -78,7 +78,7 @@ class Attempts:
     def __init__(
         self, router: Router, request: ChatRequest, plan: deque[tuple[str, int]], reason: str,
         deadline: float | None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.router = router
         self.request = request
         self.plan = plan
@@ -178,7 +178,7 @@ class Attempts:
         r = self.router
         if self.deadline is not None and self.loop.time() >= self.deadline:
             raise UpstreamTimeout(f"router {r.name!r}: no backend answered within {r.cfg.total_deadline}s "
-                                  f"({'; '.join(self.errors) or 'still waiting'})")  # fmt: skip
+                                  f"({'; '.join(self.errors) or 'still waiting'})")
         self.hedge_at = None
         r.on_route(self.plan[0][0] if self.plan else "", "deadline", next(iter(self.active.values())).name)
         self._launch("deadline")

@@ -38,7 +38,7 @@ class Decision:
             "chain": self.chain, "prompt_tokens_estimate": self.prompt_tokens,
             "signals": {k: getattr(s.signals, k) for k in s.signals.__slots__} if s else {},
             "contributions": {k: round(v, 3) for k, v in s.contributions.items()} if s else {},
-        }  # fmt: skip
+        }
 
 
 def _last_user(req: ChatRequest) -> str:

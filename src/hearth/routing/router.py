@@ -55,7 +55,7 @@ class RouterBackend:
         self, name: str, cfg: RouterModel, backends: dict[str, Backend], breakers: dict[str, CircuitBreaker],
         on_route: RouteHook | None = None, *, memory: TurnStore | None = None, sticky: Collection[str] = (),
         quality: QualityCheck | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`memory` and `sticky`: turns with these intents go back to the backend that answered the previous
         turn. `quality`: scores a local answer's first window for `escalation.min_quality`."""
         self.name = name
@@ -119,7 +119,7 @@ class RouterBackend:
 
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.name, kind="router", owned_by="hearth",
-                         extra={"members": sorted(self._members())})  # fmt: skip
+                         extra={"members": sorted(self._members())})
 
     # --- serving ---------------------------------------------------------------------------------
 

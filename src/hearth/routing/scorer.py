@@ -21,23 +21,23 @@ _WORD = re.compile(r"[a-z][a-z0-9+#']*")
 # Chinese keywords: big regex alternations cost ~0.3 us per character each in Python's `re`.
 _CODE_W = frozenset("def class import function return select regex sql api python java javascript typescript "
                     "c++ rust golang bash code coding debug compile compiler bug script json yaml html css "
-                    "algorithm recursion array".split())  # fmt: skip
+                    "algorithm recursion array".split())
 _CODE_S = ("```", "=>", "();", "代码", "函数", "编程", "程序", "脚本", "报错", "调试", "算法")
 _MATH_W = frozenset("solve calculate compute equation prove proof integral derivative probability percent "
-                    "percentage sum average ratio".split())  # fmt: skip
+                    "percentage sum average ratio".split())
 _MATH_S = ("how many", "how much", "\\frac", "\\sum", "计算", "求解", "证明", "方程", "概率", "多少")
 _MATH_RX = re.compile(r"\d\s*[-+*/^=×÷]\s*\d")
 _STEP_W = frozenset("explain why analyze analyse analysis compare evaluate design plan strategy tradeoff tradeoffs "
                     "implement optimize optimise summarize summarise draft essay story poem article report rewrite "
-                    "critique outline argue".split())  # fmt: skip
+                    "critique outline argue".split())
 _STEP_S = ("step by step", "step-by-step", "pros and cons", "trade-off", "分析", "比较", "解释", "为什么",
            "设计", "规划", "方案", "步骤", "总结", "评估", "优化", "实现", "写一篇", "文章", "故事", "诗", "报告",
-           "改写")  # fmt: skip
+           "改写")
 _CONSTRAINT_W = frozenset("must should exactly without only format json words word bullet bullets table".split())
 _CONSTRAINT_S = ("at least", "at most", "必须", "不要", "至少", "最多", "不超过", "格式", "字以内", "要求")
 _BULLET = re.compile(r"^\s*(\d+[.)]|[-*•])\s", re.MULTILINE)
 _TRANSLATE_S = ("translat", "in english", "in chinese", "in french", "in german", "in spanish", "in japanese",
-                "翻译", "译成", "英文", "中文版")  # fmt: skip
+                "翻译", "译成", "英文", "中文版")
 _CHITCHAT = re.compile(
     r"^\s*(hi|hello|hey|thanks|thank you|thx|bye|goodbye|good (morning|night|evening)|ok(ay)?|cool|great|yes|no|"
     r"sure|how are you|what'?s up|who are you)\b|^\s*(你好|您好|嗨|谢谢|多谢|再见|拜拜|早上好|晚安|好的|嗯|是的|不是|"

@@ -51,7 +51,7 @@ class SharedBreakers:
             import redis.asyncio as redis
 
             self._client = redis.Redis.from_url(self.url, socket_timeout=self.timeout,
-                                                socket_connect_timeout=self.timeout)  # fmt: skip
+                                                socket_connect_timeout=self.timeout)
         return self._client
 
     @property
@@ -60,7 +60,7 @@ class SharedBreakers:
             import redis.asyncio as redis
 
             self._listener = redis.Redis.from_url(self.url, socket_connect_timeout=self.timeout,
-                                                  socket_keepalive=True, health_check_interval=5)  # fmt: skip
+                                                  socket_keepalive=True, health_check_interval=5)
         return self._listener
 
     async def start(self) -> None:

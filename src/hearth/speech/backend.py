@@ -27,7 +27,7 @@ class SpeechBackend(WrappingBackend):
         self, inner: Backend, *, pace: Pace | None = None, segments: bool = False,
         on_first_segment: SpeechHook | None = None, on_underrun: SpeechHook | None = None,
         max_tokens: int | None = None, stable_prefix: bool = False,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """`max_tokens`: the answer length of paced requests that set none. `stable_prefix`: ask local models
         to keep the system prompt's changing lines out of the reusable prefix (`ChatRequest.stable_prefix`)."""
         super().__init__(inner)
@@ -50,7 +50,7 @@ class SpeechBackend(WrappingBackend):
             if pace is not None and sampling.max_tokens is None and self.max_tokens is not None:
                 sampling = dataclasses.replace(sampling, max_tokens=self.max_tokens)
             request = dataclasses.replace(request, pace=pace, sampling=sampling,
-                                          stable_prefix=request.stable_prefix or self.stable_prefix)  # fmt: skip
+                                          stable_prefix=request.stable_prefix or self.stable_prefix)
         if pace is None and not segments:
             return self.inner.stream(request)
         return self._speak(request, pace, segments)

@@ -76,7 +76,7 @@ def _nonneg_between(lo: int, hi: int | None) -> str:
     b = str(hi)
     if len(a) == len(b):
         raise BoundsError(f"integer bounds [{lo}, {hi}] span more than {MAX_ENUM} values of the same length; "
-                          "narrow the range")  # fmt: skip
+                          "narrow the range")
     alts = _ge_same_len(a) if lo > 0 else [_any(1, 1)]
     if len(b) - len(a) >= 2:
         alts.append(f"[1-9] [0-9]{{{len(a)},{len(b) - 2}}}")
@@ -98,7 +98,7 @@ def integer_rule(schema: dict[str, Any]) -> str:
     if lo is not None:
         if lo < 0:
             neg = f'"-" ({" | ".join(_le_same_len(str(-lo)))} | [1-9] [0-9]{{0,{len(str(-lo)) - 2}}})' if len(
-                str(-lo)) > 1 else f'"-" [1-{-lo}]'  # fmt: skip
+                str(-lo)) > 1 else f'"-" [1-{-lo}]'
             return f"({neg} | {_any(1, _DIGITS)})"
         return _nonneg_between(lo, None)
     if hi is not None:
@@ -114,9 +114,9 @@ def number_rule(schema: dict[str, Any]) -> str:
     lo, hi = schema.get("minimum"), schema.get("maximum")
     if any(k in schema for k in ("exclusiveMinimum", "exclusiveMaximum")) or lo is None or lo < 0 or (
         hi is not None and (hi != math.floor(hi) or lo != math.floor(lo))
-    ) or (lo != math.floor(lo)):  # fmt: skip
+    ) or (lo != math.floor(lo)):
         raise BoundsError("minimum/maximum on non-integer numbers: only integer bounds >= 0 can be enforced "
-                          "(use type integer, or bounds like 0 and 1)")  # fmt: skip
+                          "(use type integer, or bounds like 0 and 1)")
     lo_i = int(lo)
     if hi is None:
         return f"({_nonneg_between(lo_i, None)} {_FRAC})"
@@ -175,7 +175,7 @@ class BoundedConverter(SchemaConverter):
     def visit(self, schema: Any, name: str) -> str:
         if isinstance(schema, dict) and schema.get("type") in ("integer", "number") and any(
             k in schema for k in _BOUND_KEYS
-        ):  # fmt: skip
+        ):
             body = integer_rule(schema) if schema["type"] == "integer" else number_rule(schema)
             rule_name = "root" if not name else re.sub(INVALID_RULE_CHARS_RE, "-", name)
             return str(self._add_rule(rule_name, f"{body} space"))

@@ -33,7 +33,7 @@ MAX_CAP = 1000  # characters: beyond this a string cap only costs grammar size
 PREFERRED_CHARS = 80  # string length worth keeping before adding array items
 EXTRA_ITEMS = 6  # at most this many items beyond minItems for arrays that set no maxItems
 _FORMAT_CHARS = {"date": 12, "time": 20, "date-time": 35, "uuid": 38, "uuid1": 38, "uuid2": 38, "uuid3": 38,
-                 "uuid4": 38, "uuid5": 38}  # fmt: skip
+                 "uuid4": 38, "uuid5": 38}
 _UNBOUNDED_INTEGER = 17  # the grammar's sign and up to 16 digits
 _UNBOUNDED_NUMBER = 52  # the grammar's integer part, fraction and exponent
 ROOM_PER_TOKEN = 16  # characters of skeleton counted per token of budget before giving up on a shape
@@ -196,7 +196,7 @@ def _largest_cap(cost: _Costs, budget: int, extra: int) -> int | None:
 
 
 def fit_tools(tools: list[dict[str, Any]], budget: int, count: Count | None = None, *, drop: bool = False
-              ) -> tuple[list[dict[str, Any]], int | None]:  # fmt: skip
+              ) -> tuple[list[dict[str, Any]], int | None]:
     """Tools whose parameters are fitted to what one call may spend of `budget` (the call's wrapper,
     `<tool_call>{"name": ..., "arguments": ...}</tool_call>`, is paid first), and the shortest string cap
     that cost (None: nothing was capped). `drop`: a tool that cannot fit is left out (an error only when
@@ -228,7 +228,7 @@ def fit_tools(tools: list[dict[str, Any]], budget: int, count: Count | None = No
 
 
 def fit(schema: Any, budget: int, where: str = "response_format", count: Count | None = None
-        ) -> tuple[Any, int | None]:  # fmt: skip
+        ) -> tuple[Any, int | None]:
     """The schema to compile for an answer of at most `budget` tokens, and the string cap it was given (None:
     the schema could not be bounded and is returned as it is).
     `count` is the model's tokenizer; without it every character counts as a token (safe, but stingy)."""
@@ -245,10 +245,10 @@ def fit(schema: Any, budget: int, where: str = "response_format", count: Count |
         if math.isinf(need):
             raise BudgetTooSmall(f"{where}: the smallest answer this schema allows is longer than the {budget} tokens "
                                  "that max_tokens leaves it; raise max_tokens or relax the schema (minItems nested "
-                                 "in arrays multiply)", param="max_tokens")  # fmt: skip
+                                 "in arrays multiply)", param="max_tokens")
         raise BudgetTooSmall(f"{where}: the smallest answer this schema allows needs about {need} tokens, more "
                              f"than the {budget} that max_tokens leaves it; raise max_tokens or relax the schema",
-                             param="max_tokens")  # fmt: skip
+                             param="max_tokens")
     if base >= MAX_CAP and cost(MAX_CAP, EXTRA_ITEMS) <= budget:
         capped = copy.deepcopy(schema)
         _apply(capped, MAX_CAP, EXTRA_ITEMS)

@@ -48,10 +48,10 @@ def response_schema(rf: dict[str, Any] | None) -> tuple[str, Any]:
         spec = rf.get("json_schema")
         if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
             raise SchemaError("response_format.json_schema.schema: an object schema is required",
-                              param="response_format")  # fmt: skip
+                              param="response_format")
         return "json_schema", spec["schema"]
     raise BadRequest(f"response_format.type: expected text, json_object or json_schema, got {kind!r}",
-                     param="response_format")  # fmt: skip
+                     param="response_format")
 
 
 # Appended (as a user turn the client never sees) after tool results, for local models under `tool_choice: auto`.
@@ -60,12 +60,12 @@ AFTER_TOOL_RESULT = "Answer my question in plain words using the tool result."
 
 @lru_cache(maxsize=128)
 def _tool_grammar_cached(tools_json: str, choice_json: str, parallel: bool, max_calls: int | None,
-                         spoken: bool) -> str | None:  # fmt: skip
+                         spoken: bool) -> str | None:
     return tool_grammar(json.loads(tools_json), json.loads(choice_json), parallel, max_calls, spoken)
 
 
 def _fit_calls(tools: list[dict[str, Any]], budget: int, parallel: bool, count: Count | None,
-               drop: bool) -> tuple[list[dict[str, Any]], int]:  # fmt: skip
+               drop: bool) -> tuple[list[dict[str, Any]], int]:
     """Tools fitted so that every call the grammar allows closes within `budget`: up to 3 parallel calls share
     it when their arguments can still be PREFERRED_CHARS long (or as long as a single call's), else fewer.
     `drop`: tools whose smallest call does not fit are left out (under `auto`, the model may call another or
@@ -223,13 +223,13 @@ class ConstrainedBackend(WrappingBackend):
             if attempt < self.max_repairs:  # ask again, showing the model what was wrong
                 messages = [*messages, Message("assistant", text),
                             Message("user", f"Your previous answer was invalid ({problem}). Answer again with "
-                                            "only the corrected JSON, nothing else.")]  # fmt: skip
+                                            "only the corrected JSON, nothing else.")]
         raise UpstreamError(f"provider {self.name!r} returned output that does not match the requested format after "
-                            f"{self.max_repairs + 1} attempts: {problem}", code="invalid_output")  # fmt: skip
+                            f"{self.max_repairs + 1} attempts: {problem}", code="invalid_output")
 
     @staticmethod
     def _check(text: str, kind: str, schema: Any, calls: list[ToolCallDelta],
-               fn_schemas: dict[str, Any]) -> tuple[str, str]:  # fmt: skip
+               fn_schemas: dict[str, Any]) -> tuple[str, str]:
         """(possibly repaired text, problem or '')."""
         for c in calls:
             if c.name not in fn_schemas:

@@ -33,11 +33,11 @@ _ENFORCED = {
     "type", "properties", "required", "items", "prefixItems", "enum", "const", "anyOf", "oneOf", "allOf", "$ref",
     "additionalProperties", "minItems", "maxItems", "minLength", "maxLength", "pattern", "format", "minimum",
     "maximum", "exclusiveMinimum", "exclusiveMaximum",
-}  # fmt: skip
+}
 _ANNOTATIONS = {
     "$defs", "definitions", "description", "title", "default", "examples", "$schema", "$id", "$comment",
     "nullable", "readOnly", "writeOnly", "deprecated",
-}  # fmt: skip
+}
 _FORMATS = {"date", "time", "date-time", "uuid"}
 
 
@@ -126,7 +126,7 @@ def _pattern_size(items: Any, path: str) -> int:
             lo, hi, sub = av
             if hi != lo and hi > 1 and _ends_variable(sub):
                 raise SchemaError(f"{path}: a repetition of a repetition (like (a+)+) is not supported: matching it "
-                                  "can take exponential time")  # fmt: skip
+                                  "can take exponential time")
             n = lo + 1 if hi == _c.MAXREPEAT else hi
             total += max(n, 1) * _pattern_size(sub, path)
         elif op in (_c.SUBPATTERN, _c.ATOMIC_GROUP):

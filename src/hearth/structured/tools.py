@@ -36,7 +36,7 @@ def _functions(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
         fn = t.get("function") if isinstance(t, dict) else None
         if t.get("type", "function") != "function" or not isinstance(fn, dict) or not fn.get("name"):
             raise BadRequest(f"tools.{i}: each tool must be {{'type': 'function', 'function': {{'name': ...}}}}",
-                             param=f"tools.{i}")  # fmt: skip
+                             param=f"tools.{i}")
         params = fn.get("parameters") or {"type": "object", "properties": {}}
         check_schema(params, f"tools.{i}.function.parameters")
         out.append({"name": fn["name"], "parameters": params})
@@ -59,11 +59,11 @@ def tool_mode(tool_choice: Any) -> tuple[str, str | None]:
         if name:
             return "named", str(name)
     raise BadRequest(f"tool_choice: expected auto, none, required or a named function, got {tool_choice!r}",
-                     param="tool_choice")  # fmt: skip
+                     param="tool_choice")
 
 
 def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool = True,
-                 max_calls: int | None = None, spoken: bool = False) -> str | None:  # fmt: skip
+                 max_calls: int | None = None, spoken: bool = False) -> str | None:
     """`max_calls` bounds parallel calls (a token budget pays for each); None: any number. `spoken`: the plain
     answer is read aloud, so it may hold no JSON-like fragment at all."""
     from hearth.structured.bounds import BoundedConverter, strict_chars
@@ -86,7 +86,7 @@ def tool_grammar(tools: list[dict[str, Any]], tool_choice: Any, parallel: bool =
         alternatives.append(conv._add_rule(f"tool{i}-call", f'{head} {args} "}}"'))
     call = conv._add_rule("call", " | ".join(alternatives))
     block = conv._add_rule("tool-block", f"{conv._format_literal(OPEN + chr(10))} {call} "
-                                         f"{conv._format_literal(chr(10) + CLOSE)}")  # fmt: skip
+                                         f"{conv._format_literal(chr(10) + CLOSE)}")
     if not parallel or max_calls == 1:
         calls = block
     elif max_calls is None:

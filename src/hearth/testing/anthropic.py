@@ -50,18 +50,18 @@ class AnthropicStandIn:
         if (refused := self._refusal(request)) is not None:
             return refused
         return web.json_response({"data": [{"type": "model", "id": "claude-test", "display_name": "Claude Test"}],
-                                  "has_more": False, "first_id": "claude-test", "last_id": "claude-test"})  # fmt: skip
+                                  "has_more": False, "first_id": "claude-test", "last_id": "claude-test"})
 
     def _answer(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         last = body["messages"][-1]
         content = last["content"]
         text = content if isinstance(content, str) else " ".join(b.get("text", "") for b in content
-                                                                   if b.get("type") == "text")  # fmt: skip
+                                                                   if b.get("type") == "text")
         blocks: list[dict[str, Any]] = []
         for tool in body.get("tools") or ():
             if last["role"] == "user" and tool["name"] in text:
                 blocks.append({"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": tool["name"],
-                               "input": {"city": "Paris"}})  # fmt: skip
+                               "input": {"city": "Paris"}})
                 return blocks
         return [{"type": "text", "text": self.reply if self.reply is not None else f"Claude here: {text}"}]
 
@@ -83,7 +83,7 @@ class AnthropicStandIn:
                 "id": mid, "type": "message", "role": "assistant", "model": body["model"], "content": blocks,
                 "stop_reason": stop, "stop_sequence": None,
                 "usage": {"input_tokens": usage_in, "output_tokens": out_tokens, "cache_read_input_tokens": 0},
-            })  # fmt: skip
+            })
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
 
@@ -116,7 +116,7 @@ class AnthropicStandIn:
                     await send("content_block_delta", {"index": i, "delta": fragment})
             await send("content_block_stop", {"index": i})
         await send("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
-                                     "usage": {"output_tokens": out_tokens}})  # fmt: skip
+                                     "usage": {"output_tokens": out_tokens}})
         await send("message_stop", {})
         return resp
 

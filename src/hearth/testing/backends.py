@@ -93,7 +93,7 @@ class FunctionBackend:
     chunk, or a list of chunks (an exception in the list is raised at that point)."""
 
     def __init__(self, name: str, fn: AnswerFn, *, local: bool = False, queue_depth: int = 0,
-                 ready: bool = True) -> None:  # fmt: skip
+                 ready: bool = True) -> None:
         self.name = name
         self.fn = fn
         self.load = _Load(queue_depth) if local else None

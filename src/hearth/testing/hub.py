@@ -82,10 +82,10 @@ class HubStandIn:
         files = self._files.get(repo)
         if files is None:
             raise web.HTTPNotFound(headers={"X-Error-Code": "RepoNotFound",
-                                            "X-Error-Message": "Repository not found"})  # fmt: skip
+                                            "X-Error-Message": "Repository not found"})
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
             raise web.HTTPUnauthorized(headers={"X-Error-Code": "GatedRepo",
-                                                "X-Error-Message": "Access to this model is restricted"})  # fmt: skip
+                                                "X-Error-Message": "Access to this model is restricted"})
         return files
 
     async def _tree(self, request: web.Request) -> web.Response:
@@ -94,7 +94,7 @@ class HubStandIn:
             {"type": "file", "oid": hashlib.sha1(f.sha256.encode()).hexdigest(), "size": self._size(p, f), "path": p,
              "lfs": {"oid": f.sha256, "size": self._size(p, f), "pointerSize": 134}}
             for p, f in sorted(files.items())
-        ])  # fmt: skip
+        ])
 
     def _size(self, path: str, f: HubFile) -> int:
         return 10**16 if path in self.huge else f.size
@@ -105,7 +105,7 @@ class HubStandIn:
         f = files.get(path)
         if f is None:
             raise web.HTTPNotFound(headers={"X-Error-Code": "EntryNotFound",
-                                            "X-Error-Message": f"{path} does not exist"})  # fmt: skip
+                                            "X-Error-Message": f"{path} does not exist"})
         headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{f.sha256}"', "Accept-Ranges": "bytes"}
         if request.method == "HEAD":
             return web.Response(headers={**headers, "Content-Length": str(f.size)})

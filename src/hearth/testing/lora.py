@@ -15,7 +15,7 @@ ALL_LINEAR = ("attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up",
 
 
 def random_lora(model: Path, out: Path, *, rank: int = 8, seed: int = 0, strength: float = 0.05,
-                arch: str | None = None, modules: tuple[str, ...] = ATTENTION) -> Path:  # fmt: skip
+                arch: str | None = None, modules: tuple[str, ...] = ATTENTION) -> Path:
     """LoRA on `modules` of every layer of `model`; `arch` writes another architecture's name (an adapter for
     another base model). Needs the `gguf` package."""
     import gguf

@@ -190,7 +190,7 @@ def openai_sse(
         events.append(event({}, finish))
     if usage is not None:
         events.append({"id": "mock", "object": "chat.completion.chunk", "created": 0, "model": model,
-                       "choices": [], "usage": _openai_usage(usage)})  # fmt: skip
+                       "choices": [], "usage": _openai_usage(usage)})
     if done:
         events.append("[DONE]")
     return MockReply(body=sse(*events), headers={"Content-Type": "text/event-stream"})
@@ -206,7 +206,7 @@ def openai_completion(
     return MockReply.json({
         "id": "mock", "object": "chat.completion", "created": 0, "model": "mock",
         "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": _openai_usage(usage),
-    })  # fmt: skip
+    })
 
 
 def ollama_ndjson(
@@ -229,7 +229,7 @@ def ollama_ndjson(
             d["message"] = {"role": "assistant", "content": text}
         if final:
             d.update(done_reason=done_reason, prompt_eval_count=usage[0], eval_count=usage[1],
-                     prompt_eval_duration=1_000_000, eval_duration=2_000_000)  # fmt: skip
+                     prompt_eval_duration=1_000_000, eval_duration=2_000_000)
         return orjson.dumps(d) + b"\n"
 
     body = [line(p) for p in pieces] + ([line("", final=True)] if done else [])

@@ -92,9 +92,9 @@ def _finetune(args: argparse.Namespace, load: Load) -> int:
     if held:
         (work / "heldout.jsonl").write_text("".join(json.dumps({"messages": e.messages}) + "\n" for e in held))
     opts = TrainOptions(epochs=args.epochs, learning_rate=args.lr, rank=args.rank, alpha=2 * args.rank,
-                        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)  # fmt: skip
+                        batch_size=args.batch_size, max_length=args.max_length, seed=args.seed)
     print(f"training {name} on {base_name or base_path.name}: {len(train_set)} examples "
-          f"({len(held)} held out), {opts.epochs} epochs", file=sys.stderr)  # fmt: skip
+          f"({len(held)} held out), {opts.epochs} epochs", file=sys.stderr)
     try:
         trained = train(base_path, train_set, work, opts, _bar())
         print(file=sys.stderr)
@@ -104,7 +104,7 @@ def _finetune(args: argparse.Namespace, load: Load) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"\nhearth: interrupted; run the same command again to resume from {work / 'checkpoint'}",
-              file=sys.stderr)  # fmt: skip
+              file=sys.stderr)
         return 130
     if trained.resumed_from:
         print(f"resumed from step {trained.resumed_from}", file=sys.stderr)
@@ -135,7 +135,7 @@ def _bar() -> Callable[[int, int, float, float], None]:
         last[0] = now
         left = seconds / step * (total - step) if step else 0.0
         line = (f"step {step}/{total} {bar(step / total)} loss {loss:.4f} "
-                f"{seconds / step:.2f} s/step, {left:.0f} s left")  # fmt: skip
+                f"{seconds / step:.2f} s/step, {left:.0f} s left")
         sys.stderr.write(("\r" + line) if tty else (line + "\n"))
         sys.stderr.flush()
 
@@ -163,7 +163,7 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"hearth: the gateway serves no {', '.join(missing)} (it serves: {', '.join(served)})", file=sys.stderr)
         return 1
     scores = [evaluate(client, model, examples, judge=args.judge, constrained=args.constrained,
-                       max_tokens=args.max_tokens) for model in args.models]  # fmt: skip
+                       max_tokens=args.max_tokens) for model in args.models]
     if args.json:
         for s in scores:
             print(json.dumps(s.row()))

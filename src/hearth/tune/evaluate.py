@@ -41,7 +41,7 @@ class Score:
         return {"model": self.model, "n": self.n, "exact": share(self.exact, self.n),
                 "contains": share(self.contains, self.n), "json_valid": share(self.schema_ok, self.schema_n),
                 "judge": round(sum(self.judge) / len(self.judge), 3) if self.judge else None,
-                "latency_s": round(self.seconds / self.n, 3) if self.n else None, "errors": self.errors}  # fmt: skip
+                "latency_s": round(self.seconds / self.n, 3) if self.n else None, "errors": self.errors}
 
 
 def normalise(text: str) -> str:
@@ -91,7 +91,7 @@ class Client:
 
 def evaluate(client: Client, model: str, examples: list[Example], *, judge: str | None = None,
              constrained: bool = False, max_tokens: int = 256,
-             progress: Callable[[int, int], None] | None = None) -> Score:  # fmt: skip
+             progress: Callable[[int, int], None] | None = None) -> Score:
     score = Score(model)
     for i, ex in enumerate(examples):
         body: dict[str, Any] = {"model": model, "messages": ex.prompt, "temperature": 0, "max_tokens": max_tokens}
@@ -116,7 +116,7 @@ def evaluate(client: Client, model: str, examples: list[Example], *, judge: str 
             question = next((m["content"] for m in reversed(ex.prompt) if m["role"] == "user"), "")
             try:
                 report = client.post("/v1/evaluate", {"question": question, "answer": out, "mode": "judge",
-                                                      "model": judge})  # fmt: skip
+                                                      "model": judge})
                 score.judge.append(float(report["overall"]))
             except (RuntimeError, OSError, KeyError, ValueError):
                 score.errors += 1

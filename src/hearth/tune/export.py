@@ -66,13 +66,13 @@ def _copy_tree(root: Path, out: Path) -> None:
 
 def _from_sdist(version: str, tmp: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-           "-q", "-d", str(tmp), f"llama-cpp-python=={version}"]  # fmt: skip
+           "-q", "-d", str(tmp), f"llama-cpp-python=={version}"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     archives = list(tmp.glob("llama_cpp_python-*.tar.gz"))
     if run.returncode != 0 or not archives:
         raise ExportError(f"could not fetch llama-cpp-python {version}'s source (which holds llama.cpp's LoRA "
                           f"converter): {run.stderr.strip()[-500:]}; set HEARTH_LLAMA_CPP_SRC to a llama.cpp "
-                          "checkout to work offline")  # fmt: skip
+                          "checkout to work offline")
     prefix = f"llama_cpp_python-{version}/vendor/llama.cpp/"
     out = tmp / "out"
     with tarfile.open(archives[0]) as tar:
@@ -89,7 +89,7 @@ def export_gguf(adapter_dir: Path, base_config_dir: Path, out: Path) -> Path:
     tmp = out.with_name(f".{out.name}.tmp")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tools / "gguf-py"), str(tools)])}
     cmd = [sys.executable, str(tools / "convert_lora_to_gguf.py"), "--base", str(base_config_dir), "--outfile",
-           str(tmp), "--outtype", "f16", str(adapter_dir)]  # fmt: skip
+           str(tmp), "--outtype", "f16", str(adapter_dir)]
     try:
         run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
         if run.returncode != 0 or not tmp.is_file():

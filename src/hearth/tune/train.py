@@ -52,7 +52,7 @@ def _imports() -> tuple[Any, Any, Any]:
         import transformers
     except ImportError as e:
         raise RuntimeError(f"fine-tuning needs the finetune extra: pip install 'hearth[finetune]' ({e.name} is "
-                           "missing)") from None  # fmt: skip
+                           "missing)") from None
     return torch, transformers, peft
 
 
@@ -71,7 +71,7 @@ def train(base: Path, examples: list[Example], work: Path, opts: TrainOptions, p
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=link.name, dtype=torch.float32)
     config_dir = _save_base_config(model, work / "base_config")
     lora = peft.LoraConfig(r=opts.rank, lora_alpha=opts.alpha, target_modules="all-linear", lora_dropout=0.0,
-                           task_type="CAUSAL_LM")  # fmt: skip
+                           task_type="CAUSAL_LM")
     pm = peft.get_peft_model(model, lora)
     params = [p for p in pm.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=opts.learning_rate)
