@@ -239,20 +239,19 @@ async def _sse(
             await write(pre + orjson.dumps(echo) + post)
     try:
         async for c in stream:
-            tc = type(c)
-            if tc is TextDelta:
-                await write(pre + orjson.dumps(c.text) + post)  # type: ignore[union-attr]
-            elif tc is ToolCallDelta and chat:
-                fn: dict[str, Any] = {"arguments": c.arguments}  # type: ignore[union-attr]
-                d: dict[str, Any] = {"index": c.index, "function": fn}  # type: ignore[union-attr]
-                if c.id:  # type: ignore[union-attr]
-                    d["id"], d["type"] = c.id, "function"  # type: ignore[union-attr]
-                if c.name:  # type: ignore[union-attr]
-                    fn["name"] = c.name  # type: ignore[union-attr]
+            if isinstance(c, TextDelta):
+                await write(pre + orjson.dumps(c.text) + post)
+            elif isinstance(c, ToolCallDelta) and chat:
+                fn: dict[str, Any] = {"arguments": c.arguments}
+                d: dict[str, Any] = {"index": c.index, "function": fn}
+                if c.id:
+                    d["id"], d["type"] = c.id, "function"
+                if c.name:
+                    fn["name"] = c.name
                 await write(b"data: " + head + b',"choices":[{"index":0,"delta":{"tool_calls":'
                             + orjson.dumps([d]) + b'},"logprobs":null,"finish_reason":null}]}\n\n')
-            elif tc is Finish:
-                reason = orjson.dumps(c.reason)  # type: ignore[union-attr]
+            elif isinstance(c, Finish):
+                reason = orjson.dumps(c.reason)
                 if chat:
                     await write(b"data: " + head + b',"choices":[{"index":0,"delta":{},"logprobs":null,'
                                 b'"finish_reason":' + reason + b"}]}\n\n")

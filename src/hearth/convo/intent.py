@@ -16,14 +16,13 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import get_args
 
+from hearth.config.models import IntentLabel
 from hearth.convo import text as tx
 from hearth.core.types import Intent, Message
 
-LABELS = (
-    "greeting", "farewell", "thanks", "chit-chat", "question", "task", "task_continuation", "clarification",
-    "correction", "topic_switch", "time_sensitive",
-)
+LABELS: tuple[str, ...] = get_args(IntentLabel)  # one list: what configs may name is what the rules produce
 TASKS = ("code", "translate", "analyse", "write", "summarise")
 # The label that decides, most specific first (social labels decide only when the turn is nothing else).
 PRIORITY = ("correction", "clarification", "task_continuation", "topic_switch", "time_sensitive", "task", "question",

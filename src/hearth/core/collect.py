@@ -24,22 +24,21 @@ class Collected:
         self.finish: Finish | None = None
 
     def add(self, c: Chunk) -> None:
-        tc = type(c)
-        if tc is TextDelta:
-            self._parts.append(c.text)  # type: ignore[union-attr]
-        elif tc is ToolCallDelta:
-            have = self._calls.get(c.index)  # type: ignore[union-attr]
+        if isinstance(c, TextDelta):
+            self._parts.append(c.text)
+        elif isinstance(c, ToolCallDelta):
+            have = self._calls.get(c.index)
             if have is None:
-                self._calls[c.index] = ToolCallDelta(c.index, c.id, c.name, c.arguments)  # type: ignore[union-attr]
+                self._calls[c.index] = ToolCallDelta(c.index, c.id, c.name, c.arguments)
             else:
                 # Providers send the id and the name whole in a call's first fragment (some repeat them).
-                have.id = have.id or c.id  # type: ignore[union-attr]
-                have.name = have.name or c.name  # type: ignore[union-attr]
-                have.arguments += c.arguments  # type: ignore[union-attr]
-        elif tc is Usage:
-            self.usage = c  # type: ignore[assignment]
-        elif tc is Finish:
-            self.finish = c  # type: ignore[assignment]
+                have.id = have.id or c.id
+                have.name = have.name or c.name
+                have.arguments += c.arguments
+        elif isinstance(c, Usage):
+            self.usage = c
+        elif isinstance(c, Finish):
+            self.finish = c
 
     @property
     def text(self) -> str:

@@ -107,14 +107,14 @@ class Stream:
         """Wait for the first chunk, so that early failures raise before any byte is sent."""
         try:
             c = await self._it.__anext__()
-            while type(c) is RouteInfo or type(c) is CacheInfo or type(c) is SourcesInfo:  # for headers
-                if type(c) is RouteInfo:
+            while isinstance(c, RouteInfo | CacheInfo | SourcesInfo):  # for headers
+                if isinstance(c, RouteInfo):
                     self._routed(c)
-                elif type(c) is SourcesInfo:
+                elif isinstance(c, SourcesInfo):
                     self.sources = c.sources
                 else:
-                    self.cache = c  # type: ignore[assignment]
-                    if c.status != "miss":  # type: ignore[union-attr]
+                    self.cache = c
+                    if c.status != "miss":
                         self.served_by = "cache"
                         self._labels = (self.model, "cache")
                 c = await self._it.__anext__()
@@ -143,22 +143,21 @@ class Stream:
             except BaseException as e:
                 self._failed(e)
                 raise
-        tc = type(c)
-        if tc is TextDelta or tc is ToolCallDelta:
+        if isinstance(c, TextDelta | ToolCallDelta):
             self.outputs += 1
-            if self._texts is not None and tc is TextDelta:
-                self._texts.append(c.text)  # type: ignore[union-attr]
+            if self._texts is not None and isinstance(c, TextDelta):
+                self._texts.append(c.text)
             if self.ttft is None:
                 self.ttft = time.perf_counter() - self.t0
                 self._metrics.ttft.observe(self._labels, self.ttft)
-        elif tc is Usage:
-            self.usage = c  # type: ignore[assignment]
-        elif tc is Finish:
-            self.finish = c  # type: ignore[assignment]
+        elif isinstance(c, Usage):
+            self.usage = c
+        elif isinstance(c, Finish):
+            self.finish = c
             self.t_last = time.perf_counter()  # right after the last token: one clock read per stream, not per token
-        elif tc is ErrorChunk:
-            self._failed(c.error)  # type: ignore[union-attr]
-            raise c.error  # type: ignore[union-attr]
+        elif isinstance(c, ErrorChunk):
+            self._failed(c.error)
+            raise c.error
         return c
 
     def _routed(self, r: RouteInfo) -> None:
