@@ -1,16 +1,16 @@
 """The composition root: the one place that builds every backend and stacks the stages around them.
 
-A request flows one way: the API dialect parses it into a `ChatRequest`, then it goes through the
-stages in `STAGES`, outermost first, down to a leaf (the in-process engine or a remote provider), and
-the leaf's chunks flow back up. The order is declared once, here, in the list below; `core/` knows no
-stage, and no stage knows which stage is around it. Hooks (metrics) reach the stages as constructor
-arguments.
+A request flows one way: the API dialect parses it into a `ChatRequest`, the annotators label it, the
+resolvers find names the registry cannot (adapters, knowledge bases), then it goes through the stages of
+`stages.py`, outermost first, down to a leaf (the in-process engine or a remote provider), and the leaf's
+chunks flow back up. The order is declared once, in `stages.stages`; `core/` knows no stage, and no stage
+knows which stage is around it. Hooks (metrics) reach the stages as constructor arguments.
 
 Providers (the leaves) are registered by config `kind` through `hearth.providers.register_provider`, the same
 call a plugin makes; the built-in ones below use it too (it is also importable from here, as it was).
 
-Models pulled while the gateway runs go through the same per-model stages (`PER_MODEL`) as configured
-ones, through `Assembly.serve`, so a pulled model is cached, paced and constrained like any other.
+Models pulled while the gateway runs go through the same stages as configured ones, through
+`Assembly.serve`, so a pulled model is cached, paced and constrained like any other.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from hearth.lifecycle.residency import Residency
 from hearth.metrics import GatewayMetrics
 from hearth.providers import PROVIDERS, Made, Services, register_provider  # noqa: F401  (register_provider: re-exported)
 from hearth.rag.stage import RagStage
+from hearth.stages import Routers, Stage, stack, stages
 
 log = logging.getLogger("hearth")
 FOLLOW_SECONDS = 5.0  # how often the model store is read for changes made elsewhere
@@ -47,105 +48,6 @@ if TYPE_CHECKING:
     from hearth.routing.shared import SharedBreakers
 
 
-
-
-# --- the stages -------------------------------------------------------------------------------------
-
-
-def _intent(b: _Build) -> None:
-    """Before anything else, the latest turn is labelled (x-hearth-intent): RAG rewrites follow-ups, the cache
-    skips near matches of continuations, corrections and time-sensitive turns, routers match intents and keep
-    continuations on the backend of the previous turn. Finished answers are sampled for the quality score."""
-    if b.cfg.conversation.labels_turns(b.cfg):
-        b.annotators.append(b.convo.annotate)
-    b.observers.append(b.convo)
-
-
-@dataclass
-class _Build:
-    cfg: Config
-    metrics: GatewayMetrics
-    registry: ModelRegistry
-    served: dict[str, Backend]  # model name -> its backend as wrapped so far
-    convo: Conversation
-    models: dict[str, ModelConfig]  # the config's models, and models pulled since
-    annotators: list[Annotator] = field(default_factory=list)
-    observers: list[AnswerObserver] = field(default_factory=list)
-    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
-    cache: ResponseCache | None = None
-    rag: RagStage | None = None
-
-
-def _rag(b: _Build) -> None:
-    """Per request, around whichever model answers: retrieved text is part of the prompt the cache sees,
-    so a changed knowledge base is never answered from an old cache entry."""
-    rewrite = b.convo.rewriter.query if b.cfg.conversation.rewrite != "off" else None
-    b.rag = RagStage.for_config(b.cfg, b.registry, on_search=b.metrics.rag_searched, rewrite=rewrite)
-    b.registry.resolvers.append(b.rag)
-
-
-def _speech(b: _Build) -> None:
-    """Around every chat model, outside the cache and routers: cache replays and remote answers are cut into
-    TTS segments and measured like local ones; the pace reaches the local engine's scheduler through the
-    request."""
-    from hearth.speech.backend import SpeechBackend
-
-    for name, backend in b.served.items():
-        m = b.models[name]
-        assert not isinstance(m, EmbeddingModel)
-        b.served[name] = SpeechBackend(backend, pace=m.speech_pace(), segments=m.segments,
-                                       on_first_segment=b.metrics.first_segment_out,
-                                       on_underrun=b.metrics.pace_underrun,
-                                       max_tokens=m.speech_max_tokens,
-                                       stable_prefix=m.stable_prefix if m.stable_prefix is not None
-                                       else m.pace is not None)
-
-
-def _cache(b: _Build) -> None:
-    """Around every chat model, routers included: a hit costs no routing, no engine, no provider."""
-    if not b.cfg.cache.enabled:
-        return
-    from hearth.cache.backend import CacheBackend, ResponseCache
-
-    if b.cache is None:
-        b.cache = ResponseCache(b.cfg.cache, on_event=b.metrics.cache_event)
-    b.served = {name: CacheBackend(backend, b.cache) for name, backend in b.served.items()}
-
-
-def _router(b: _Build) -> None:
-    """Router models over the models below: each member is itself constrained, so a fallback from a local
-    model to a remote one keeps the requested format."""
-    routers = {n: m for n, m in b.cfg.models.items() if isinstance(m, RouterModel)}
-    if not routers:
-        return
-    from hearth.routing.router import RouterBackend
-
-    members = dict(b.served)
-    for name, m in routers.items():
-        b.served[name] = RouterBackend(name, m, members, b.breakers, on_route=b.metrics.route_decided,
-                                       memory=b.convo.memory, sticky=b.cfg.conversation.sticky,
-                                       quality=b.convo.window_score)
-
-
-def _structured(b: _Build) -> None:
-    """Around every leaf: JSON schema and tools, as a grammar for local engines, validated and repaired for
-    remote providers; requests without either pass straight through."""
-    from hearth.structured.constrained import ConstrainedBackend
-
-    b.served = {name: ConstrainedBackend(backend) for name, backend in b.served.items()}
-
-
-# Outermost first. Each stage wraps everything below it; the leaves are innermost.
-STAGES: list[tuple[str, Callable[[_Build], None]]] = [
-    ("intent", _intent),
-    ("rag", _rag),
-    ("speech", _speech),
-    ("cache", _cache),
-    ("router", _router),
-    ("structured", _structured),
-]
-# The stages that wrap each model on its own: a model pulled at run time goes through these, in this order.
-PER_MODEL = ("speech", "cache", "structured")
 
 
 # --- the assembly -----------------------------------------------------------------------------------
@@ -166,30 +68,25 @@ class Assembly:
     annotators: list[Annotator] = field(default_factory=list)  # for Gateway: run on each request first
     observers: list[AnswerObserver] = field(default_factory=list)  # for Gateway: see finished answers
     residency: Residency | None = None
-    build: _Build | None = None
+    stages: list[Stage] = field(default_factory=list)  # around each model, outermost first
+    models: dict[str, ModelConfig] = field(default_factory=dict)  # the config's models, and models pulled since
     pulled: LocalModels | None = None  # models pulled from the Hub, served beside the configured ones
     adapters: Adapters | None = None  # LoRA adapters on the local models
     _follower: asyncio.Task[None] | None = None
     _stack: contextlib.AsyncExitStack | None = None
 
     def serve(self, name: str, leaf: Backend, model: LocalModel) -> None:
-        """Serve a model added at run time (a pull): wrapped by the per-model stages, listed, measured."""
-        b = self.build
-        assert b is not None
-        b.models[name] = model
-        b.served = {name: leaf}
-        for stage_name, stage in reversed(STAGES):
-            if stage_name in PER_MODEL:
-                stage(b)
+        """Serve a model added at run time (a pull): wrapped by the same stages as a configured one (a pull adds
+        no router), listed, measured."""
+        self.models[name] = model
         self.leaves[name] = leaf
-        self.registry.chat[name] = b.served[name]
+        self.registry.chat[name] = stack(self.stages, {name: leaf}, self.models, extra=False)[name]
         _instrument_leaf(self.metrics, name, leaf)
 
     def unserve(self, name: str) -> None:
         self.registry.chat.pop(name, None)
         self.leaves.pop(name, None)
-        if self.build is not None:
-            self.build.models.pop(name, None)
+        self.models.pop(name, None)
         for key in ENGINE_STATS:
             self.metrics.engine.remove_function((name, key))
 
@@ -302,21 +199,32 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
     registry = ModelRegistry({}, embedders, aliases)
     multilingual = [n for n, m in cfg.models.items() if isinstance(m, EmbeddingModel) and m.is_multilingual()]
     convo = Conversation(cfg, registry, metrics, multilingual=multilingual)
-    build = _Build(cfg, metrics, registry, dict(chat), convo, dict(cfg.models))
-    for _, stage in reversed(STAGES):  # innermost first
-        stage(build)
-    # Routers were added among the models; keep the config's order for listings.
-    registry.chat.update({n: build.served[n] for n in cfg.models if n in build.served})
-    assert build.rag is not None
+    cache = None
+    if cfg.cache.enabled:
+        from hearth.cache.backend import ResponseCache
+
+        cache = ResponseCache(cfg.cache, on_event=metrics.cache_event)
+    layers = stages(cfg, metrics, convo, cache)
+    served = stack(layers, chat, cfg.models)
+    registry.chat.update({n: served[n] for n in cfg.models if n in served})  # the config's order, routers included
+    breakers = next((s.breakers for s in layers if isinstance(s, Routers)), {})
+    # Before the stack, on each request: the latest turn is labelled (x-hearth-intent) for RAG's rewriting, the
+    # cache's guards and the routers' rules; finished answers are sampled for the quality score.
+    annotators: list[Annotator] = [convo.annotate] if cfg.conversation.labels_turns(cfg) else []
+    observers: list[AnswerObserver] = [convo]
+    # Knowledge bases answer per request around whichever model answers: the retrieved text is part of the
+    # prompt the cache sees, so a changed knowledge base is never answered from an old cache entry.
+    rewrite = convo.rewriter.query if cfg.conversation.rewrite != "off" else None
+    rag = RagStage.for_config(cfg, registry, on_search=metrics.rag_searched, rewrite=rewrite)
     shared = None
     url = cfg.replicas.redis_url or cfg.cache.redis_url
-    if url and cfg.replicas.share_breakers and build.breakers:
+    if url and cfg.replicas.share_breakers and breakers:
         from hearth.routing.shared import SharedBreakers
 
-        shared = SharedBreakers(url, build.breakers)
-    assembly = Assembly(registry=registry, metrics=metrics, rag=build.rag, leaves=chat, convo=build.convo,
-                        cache=build.cache, breakers=build.breakers, shared=shared, annotators=build.annotators,
-                        observers=build.observers, residency=residency, build=build)
+        shared = SharedBreakers(url, breakers)
+    assembly = Assembly(registry=registry, metrics=metrics, rag=rag, leaves=chat, convo=convo, cache=cache,
+                        breakers=breakers, shared=shared, annotators=annotators, observers=observers,
+                        residency=residency, stages=layers, models=dict(cfg.models))
     from hearth.lifecycle.adapters import Adapters
     from hearth.lifecycle.service import LocalModels
     from hearth.lifecycle.store import ModelStore
@@ -325,7 +233,7 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
     assembly.adapters = Adapters(cfg, store, registry, lambda: services.local)
     assembly.pulled = LocalModels(cfg, residency, assembly.serve, assembly.unserve, services.local, store,
                                   on_added=assembly.adapters.sync)
-    registry.resolvers.insert(0, assembly.adapters)  # `base+adapter` before RAG's names
+    registry.resolvers[:] = [assembly.adapters, rag]  # names the registry resolves: `base+adapter`, then `rag:<kb>`
     _instrument(assembly)
     return assembly
 
