@@ -65,8 +65,9 @@ class Tracer:
             "gen_ai.request.top_p": sp.top_p, "gen_ai.request.seed": sp.seed,
             "gen_ai.request.stop_sequences": list(sp.stop) or None,
             "hearth.time_to_first_token": s.ttft, "hearth.key": key,
-            "hearth.route": s.route.reason if s.route else None, "hearth.cache": s.cache.status if s.cache else None,
         }
+        for note in s.notes.values():
+            attrs.update(note.span_attributes())
         if s.usage is not None:
             attrs["gen_ai.usage.input_tokens"] = s.usage.prompt_tokens
             attrs["gen_ai.usage.output_tokens"] = s.usage.completion_tokens

@@ -120,20 +120,13 @@ def request_options(request: web.Request, ext: dict[str, Any] | None) -> dict[st
 
 
 def route_headers(stream: Stream) -> dict[str, str]:
-    """How the response was produced: the backend, and for routed models the route and its reason."""
+    """How the response was produced: the backend, the turn's intent, and what each stage says of itself in its
+    note (the route and its reason, the cache's result, RAG's sources, or a new stage's own headers)."""
     h = {"x-hearth-backend": stream.served_by}
     if stream.intent is not None:
         h["x-hearth-intent"] = stream.intent.label
-    if stream.sources is not None:
-        h["x-hearth-rag-sources"] = str(len(stream.sources))
-    if stream.cache is not None:
-        h["x-hearth-cache"] = stream.cache.status
-        if stream.cache.similarity is not None:
-            h["x-hearth-cache-similarity"] = f"{stream.cache.similarity:.4f}"
-    if stream.route is not None:
-        h["x-hearth-route"] = stream.route.reason
-        if stream.route.detail:
-            h["x-hearth-route-reason"] = stream.route.detail.encode("ascii", "backslashreplace").decode()[:200]
+    for note in stream.notes.values():
+        h.update(note.headers())
     return h
 
 

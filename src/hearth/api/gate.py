@@ -154,12 +154,10 @@ def _log(request: web.Request, ex: Exchange, response: web.StreamResponse | None
     }
     if s is not None:
         line.update(backend=s.served_by, outcome=s.status, ttft_ms=round(s.ttft * 1000, 1) if s.ttft else None)
-        if s.route is not None:
-            line["route"] = s.route.reason
         if s.intent is not None:
             line["intent"] = s.intent.label
-        if s.cache is not None:
-            line["cache"] = s.cache.status
+        for note in s.notes.values():
+            line.update(note.log_fields())
         if s.usage is not None:
             line.update(prompt_tokens=s.usage.prompt_tokens, completion_tokens=s.usage.completion_tokens)
     elif ex.tokens_in is not None:

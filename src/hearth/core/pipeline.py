@@ -23,6 +23,7 @@ from hearth.core.types import (
     ErrorChunk,
     Finish,
     Intent,
+    Note,
     RouteInfo,
     SourcesInfo,
     TextDelta,
@@ -60,17 +61,15 @@ class Stream:
         "_pending",
         "_texts",
         "api",
-        "cache",
         "finish",
         "intent",
         "model",
+        "notes",
         "observers",
         "on_close",
         "outputs",
         "quality",
-        "route",
         "served_by",
-        "sources",
         "status",
         "t0",
         "t_last",
@@ -90,9 +89,7 @@ class Stream:
         self.ttft: float | None = None
         self.usage: Usage | None = None
         self.finish: Finish | None = None
-        self.route: RouteInfo | None = None
-        self.cache: CacheInfo | None = None
-        self.sources: list[dict[str, Any]] | None = None
+        self.notes: dict[str, Note] = {}  # by stage: what each stage did
         self.status = "ok"
         self.outputs = 0  # text and tool-call deltas: the output size where a broken stream reports no usage
         self.t_last = 0.0  # when the Finish arrived; 0: the stream did not finish
@@ -107,16 +104,11 @@ class Stream:
         """Wait for the first chunk, so that early failures raise before any byte is sent."""
         try:
             c = await self._it.__anext__()
-            while isinstance(c, RouteInfo | CacheInfo | SourcesInfo):  # for headers
-                if isinstance(c, RouteInfo):
-                    self._routed(c)
-                elif isinstance(c, SourcesInfo):
-                    self.sources = c.sources
-                else:
-                    self.cache = c
-                    if c.status != "miss":
-                        self.served_by = "cache"
-                        self._labels = (self.model, "cache")
+            while isinstance(c, Note):  # what the stages did: for headers, the log, the span
+                self.notes[c.stage] = c
+                if (who := c.answered_by()) is not None:
+                    self.served_by = who
+                    self._labels = (self.model, who)
                 c = await self._it.__anext__()
             self._pending = c
         except StopAsyncIteration:
@@ -160,10 +152,22 @@ class Stream:
             raise c.error
         return c
 
-    def _routed(self, r: RouteInfo) -> None:
-        self.route = r
-        self.served_by = r.backend
-        self._labels = (self.model, r.backend)
+    @property
+    def route(self) -> RouteInfo | None:
+        """The router's note, if a router answered (its own tests and the console read it)."""
+        note = self.notes.get(RouteInfo.stage)
+        return note if isinstance(note, RouteInfo) else None
+
+    @property
+    def cache(self) -> CacheInfo | None:
+        note = self.notes.get(CacheInfo.stage)
+        return note if isinstance(note, CacheInfo) else None
+
+    @property
+    def sources(self) -> list[dict[str, Any]] | None:
+        """RAG's passages: the dialects put them in the answer's body."""
+        note = self.notes.get(SourcesInfo.stage)
+        return note.sources if isinstance(note, SourcesInfo) else None
 
     def _failed(self, e: BaseException) -> None:
         if isinstance(e, HearthError):

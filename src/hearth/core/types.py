@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from hearth.core.pace import Pace
 
@@ -156,27 +156,86 @@ class Finish:
 
 
 @dataclass(slots=True)
-class RouteInfo:
-    """Sent by a router before the first real chunk: which backend answers, and why."""
+class Note:
+    """What a stage did, sent up the stream before the first real chunk. A note says itself what the client
+    sees (response headers), what the request log records and what the trace span carries, so the pipeline,
+    the dialects' headers, the request log and the tracer treat every stage's notes alike: a new stage shows
+    what it did by yielding its own subclass, without a line in any of them."""
 
+    stage: ClassVar[str] = ""
+
+    def answered_by(self) -> str | None:
+        """Who produced the answer, when this stage decided it (a router's pick, or "cache" for a hit)."""
+        return None
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+    def log_fields(self) -> dict[str, Any]:
+        return {}
+
+    def span_attributes(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(slots=True)
+class RouteInfo(Note):
+    """Sent by a router: which backend answers, and why."""
+
+    stage: ClassVar[str] = "router"
     backend: str
     reason: str  # rule | score | default | length | sticky | fallback | deadline | shed | escalation
     detail: str = ""
 
+    def answered_by(self) -> str | None:
+        return self.backend
+
+    def headers(self) -> dict[str, str]:
+        h = {"x-hearth-route": self.reason}
+        if self.detail:
+            h["x-hearth-route-reason"] = self.detail.encode("ascii", "backslashreplace").decode()[:200]
+        return h
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"route": self.reason}
+
+    def span_attributes(self) -> dict[str, Any]:
+        return {"hearth.route": self.reason}
+
 
 @dataclass(slots=True)
-class CacheInfo:
-    """Sent by the cache before the first real chunk: hit, semantic (with the similarity) or miss."""
+class CacheInfo(Note):
+    """Sent by the cache: hit, semantic (with the similarity) or miss."""
 
+    stage: ClassVar[str] = "cache"
     status: str
     similarity: float | None = None
 
+    def answered_by(self) -> str | None:
+        return None if self.status == "miss" else "cache"
+
+    def headers(self) -> dict[str, str]:
+        h = {"x-hearth-cache": self.status}
+        if self.similarity is not None:
+            h["x-hearth-cache-similarity"] = f"{self.similarity:.4f}"
+        return h
+
+    def log_fields(self) -> dict[str, Any]:
+        return {"cache": self.status}
+
+    def span_attributes(self) -> dict[str, Any]:
+        return {"hearth.cache": self.status}
+
 
 @dataclass(slots=True)
-class SourcesInfo:
-    """Sent by RAG before the first real chunk: the retrieved passages, numbered as the answer cites them."""
+class SourcesInfo(Note):
+    """Sent by RAG: the retrieved passages, numbered as the answer cites them."""
 
+    stage: ClassVar[str] = "rag"
     sources: list[dict[str, Any]]
+
+    def headers(self) -> dict[str, str]:
+        return {"x-hearth-rag-sources": str(len(self.sources))}
 
 
 @dataclass(slots=True)
@@ -186,7 +245,7 @@ class ErrorChunk:
     error: Exception
 
 
-Chunk = TextDelta | ToolCallDelta | Usage | Finish | RouteInfo | CacheInfo | SourcesInfo | ErrorChunk
+Chunk = TextDelta | ToolCallDelta | Usage | Finish | Note | ErrorChunk
 
 
 @dataclass(slots=True)
