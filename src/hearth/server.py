@@ -33,7 +33,7 @@ from hearth.api import (
     responses,
     ui,
 )
-from hearth.api.common import ASSEMBLY, BODY_TIMEOUT, GATEWAY, MAX_BODY, json_response
+from hearth.api.common import BODY_TIMEOUT, GATEWAY, MAX_BODY, SERVICES, Services, json_response
 from hearth.api.response_store import RedisResponses, ResponseStore, SqliteResponses
 from hearth.assemble import Assembly, assemble
 from hearth.config import Config
@@ -41,6 +41,8 @@ from hearth.core import work
 from hearth.core.errors import HearthError
 from hearth.core.pipeline import Gateway
 from hearth.tracing import Tracer
+
+ASSEMBLY: web.AppKey[Assembly] = web.AppKey("assembly", Assembly)  # the server's own: start, warm, close
 
 log = logging.getLogger("hearth")
 
@@ -87,6 +89,9 @@ def create_app(cfg: Config, assembly: Assembly | None = None, access: Access | N
     app = web.Application(client_max_size=cfg.server.max_body_bytes + 1)
     app[GATEWAY] = gateway
     app[ASSEMBLY] = assembly
+    app[SERVICES] = Services(refresh=assembly.refresh, breakers=assembly.breakers, cache=assembly.cache,
+                             convo=assembly.convo, rag=assembly.rag, residency=assembly.residency,
+                             pulled=assembly.pulled, adapters=assembly.adapters)
     app[MAX_BODY] = cfg.server.max_body_bytes
     app[BODY_TIMEOUT] = cfg.server.body_timeout
     app[gate.GUARDS] = {}

@@ -7,7 +7,7 @@ import time
 
 from aiohttp import web
 
-from hearth.api.common import ASSEMBLY, GATEWAY, json_response
+from hearth.api.common import GATEWAY, SERVICES, json_response
 from hearth.api.gate import Route, add_routes
 from hearth.core.errors import HearthError
 
@@ -20,8 +20,8 @@ async def health(request: web.Request) -> web.Response:
     """200 once nothing is loading and something can serve. A model whose engine cannot run on this machine
     (it crashed its start-up check) does not hold readiness back: the gateway serves its other models, and the
     body says which model is unavailable and why ("degraded")."""
-    assembly = request.app[ASSEMBLY]
-    registry = assembly.registry
+    services = request.app[SERVICES]
+    registry = request.app[GATEWAY].registry
     models = registry.states()
     loading = any(state == "loading" for state in models.values())
     down = {name: registry.unavailable(name) or "" for name, state in models.items() if state == "unavailable"}
@@ -30,7 +30,7 @@ async def health(request: web.Request) -> web.Response:
     body: dict[str, object] = {"status": status, "models": models}
     if down:
         body["unavailable"] = down
-    circuits = {name: b.state.name.lower().replace("_", "-") for name, b in assembly.breakers.items()}
+    circuits = {name: b.state.name.lower().replace("_", "-") for name, b in services.breakers.items()}
     if circuits:
         body["circuits"] = circuits
     return json_response(body, status=200 if not loading and serving else 503)
@@ -82,12 +82,12 @@ async def stats(request: web.Request) -> web.Response:
 
 
 async def cache_stats(request: web.Request) -> web.Response:
-    cache = request.app[ASSEMBLY].cache
+    cache = request.app[SERVICES].cache
     return json_response(cache.stats() if cache is not None else {"enabled": False})
 
 
 async def cache_clear(request: web.Request) -> web.Response:
-    cache = request.app[ASSEMBLY].cache
+    cache = request.app[SERVICES].cache
     return json_response({"cleared": await cache.clear()} if cache is not None else {"enabled": False})
 
 

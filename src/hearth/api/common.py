@@ -5,21 +5,46 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
 from hearth.api.options import check_namespace
-from hearth.assemble import Assembly
 from hearth.core.errors import BadRequest, HearthError, PayloadTooLarge, RequestTimeout
 from hearth.core.pipeline import Gateway, Stream
 
+if TYPE_CHECKING:
+    from hearth.cache.backend import ResponseCache
+    from hearth.convo.stage import Conversation
+    from hearth.lifecycle.adapters import Adapters
+    from hearth.lifecycle.residency import Residency
+    from hearth.lifecycle.service import LocalModels
+    from hearth.rag.stage import RagStage
+    from hearth.routing.breaker import CircuitBreaker
+
 log = logging.getLogger("hearth")
 
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What the handlers use of the gateway, each typed (the server fills it from the assembly; handlers never
+    reach into the assembly itself)."""
+
+    refresh: Callable[[], Awaitable[None]]  # follow the model store before a listing (pulls, adapters)
+    breakers: Mapping[str, CircuitBreaker]
+    cache: ResponseCache | None
+    convo: Conversation
+    rag: RagStage
+    residency: Residency | None
+    pulled: LocalModels | None
+    adapters: Adapters | None
+
+
 GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
-ASSEMBLY: web.AppKey[Assembly] = web.AppKey("assembly", Assembly)  # the cache, breakers, knowledge bases
+SERVICES: web.AppKey[Services] = web.AppKey("services", Services)
 MAX_BODY: web.AppKey[int] = web.AppKey("max_body", int)
 BODY_TIMEOUT: web.AppKey[float] = web.AppKey("body_timeout", float)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)  # set by the access middleware

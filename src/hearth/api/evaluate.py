@@ -15,7 +15,7 @@ from pydantic import Field
 
 from hearth.access.prices import text_bytes
 from hearth.api import openai
-from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response
+from hearth.api.common import GATEWAY, SERVICES, guarded, json_response
 from hearth.api.gate import ACCESS, EXCHANGE, Route, add_routes, hold, open_stream
 from hearth.api.schemas import _Body, read_parsed
 from hearth.convo.quality import QualityEvaluator
@@ -44,7 +44,7 @@ class EvaluateBody(_Body):
 async def evaluate(request: web.Request) -> web.Response:
     body = await read_parsed(request, EvaluateBody)
     sources = [s if isinstance(s, str) else s.text for s in body.sources or ()]
-    convo = request.app[ASSEMBLY].convo
+    convo = request.app[SERVICES].convo
     if body.mode == "judge":
         model = body.model or convo.cfg.quality.judge_model
         if model is None:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from hearth.api.common import ASSEMBLY, GATEWAY, guarded, json_response, ollama_error, openai_error
+from hearth.api.common import GATEWAY, SERVICES, guarded, json_response, ollama_error, openai_error
 from hearth.api.gate import ACCESS, EXCHANGE, Route, add_routes, hold, names_of, visible
 from hearth.api.schemas import AdapterBody, CopyBody, DeleteBody, PullBody, read_parsed
 from hearth.config.keep_alive import parse_keep_alive
@@ -43,7 +43,7 @@ def tag(name: str, info: ModelInfo) -> dict[str, Any]:
 
 
 def _pulled(request: web.Request) -> LocalModels:
-    pulled = request.app[ASSEMBLY].pulled
+    pulled = request.app[SERVICES].pulled
     if pulled is None:
         raise HearthError("model management is not available in this gateway", status=501)
     return pulled
@@ -101,10 +101,10 @@ async def copy(request: web.Request) -> web.Response:
 
 
 async def ps(request: web.Request) -> web.Response:
-    assembly = request.app[ASSEMBLY]
+    services = request.app[SERVICES]
     reg = request.app[GATEWAY].registry
-    await assembly.refresh()
-    residency = assembly.residency
+    await services.refresh()
+    residency = services.residency
     models: list[dict[str, Any]] = []
     for loaded in residency.listing() if residency is not None else []:
         if not visible(request, [loaded.name]) or loaded.name not in reg.chat:
@@ -131,7 +131,7 @@ async def load_or_unload(request: web.Request, model: str, keep_alive: object, k
     access.check_keep_alive(ex.principal, keep)
     hold(ex, await access.admit_plain(ex.principal, names_of(registry, model)))  # counts toward rpm and parallel
     name = registry.canonical(model)
-    residency = request.app[ASSEMBLY].residency
+    residency = request.app[SERVICES].residency
     reason = "load"
     if residency is not None and residency.manages(name):
         if keep == 0:
@@ -154,7 +154,7 @@ def _adapter_json(e: Any) -> dict[str, Any]:
 
 
 def _adapters(request: web.Request) -> Adapters:
-    adapters = request.app[ASSEMBLY].adapters
+    adapters = request.app[SERVICES].adapters
     if adapters is None:
         raise HearthError("adapters are not available in this gateway", status=501)
     return adapters
@@ -172,9 +172,9 @@ async def add_adapter(request: web.Request) -> web.Response:
 
 
 async def list_adapters(request: web.Request) -> web.Response:
-    assembly = request.app[ASSEMBLY]
-    await assembly.refresh()
-    entries = assembly.adapters.entries.values() if assembly.adapters is not None else []
+    services = request.app[SERVICES]
+    await services.refresh()
+    entries = services.adapters.entries.values() if services.adapters is not None else []
     return json_response({"adapters": [_adapter_json(e) for e in entries]})
 
 

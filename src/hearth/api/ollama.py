@@ -17,8 +17,8 @@ from aiohttp import web
 
 from hearth import __version__
 from hearth.api.common import (
-    ASSEMBLY,
     GATEWAY,
+    SERVICES,
     as_hearth_error,
     guarded,
     json_response,
@@ -235,7 +235,7 @@ async def _ndjson(
 
 
 async def tags(request: web.Request) -> web.Response:
-    await request.app[ASSEMBLY].refresh()  # a model pulled from the command line or by another replica is listed
+    await request.app[SERVICES].refresh()  # a model pulled from the command line or by another replica is listed
     reg = request.app[GATEWAY].registry
     return json_response({"models": [tag(n, reg.info(n)) for n in visible(request, reg.names())]})
 

@@ -15,8 +15,8 @@ import orjson
 from aiohttp import web
 
 from hearth.api.common import (
-    ASSEMBLY,
     GATEWAY,
+    SERVICES,
     as_hearth_error,
     guarded,
     json_response,
@@ -281,7 +281,7 @@ def _model_entry(name: str, owned_by: str) -> dict[str, Any]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    await request.app[ASSEMBLY].refresh()
+    await request.app[SERVICES].refresh()
     reg = request.app[GATEWAY].registry
     data = []
     for name in visible(request, reg.names()):

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hearth.access import Ticket
 from hearth.access.prices import text_bytes
-from hearth.api.common import ASSEMBLY, MAX_BODY, guarded, json_response
+from hearth.api.common import MAX_BODY, SERVICES, guarded, json_response
 from hearth.api.gate import ACCESS, Route, add_routes, admit_kb, visible
 from hearth.api.openai import render_error
 from hearth.api.schemas import read_parsed
@@ -61,7 +61,7 @@ class SearchBody(_Body):
 
 
 def _service(request: web.Request) -> RagService:
-    return request.app[ASSEMBLY].rag.service()
+    return request.app[SERVICES].rag.service()
 
 
 async def _kb(request: web.Request) -> str:
