@@ -257,6 +257,8 @@ def test_what_it_will_not_send() -> None:
             await post(t, "http://127.0.0.1:9/v1", **{"X-Injected": "a\r\nHost: evil"})
         with pytest.raises(TransportError, match="http or https"):
             await post(t, "ftp://127.0.0.1/v1")
+        with pytest.raises(TransportError, match="cannot carry"):
+            await post(t, "http://127.0.0.1:9/v1", **{"X-Name": "模型"})
 
     asyncio.run(go())
 
@@ -285,5 +287,16 @@ def test_tls_is_verified_against_the_trust_store() -> None:
             assert await post(transport(tls=client_ctx), url) == (200, b"secure")
             with pytest.raises(ConnectFailed, match="certificate"):
                 await post(transport(), url)  # the system's store does not know this CA
+
+    asyncio.run(go())
+
+
+def test_a_chunk_longer_than_its_size_is_a_broken_answer_and_addresses_are_percent_encoded() -> None:
+    async def go() -> None:
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        async with serving(fixed(head + b"2\r\nabcd\r\n0\r\n\r\n")) as (url, server):
+            with pytest.raises(ConnectionBroken, match="did not end where its size said"):
+                await post(transport(), url + "/模型?q=a%20b")
+        assert server.requests[0].startswith(b"POST /v1/x/%E6%A8%A1%E5%9E%8B?q=a%20b HTTP/1.1\r\n")
 
     asyncio.run(go())

@@ -22,7 +22,7 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -32,6 +32,7 @@ from hearth.backends.transport import ConnectFailed, ConnectionBroken, Response,
 LINE_LIMIT = 1 << 20  # a response head, an SSE line or a chunk-size line longer than this is a broken answer
 KEEP_ALIVE = 30.0  # seconds an idle connection is kept: shorter than common upstream idle timeouts would waste it
 _NO_BODY = frozenset((204, 304))
+_URL_SAFE = "/?&=%:@!$'()*+,;~-._"
 _Key = tuple[str, str, int]
 _DEFAULT_HEADERS = (("user-agent", f"User-Agent: hearth/{__version__}\r\n".encode()), ("accept", b"Accept: */*\r\n"),
                     ("accept-encoding", b"Accept-Encoding: gzip, deflate\r\n"))
@@ -203,8 +204,8 @@ class Http1Reply:
             return b""
         conn = self._conn
         if self.chunked and self._left <= 0:
-            if self._left == 0:
-                await conn.exactly(2, self._timeout())  # the CRLF after the previous chunk's data
+            if self._left == 0 and await conn.exactly(2, self._timeout()) != b"\r\n":  # after a chunk's data
+                raise ConnectionBroken("a chunk did not end where its size said")
             size_line = await conn.until(b"\r\n", self._timeout())
             try:
                 self._left = int(size_line.split(b";", 1)[0].strip(), 16)
@@ -279,20 +280,23 @@ class Http1Transport:
         self.connect_timeout, self.read_timeout, self.total = connect, read, total
         self._tls = tls  # None: the system's trust store
         self._idle: dict[_Key, list[_Conn]] = {}
-        self._slots = asyncio.Semaphore(limit)  # open connections at most, like a browser's per-host cap
+        self._slots = asyncio.Semaphore(limit)  # exchanges in flight at most (so connections open at most)
         self._targets: dict[str, tuple[_Key, bytes]] = {}
 
     def _target(self, url: str) -> tuple[_Key, bytes]:
         """The pool key and the request line's target, parsed once per address (a provider has a handful)."""
         hit = self._targets.get(url)
         if hit is None:
+            if len(self._targets) >= 1024:  # addresses that vary per request must not grow this without bound
+                self._targets.clear()
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise TransportError(f"cannot send to {parts.scheme or 'a schemeless'} address; use http or https")
             port = parts.port or (443 if parts.scheme == "https" else 80)
             default = port == (443 if parts.scheme == "https" else 80)
             host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            # Non-ASCII in the address is sent percent-encoded; what is already encoded stays as it is.
+            target = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""), safe=_URL_SAFE)
             line = f" {target} HTTP/1.1\r\nHost: {host if default else f'{host}:{port}'}\r\n".encode("ascii")
             hit = self._targets[url] = ((parts.scheme, parts.hostname, port), line)
         return hit
@@ -325,7 +329,10 @@ class Http1Transport:
         for k, v in headers.items():
             if "\r" in v or "\n" in v or "\r" in k or "\n" in k:
                 raise TransportError(f"the header {k!r} holds a line break")  # never split a request in two
-            head.append(f"{k}: {v}\r\n".encode("latin-1"))
+            try:
+                head.append(f"{k}: {v}\r\n".encode("latin-1"))
+            except UnicodeEncodeError:
+                raise TransportError(f"the header {k!r} holds characters HTTP headers cannot carry") from None
         given = {k.lower() for k in headers}
         head.extend(v for k, v in _DEFAULT_HEADERS if k not in given)
         if body is not None:
