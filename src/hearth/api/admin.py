@@ -70,7 +70,8 @@ async def stats(request: web.Request) -> web.Response:
         ttft = [a + b for a, b in zip(ttft, series, strict=True)]
     engine: dict[str, dict[str, float]] = {}
     for (model, what), fn in m.engine.sources.items():
-        if what in ("queue_depth", "active_sequences", "parked_sequences", "max_sequences", "queue_limit"):
+        if what in ("queue_depth", "active_sequences", "parked_sequences", "max_sequences", "queue_limit",
+                    "decode_step_ms", "prefill_tokens_per_second", "voice_devices", "voice_devices_measured_width"):
             engine.setdefault(model, {})[what] = fn()
     circuits = {backend: fn() for (backend,), fn in m.circuit.sources.items()}
     cache = {result: n for (result,), n in m.cache.values.items()}

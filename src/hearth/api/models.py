@@ -111,8 +111,15 @@ async def ps(request: web.Request) -> web.Response:
             continue
         info = reg.info(loaded.name)
         expires = _FOREVER if loaded.expires_at is None else _iso(loaded.expires_at)
-        models.append({**tag(loaded.name, info), "size": loaded.size, "size_vram": 0, "expires_at": expires,
-                       "context_length": info.context_length, "state": loaded.state})
+        entry = {**tag(loaded.name, info), "size": loaded.size, "size_vram": 0, "expires_at": expires,
+                 "context_length": info.context_length, "state": loaded.state}
+        engine = reg.chat[loaded.name].local
+        if engine is not None:  # hearth's own: what this machine's engine holds (engine/costs.py)
+            figures = engine.stats()
+            entry["voice_devices"] = int(figures.get("voice_devices", 0))
+            entry["voice_devices_measured_width"] = int(figures.get("voice_devices_measured_width", 0))
+            entry["decode_step_ms"] = round(float(figures.get("decode_step_ms", 0.0)), 1)
+        models.append(entry)
     for name in reg.served_names():  # a model this machine cannot run is listed with the reason, never silently
         why = reg.unavailable(name)
         if why and visible(request, [name]) and name in reg.chat:

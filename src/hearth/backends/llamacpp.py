@@ -263,6 +263,11 @@ class LlamaCppBackend:
             "parked": s.parked, "queue_limit": e.max_queue, "max_sequences": e.max_sequences,
             "adapter_steps": s.adapter_steps, "adapter_switches": e.adapters.switches if e.adapters else 0,
             "loops_stopped": s.loops_stopped,
+            # This machine's own figures (engine/costs.py): what one decode step of one stream takes, prefill
+            # speed, and the paced voice streams the engine keeps ahead of their listeners (a lower bound
+            # until wider steps have run: `voice_devices_measured_width` says how wide the widest one was).
+            "decode_step_ms": (e.costs.step_seconds(1) or 0.0) * 1000, "prefill_tokens_per_second": e.costs.prefill_tps,
+            "voice_devices": e.costs.devices(), "voice_devices_measured_width": e.costs.widest_measured(),
         }
 
     def count_tokens(self, text: str) -> int:

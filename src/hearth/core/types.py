@@ -296,7 +296,8 @@ class LocalEngine(Protocol):
 ENGINE_STATS = (
     "queue_depth", "active_sequences", "parked_sequences", "prefix_hits", "prefix_misses", "reused_tokens",
     "prefilled_tokens", "generated_tokens", "evictions", "cached_prefix_tokens", "sat_out", "parked",
-    "queue_limit", "max_sequences", "adapter_steps", "adapter_switches", "loops_stopped",
+    "queue_limit", "max_sequences", "adapter_steps", "adapter_switches", "loops_stopped", "decode_step_ms",
+    "prefill_tokens_per_second", "voice_devices", "voice_devices_measured_width",
 )
 
 

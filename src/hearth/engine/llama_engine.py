@@ -25,6 +25,7 @@ from typing import Any
 from hearth.core.errors import HearthError, Overloaded
 from hearth.core.types import Finish, FinishReason, Sampling, TextDelta, Usage
 from hearth.engine.context import LlamaContext
+from hearth.engine.costs import StepCosts
 from hearth.engine.job import EngineStats, GenJob, stop_prefix_len
 from hearth.engine.sampler import make_sampler
 from hearth.engine.schedule import URGENT_LEAD, park_candidate, plan_step, resume_order
@@ -52,6 +53,7 @@ class LlamaEngine(LlamaContext):
         self.slots = SlotTable(min(MAX_SEQUENCES, max(n_slots, 2 * max_sequences + 1)))
         self.max_parked = len(self.slots.slots) - max_sequences - 1
         self.stats = EngineStats()
+        self.costs = StepCosts(max_sequences)
         self._inbox: deque[GenJob] = deque()
         self._active: list[GenJob] = []  # seated jobs holding a place: the scheduler picks among them
         self._parked: list[GenJob] = []  # seated jobs (KV and sampler kept) that gave their place away
@@ -325,6 +327,7 @@ class LlamaEngine(LlamaContext):
         if not n:
             return
         b.n_tokens = n
+        t0 = time.perf_counter()
         rc = L.llama_decode(self.ctx, b)
         if rc == 1:  # no room in the KV cache: drop the least recently used cached prefix, retry
             if self._evict_one():
@@ -346,6 +349,12 @@ class LlamaEngine(LlamaContext):
             if job.logprobs:
                 job.logprob = self._logprob(idx, tok)
             self._on_token(job, tok)
+        # What this step cost, for the figures the machine's capacity is read from (mixed steps say neither).
+        decoding = len(plan.decode)
+        if decoding == n:
+            self.costs.decoded(decoding, time.perf_counter() - t0)
+        elif not decoding:
+            self.costs.prefilled(n, time.perf_counter() - t0)
 
     def _group(self) -> list[GenJob]:
         """The sequences this step may run: all of them, or, when several adapters are in use (llama.cpp

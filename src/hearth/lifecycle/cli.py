@@ -201,9 +201,9 @@ def _ps(args: argparse.Namespace) -> int:
     except (urllib.error.URLError, OSError, ValueError) as e:
         print(f"hearth: cannot reach the gateway at {args.url}: {e}", file=sys.stderr)
         return 1
-    rows = [(m["name"], size(m["size"]), m.get("state", "loaded"), m["expires_at"] if m.get("size") else "-")
-            for m in models]
-    print(table(["NAME", "SIZE", "STATE", "UNTIL"], rows))
+    rows = [(m["name"], size(m["size"]), m.get("state", "loaded"), m["expires_at"] if m.get("size") else "-",
+             _voice(m)) for m in models]
+    print(table(["NAME", "SIZE", "STATE", "UNTIL", "VOICE DEVICES"], rows))
     for m in models:
         if m.get("reason"):
             print(f"{m['name']}: {m['reason']}")
@@ -241,3 +241,14 @@ class ProgressBar:
             self.out.write("\n")
             self.out.flush()
         self.status = ""
+
+
+def _voice(m: dict[str, object]) -> str:
+    """The paced voice streams the model's engine holds on this machine: "3" once steps as wide as the figure
+    have run, ">=2" while wider ones have not (a lower bound), "-" before any decode step or for remote models."""
+    width = int(str(m.get("voice_devices_measured_width") or 0))
+    if not width:
+        return "-"
+    held = int(str(m.get("voice_devices") or 0))
+    return f">={held}" if held == width else str(held)
+
