@@ -80,3 +80,15 @@ def test_a_running_engine_reports_its_own_figures(gateway: Server) -> None:
     assert smol["voice_devices"] >= 1, "a 135M model on any CPU keeps one listener fed"
     ps = next(m for m in _get(gateway.url + "/api/ps")["models"] if m["name"] == "smol")
     assert ps["voice_devices"] == smol["voice_devices"] and ps["decode_step_ms"] > 0
+
+
+def test_a_step_alone_pays_only_where_it_is_at_most_half_a_full_one() -> None:
+    c = StepCosts(8)
+    assert c.alone_pays(4), "until both widths ran, the first assumption holds"
+    c.decoded(1, 0.036)
+    c.decoded(4, 0.058)  # the 2-core Xeon VM: one costs 0.62 of four
+    assert not c.alone_pays(4)
+    other = StepCosts(8)
+    other.decoded(1, 0.017)
+    other.decoded(4, 0.051)  # the machine the scheduler was written on: a third
+    assert other.alone_pays(4)

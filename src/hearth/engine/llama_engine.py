@@ -28,7 +28,7 @@ from hearth.engine.context import LlamaContext
 from hearth.engine.costs import StepCosts
 from hearth.engine.job import EngineStats, GenJob, stop_prefix_len
 from hearth.engine.sampler import make_sampler
-from hearth.engine.schedule import URGENT_LEAD, park_candidate, plan_step, resume_order
+from hearth.engine.schedule import FILL_WIDTH, URGENT_LEAD, park_candidate, plan_step, resume_order
 from hearth.engine.slots import SlotTable
 
 log = logging.getLogger("hearth.engine")
@@ -305,7 +305,8 @@ class LlamaEngine(LlamaContext):
         outputs: list[tuple[GenJob, int]] = []  # (job, batch index of its logits)
         fed: list[tuple[GenJob, list[int]]] = []
         now = time.perf_counter()
-        plan = plan_step(self._group(), now, self.n_batch, self.prefill_chunk)
+        plan = plan_step(self._group(), now, self.n_batch, self.prefill_chunk,
+                         alone_pays=self.costs.alone_pays(FILL_WIDTH))
         self.stats.sat_out += plan.sat_out
         for job in plan.decode:  # decoding sequences first: one token each
             n = self._put(b, n, job.last_token, job.pos, job.slot.seq_id, True)

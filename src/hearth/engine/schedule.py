@@ -63,7 +63,11 @@ def due_at(j: Schedulable, now: float) -> float:
     return now + j.lead(now) if j.playing else j.t_arrive + FIRST_TARGET
 
 
-def plan_step(active: Sequence[J], now: float, n_batch: int, prefill_chunk: int) -> StepPlan[J]:
+def plan_step(active: Sequence[J], now: float, n_batch: int, prefill_chunk: int, *,
+              alone_pays: bool = True) -> StepPlan[J]:
+    """`alone_pays`: whether a step of one sequence is cheap enough, against a full step, that the most urgent
+    turn is served alone while streams with speech in hand sit out (the engine decides it from its measured step
+    costs, `StepCosts.alone_pays`); when it is not, every playing stream decodes beside the due ones."""
     plain = [j for j in active if not j.paced]
     playing = sorted((j for j in active if j.playing), key=lambda j: j.lead(now))
     needy = [j for j in active if j.paced and not j.playing] + [j for j in playing if j.lead(now) < URGENT_LEAD]
@@ -81,6 +85,9 @@ def plan_step(active: Sequence[J], now: float, n_batch: int, prefill_chunk: int)
             serve = needy[: FILL_WIDTH if len(needy) <= FILL_WIDTH + 1 else 2 * FILL_WIDTH]
         decode += [j for j in serve if not j.todo]
         prefill += [j for j in serve if j.todo]
+        if not alone_pays:  # on this machine a wider step costs little more: nobody with speech in hand sits out
+            chosen = set(map(id, decode))
+            decode += [j for j in playing if id(j) not in chosen]
     else:
         decode += playing  # nobody is due: everyone decodes, in the widest (most efficient) steps
     if len(decode) > 1:
