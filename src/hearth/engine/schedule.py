@@ -8,9 +8,11 @@ token-level preemptive scheduling for text streaming) but priced for a CPU:
 - Streams without a pace (plain chat) decode every step, as they always did: nothing changes for them.
 - Paced streams (voice) are served earliest-due first: a new turn's first segment is due `FIRST_TARGET`
   after it arrives, a playing stream's next segment when its listener runs out of speech (due only once
-  that is less than `URGENT_LEAD` away). The earliest due gets the step to itself (its prefill, or its
-  token), since one sequence in a step costs a third of four; others with speech in hand sit out. Nobody
-  due: every stream decodes, in the widest (most efficient) steps, building lead for the next arrival.
+  that is less than `URGENT_LEAD` away). Where a step of one sequence costs at most half a step of four (on
+  the CPU this was written on, a third; the engine measures its own, `engine/costs.py`), the earliest due gets
+  the step to itself (its prefill, or its token) and others with speech in hand sit out; where it costs more
+  (0.62 on a 2-core Xeon VM), they decode beside it. Nobody due: every stream decodes, in the widest (most
+  efficient) steps, building lead for the next arrival.
 - With every place taken, a paced stream far ahead (`PARK_LEAD`) is parked: it keeps its KV cells and
   sampler, and a new turn takes its place at once; it resumes when a place frees, or trades places back
   when it is about to run dry.
@@ -74,8 +76,8 @@ def plan_step(active: Sequence[J], now: float, n_batch: int, prefill_chunk: int,
     decode = [j for j in plain if not j.todo]
     prefill = sorted((j for j in plain if j.todo), key=lambda j: j.t_arrive)
     if needy:
-        # Earliest due first, alone: a step of one sequence costs a third of a step of four, so the most
-        # urgent segment is ready soonest and the next one is no later than it would be sharing. A turn long
+        # Earliest due first, alone where that pays (a step of one at most half a step of four here), so the
+        # most urgent segment is ready soonest and the next one is no later than it would be sharing. A turn long
         # past its due time (a first sentence without a mark) shares its steps instead of holding them, and
         # with more than two due, steps widen (4 sequences make 1.3x the tokens of one, 8 make 1.9x).
         needy.sort(key=lambda j: due_at(j, now))
