@@ -70,6 +70,7 @@ def _get(url: str) -> Any:
 
 @pytest.mark.model
 def test_a_running_engine_reports_its_own_figures(gateway: Server) -> None:
+    _chat(gateway.url, "Count from 1 to 30.")  # alone: steps of one stream (two together may finish together)
     threads = [threading.Thread(target=_chat, args=(gateway.url, f"Count from {i} to {i + 30}.")) for i in range(2)]
     for t in threads:
         t.start()

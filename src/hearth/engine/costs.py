@@ -26,6 +26,14 @@ class StepCosts:
         self.decode = [0.0] * (self.max_width + 1)  # seconds of a decode-only step, by width (0: never seen)
         self.prefill_tps = 0.0
 
+    def step(self, decoding: int, tokens: int, seconds: float) -> None:
+        """One engine step: `decoding` sequences got a token, `tokens` were fed in all. A step that mixed decoding
+        and prefill says neither's cost, and is not counted."""
+        if decoding == tokens:
+            self.decoded(decoding, seconds)
+        elif not decoding:
+            self.prefilled(tokens, seconds)
+
     def decoded(self, width: int, seconds: float) -> None:
         if 1 <= width <= self.max_width and seconds > 0:
             old = self.decode[width]

@@ -350,12 +350,7 @@ class LlamaEngine(LlamaContext):
             if job.logprobs:
                 job.logprob = self._logprob(idx, tok)
             self._on_token(job, tok)
-        # What this step cost, for the figures the machine's capacity is read from (mixed steps say neither).
-        decoding = len(plan.decode)
-        if decoding == n:
-            self.costs.decoded(decoding, time.perf_counter() - t0)
-        elif not decoding:
-            self.costs.prefilled(n, time.perf_counter() - t0)
+        self.costs.step(len(plan.decode), n, time.perf_counter() - t0)  # what this machine's steps cost
 
     def _group(self) -> list[GenJob]:
         """The sequences this step may run: all of them, or, when several adapters are in use (llama.cpp
