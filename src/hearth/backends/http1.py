@@ -162,8 +162,9 @@ class _Stale(Exception):
 
 
 class Http1Reply:
-    """One answer on one connection. The body is framed by Content-Length, by chunks, or by the end of the
-    connection; `done` says it was read to its end (the connection may then serve the next request)."""
+    """One answer on one connection, behind the `Response` protocol. The body is framed by Content-Length, by
+    chunks, or by the end of the connection; `done` says it was read to its end (the connection may then serve
+    the next request)."""
 
     def __init__(self, conn: _Conn, status: int, reason: str, headers: CIMultiDictProxy[str], deadline: float,
                  read_timeout: float, head_request: bool) -> None:
@@ -200,32 +201,41 @@ class Http1Reply:
 
     async def _next(self, most: int) -> bytes:
         """The next bytes of the body as they arrive (before decoding), b"" at its end."""
-        if self.done:
-            return b""
-        conn = self._conn
-        if self.chunked and self._left <= 0:
-            if self._left == 0 and await conn.exactly(2, self._timeout()) != b"\r\n":  # after a chunk's data
-                raise ConnectionBroken("a chunk did not end where its size said")
-            size_line = await conn.until(b"\r\n", self._timeout())
-            try:
-                self._left = int(size_line.split(b";", 1)[0].strip(), 16)
-            except ValueError:
-                raise ConnectionBroken(f"malformed chunk size {size_line[:40]!r}") from None
-            if self._left == 0:
-                while await conn.until(b"\r\n", self._timeout()) != b"\r\n":  # trailers end with a blank line
-                    pass
-                self.done = True
+        # The one place the connection's failures become transport errors: a body that breaks or stalls mid-way
+        # fails like a connection that never opened, in the provider's words.
+        try:
+            if self.done:
                 return b""
-        data = await conn.some(most if self._left < 0 else min(most, self._left), self._timeout())
-        if not data:
-            if self._left < 0:  # framed by the connection's end: this is it
-                self.done, self.keep_alive = True, False
-                return b""
-            raise ConnectionBroken(f"the connection closed with {self._left} bytes of the answer unread")
-        if self._left > 0:
-            self._left -= len(data)
-            self.done = self._left == 0 and not self.chunked  # chunked: the next call reads the CRLF and size
-        return data
+            conn = self._conn
+            if self.chunked and self._left <= 0:
+                if self._left == 0 and await conn.exactly(2, self._timeout()) != b"\r\n":  # after a chunk's data
+                    raise ConnectionBroken("a chunk did not end where its size said")
+                size_line = await conn.until(b"\r\n", self._timeout())
+                try:
+                    self._left = int(size_line.split(b";", 1)[0].strip(), 16)
+                except ValueError:
+                    raise ConnectionBroken(f"malformed chunk size {size_line[:40]!r}") from None
+                if self._left == 0:
+                    while await conn.until(b"\r\n", self._timeout()) != b"\r\n":  # trailers end with a blank line
+                        pass
+                    self.done = True
+                    return b""
+            data = await conn.some(most if self._left < 0 else min(most, self._left), self._timeout())
+            if not data:
+                if self._left < 0:  # framed by the connection's end: this is it
+                    self.done, self.keep_alive = True, False
+                    return b""
+                raise ConnectionBroken(f"the connection closed with {self._left} bytes of the answer unread")
+            if self._left > 0:
+                self._left -= len(data)
+                self.done = self._left == 0 and not self.chunked  # chunked: the next call reads the CRLF and size
+            return data
+        except TransportError:
+            raise
+        except Exception as e:
+            if (err := _typed(e)) is None:
+                raise
+            raise err from e
 
     def _decode(self, data: bytes) -> bytes:
         if self._unzip is None or not data:
@@ -413,7 +423,7 @@ class _Exchange:
         except BaseException:
             slots.release()
             raise
-        return _Checked(self.reply)
+        return self.reply
 
     async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
         reply = self.reply
@@ -424,61 +434,14 @@ class _Exchange:
         self.transport._slots.release()
 
 
-class _Checked:
-    """The reply behind the `Response` protocol, with the stream library's failures as transport errors, so a
-    body that breaks or stalls mid-way fails like a connection that never opened: in the provider's words."""
-
-    __slots__ = ("_reply",)
-
-    def __init__(self, reply: Http1Reply) -> None:
-        self._reply = reply
-
-    @property
-    def status(self) -> int:
-        return self._reply.status
-
-    @property
-    def reason(self) -> str | None:
-        return self._reply.reason
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return self._reply.headers
-
-    async def read(self, limit: int | None = None) -> bytes:
-        try:
-            return await self._reply.read(limit)
-        except Exception as e:
-            raise _typed(e) from e
-
-    async def lines(self) -> AsyncIterator[bytes]:
-        it = self._reply.lines().__aiter__()
-        while True:
-            try:
-                line = await it.__anext__()
-            except StopAsyncIteration:
-                return
-            except Exception as e:  # only the read is converted: what the consumer raises at the yield is its own
-                raise _typed(e) from e
-            yield line
-
-    async def drain(self) -> None:
-        try:
-            await self._reply.drain()
-        except Exception as e:
-            raise _typed(e) from e
-
-
-def _typed(e: Exception) -> Exception:
-    if isinstance(e, TransportError):
-        return e
+def _typed(e: Exception) -> TransportError | None:
     if isinstance(e, TimeoutError):
         return TransportTimeout(str(e) or "the answer stalled")
     if isinstance(e, Closed):
         return ConnectionBroken(f"{e} in the middle of the answer")
     if isinstance(e, OSError):
         return ConnectionBroken(str(e) or type(e).__name__)
-    return e
+    return None
 
 
 def _parse_head(raw: bytes) -> tuple[int, str, CIMultiDictProxy[str]]:
