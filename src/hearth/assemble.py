@@ -23,18 +23,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hearth import backends  # noqa: F401  (registers the built-in providers)
-from hearth.config import Config, EmbeddingModel, LocalModel, ModelConfig, RouterModel
+from hearth import (
+    backends,  # noqa: F401  (registers the built-in providers)
+    providers,
+)
+from hearth.config import Config, EmbeddingModel, LocalModel, ModelConfig
 from hearth.config.keep_alive import parse_keep_alive
 from hearth.convo.stage import Conversation
 from hearth.core.pipeline import Annotator, AnswerObserver
 from hearth.core.registry import ModelRegistry
-from hearth.core.types import ENGINE_STATS, Backend, Embedder
+from hearth.core.types import ENGINE_STATS, Backend
 from hearth.lifecycle.residency import Residency
 from hearth.metrics import GatewayMetrics
-from hearth.providers import PROVIDERS, Made, Services, register_provider  # noqa: F401  (register_provider: re-exported)
+from hearth.providers import Made, Services, register_provider  # noqa: F401  (Made, register_provider: re-exported)
 from hearth.rag.stage import RagStage
-from hearth.stages import Routers, Stage, stack, stages
+from hearth.stages import Stage, stack, stages
 
 log = logging.getLogger("hearth")
 FOLLOW_SECONDS = 5.0  # how often the model store is read for changes made elsewhere
@@ -183,20 +186,8 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
                           default_keep_alive=_seconds(cfg.local.keep_alive),
                           on_load=metrics.model_loaded)
     services = Services(residency)
-    chat: dict[str, Backend] = {}
-    embedders: dict[str, Embedder] = {}
-    aliases: dict[str, str] = {}
-    for name, m in cfg.models.items():
-        for a in m.aliases:
-            aliases[a] = name
-        if isinstance(m, RouterModel):
-            continue
-        made = Made(chat=leaves[name]) if leaves and name in leaves else PROVIDERS[m.kind](name, m, services)
-        if made.chat is not None:
-            chat[name] = made.chat
-        if made.embedder is not None:
-            embedders[name] = made.embedder
-    registry = ModelRegistry({}, embedders, aliases)
+    chat, embedders = providers.build(cfg.models, services, leaves)
+    registry = ModelRegistry({}, embedders, providers.aliases(cfg.models))
     multilingual = [n for n, m in cfg.models.items() if isinstance(m, EmbeddingModel) and m.is_multilingual()]
     convo = Conversation(cfg, registry, metrics, multilingual=multilingual)
     cache = None
@@ -204,10 +195,10 @@ def assemble(cfg: Config, metrics: GatewayMetrics | None = None, *,
         from hearth.cache.backend import ResponseCache
 
         cache = ResponseCache(cfg.cache, on_event=metrics.cache_event)
-    layers = stages(cfg, metrics, convo, cache)
+    breakers: dict[str, CircuitBreaker] = {}
+    layers = stages(cfg, metrics, convo, cache, breakers)
     served = stack(layers, chat, cfg.models)
     registry.chat.update({n: served[n] for n in cfg.models if n in served})  # the config's order, routers included
-    breakers = next((s.breakers for s in layers if isinstance(s, Routers)), {})
     # Before the stack, on each request: the latest turn is labelled (x-hearth-intent) for RAG's rewriting, the
     # cache's guards and the routers' rules; finished answers are sampled for the quality score.
     annotators: list[Annotator] = [convo.annotate] if cfg.conversation.labels_turns(cfg) else []

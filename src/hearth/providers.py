@@ -9,11 +9,11 @@ backends and the assembly, so a provider imports it without importing the gatewa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hearth.config import RemoteModel
+from hearth.config import ModelConfig, RemoteModel, RouterModel
 from hearth.config.plugins import register_kind
 from hearth.core.types import Backend, Embedder
 
@@ -54,3 +54,27 @@ def register_provider(kind: str, factory: ProviderFactory, *, config: type[Remot
     PROVIDERS[kind] = factory
     if config is not None:
         register_kind(kind, config)
+
+
+def build(models: Mapping[str, ModelConfig], services: Services, given: Mapping[str, Backend] | None = None
+          ) -> tuple[dict[str, Backend], dict[str, Embedder]]:
+    """The leaves of `models` by their kinds' factories: the models that chat, and those that embed (a remote
+    provider does both over one connection pool). Routers are built over leaves, not here; `given` replaces the
+    provider of the models it names (test doubles such as `hearth.testing.ScriptedBackend`)."""
+    chat: dict[str, Backend] = {}
+    embedders: dict[str, Embedder] = {}
+    for name, m in models.items():
+        if isinstance(m, RouterModel):
+            continue
+        made = Made(chat=given[name]) if given and name in given else PROVIDERS[m.kind](name, m, services)
+        if made.chat is not None:
+            chat[name] = made.chat
+        if made.embedder is not None:
+            embedders[name] = made.embedder
+    return chat, embedders
+
+
+def aliases(models: Mapping[str, ModelConfig]) -> dict[str, str]:
+    """Each alias -> the name of the model it stands for."""
+    return {a: name for name, m in models.items() for a in m.aliases}
+

@@ -16,7 +16,7 @@ member is constrained on its own, so a fallback from a local model to a remote o
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from hearth.config import Config, EmbeddingModel, ModelConfig, RouterModel
@@ -90,7 +90,7 @@ class Routers:
     cfg: Config
     metrics: GatewayMetrics
     convo: Conversation
-    breakers: dict[str, CircuitBreaker] = field(default_factory=dict)  # filled per member, shared with replicas
+    breakers: dict[str, CircuitBreaker]  # one per member, made by the routers; replicas share their states
     name: str = "router"
 
     def wrap(self, name: str, backend: Backend, model: ModelConfig) -> Backend:
@@ -120,13 +120,14 @@ class Structured(_Wrapper):
         return ConstrainedBackend(backend)
 
 
-def stages(cfg: Config, metrics: GatewayMetrics, convo: Conversation, cache: ResponseCache | None) -> list[Stage]:
+def stages(cfg: Config, metrics: GatewayMetrics, convo: Conversation, cache: ResponseCache | None,
+           breakers: dict[str, CircuitBreaker]) -> list[Stage]:
     """The stack, outermost first (a stage the config turns off is left out). Adding a stage is its class and
     its line here; `tests/test_stages.py` pins the order."""
     out: list[Stage] = [Speech(metrics)]
     if cache is not None:
         out.append(Cache(cache))
-    out += [Routers(cfg, metrics, convo), Structured()]
+    out += [Routers(cfg, metrics, convo, breakers), Structured()]
     return out
 
 

@@ -82,15 +82,11 @@ def _embedders(cfg: Config) -> ModelRegistry:
     """Only what the knowledge bases need: the configured models that embed (local embedding models and remote
     providers), never the chat engine, the caches or the routers of a whole gateway."""
     from hearth import backends  # noqa: F401  (registers the built-in providers)
-    from hearth.providers import PROVIDERS, Services
+    from hearth.providers import Services, aliases, build
 
-    services = Services()
-    embedders = {}
-    for name, m in cfg.models.items():
-        if isinstance(m, EmbeddingModel | RemoteModel) and (made := PROVIDERS[m.kind](name, m, services)).embedder:
-            embedders[name] = made.embedder
-    aliases = {a: n for n, m in cfg.models.items() for a in m.aliases}
-    return ModelRegistry({}, embedders, aliases)
+    _, embedders = build({n: m for n, m in cfg.models.items() if isinstance(m, EmbeddingModel | RemoteModel)},
+                         Services())
+    return ModelRegistry({}, embedders, aliases(cfg.models))
 
 
 class _Progress:
